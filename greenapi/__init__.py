@@ -1,0 +1,46 @@
+"""A plain GREEN-API client library: credentials, settings, typed answers, errors. No Prefect here."""
+
+from greenapi.client import GreenAPIClient
+from greenapi.credentials import DEFAULT_API_URL, InstanceCredentials
+from greenapi.errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    GreenAPIError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+)
+from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.settings import ConfigurationError, GreenAPISettings, get_settings
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClearOutcome",
+    "ConfigurationError",
+    "DEFAULT_API_URL",
+    "GreenAPIClient",
+    "GreenAPIError",
+    "GreenAPISettings",
+    "InstanceCredentials",
+    "InstanceSettings",
+    "InternalServerError",
+    "Notification",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QueueCount",
+    "QuotaExceededError",
+    "RateLimitError",
+    "StateInstance",
+    "get_settings",
+]

@@ -1,0 +1,216 @@
+"""An async GREEN-API client for the queue methods. Knows nothing of Prefect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Callable, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from greenapi.credentials import InstanceCredentials
+from greenapi.errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    GreenAPIError,
+    status_error,
+)
+from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.redaction import install_log_redaction, redact_url_text
+from greenapi.retry import RETRYABLE_STATUSES, RetryPolicy
+from greenapi.settings import GreenAPISettings
+
+logger = logging.getLogger("greenapi.client")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_MAX_DETAIL_CHARS = 120
+
+
+class GreenAPIClient:
+    """One instance's methods. Use ``async with GreenAPIClient(credentials, settings) as client``.
+
+    Retries 429, 502, 503, 504, connection errors and timeouts with capped, jittered backoff
+    (honouring Retry-After); never retries 400/401/403/404/466. Raises only GreenAPIError subclasses.
+    """
+
+    def __init__(
+        self,
+        credentials: InstanceCredentials,
+        settings: GreenAPISettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        settings = settings or GreenAPISettings()
+        install_log_redaction()
+        self._credentials = credentials
+        self._settings = settings
+        self._retry = RetryPolicy(
+            max_retries=settings.max_retries,
+            initial_seconds=settings.retry_backoff_initial_seconds,
+            max_seconds=settings.retry_backoff_max_seconds,
+            jitter_ratio=settings.retry_jitter_ratio,
+        )
+        self._timeout = httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
+        self.calls_made = 0
+
+    @property
+    def id_instance(self) -> int:
+        return self._credentials.id_instance
+
+    def __repr__(self) -> str:
+        return f"GreenAPIClient(id_instance={self.id_instance}, api_url={self._credentials.api_url!r})"
+
+    async def __aenter__(self) -> "GreenAPIClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the methods -------------------------------------------------------------------------
+
+    async def get_state_instance(self) -> StateInstance:
+        return await self._call("GET", "getStateInstance", StateInstance)
+
+    async def get_settings(self) -> InstanceSettings:
+        return await self._call("GET", "getSettings", InstanceSettings)
+
+    async def get_webhooks_count(self) -> QueueCount:
+        return await self._call("GET", "getWebhooksCount", QueueCount)
+
+    async def clear_webhooks_queue(self) -> ClearOutcome:
+        return await self._call("DELETE", "clearWebhooksQueue", ClearOutcome)
+
+    async def get_messages_count(self) -> QueueCount:
+        return await self._call("GET", "getMessagesCount", QueueCount)
+
+    async def clear_messages_queue(self) -> ClearOutcome:
+        return await self._call("GET", "clearMessagesQueue", ClearOutcome)
+
+    async def receive_notification(self, receive_timeout: int | None = None) -> Notification | None:
+        """Peek at the oldest queued notification; ``None`` when nothing is queued."""
+        seconds = receive_timeout or self._settings.receive_timeout_seconds
+        return await self._call(
+            "GET",
+            "receiveNotification",
+            Notification,
+            params={"receiveTimeout": seconds},
+            nullable=True,
+            timeout=self._timeout_with_extra_read(seconds),
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _timeout_with_extra_read(self, seconds: float) -> httpx.Timeout:
+        return httpx.Timeout(
+            self._settings.read_timeout_seconds + seconds, connect=self._settings.connect_timeout_seconds
+        )
+
+    def _url(self, method: str) -> str:
+        # The only place the token is unwrapped: it goes straight into the request URL.
+        token = self._credentials.api_token_instance.get_secret_value()
+        return f"{self._credentials.api_url}/waInstance{self.id_instance}/{method}/{token}"
+
+    async def _call(
+        self,
+        verb: str,
+        method: str,
+        model: type[Model],
+        *,
+        params: dict[str, Any] | None = None,
+        nullable: bool = False,
+        timeout: httpx.Timeout | None = None,
+    ) -> Model | None:
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome, retry_after = await self._attempt(verb, method, params, timeout)
+            if isinstance(outcome, httpx.Response):
+                return self._parse(method, outcome, model, nullable)
+            error = outcome
+            retryable = isinstance(error, APIConnectionError) or getattr(error, "status_code", None) in RETRYABLE_STATUSES
+            if not retryable or attempt > self._retry.max_retries:
+                if retryable and self._retry.max_retries:
+                    error.message = f"{error.message}; gave up after {attempt} attempts"
+                    error.args = (error.message,)
+                raise error
+            delay = self._retry.delay(attempt, retry_after)
+            logger.warning("%s; retry %d of %d in %.2f s", error.message, attempt, self._retry.max_retries, delay)
+            await self._sleep(delay)
+
+    async def _attempt(
+        self, verb: str, method: str, params: dict[str, Any] | None, timeout: httpx.Timeout | None
+    ) -> tuple[httpx.Response | GreenAPIError, str | None]:
+        """One HTTP exchange. Returns the 2xx response, or the error to raise or retry.
+
+        httpx exceptions are turned into our own here and never chained: their text holds the URL.
+        """
+        self.calls_made += 1
+        failure: GreenAPIError | None = None
+        try:
+            response = await self._http.request(
+                verb, self._url(method), params=params, timeout=timeout or self._timeout
+            )
+        except httpx.TimeoutException as exc:
+            failure = APITimeoutError(
+                f"{method} on instance {self.id_instance} failed: timed out ({type(exc).__name__})",
+                method=method, id_instance=self.id_instance,
+            )
+        except httpx.TransportError as exc:
+            failure = APIConnectionError(
+                f"{method} on instance {self.id_instance} failed: connection error ({type(exc).__name__})",
+                method=method, id_instance=self.id_instance,
+            )
+        if failure is not None:
+            return failure, None
+        if response.is_success:
+            return response, None
+        return (
+            status_error(response.status_code, method=method, id_instance=self.id_instance, detail=_error_detail(response)),
+            response.headers.get("Retry-After"),
+        )
+
+    def _parse(self, method: str, response: httpx.Response, model: type[Model], nullable: bool) -> Model | None:
+        problem: str | None = None
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data, problem = None, f"body is not JSON (content-type {response.headers.get('content-type', 'none')!r})"
+        if problem is None:
+            if data is None:
+                if nullable:
+                    return None
+                problem = "body is null"
+            else:
+                try:
+                    return model.model_validate(data)
+                except ValidationError as exc:
+                    problem = "unexpected body: " + "; ".join(
+                        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
+                    )
+        raise APIResponseValidationError(
+            f"{method} on instance {self.id_instance}: {problem}", method=method, id_instance=self.id_instance
+        )
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """A short, token-free hint from an error body: JSON message fields only, never raw HTML."""
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return ""
+    if isinstance(data, dict):
+        for key in ("message", "error", "reason", "invokeStatus"):
+            value = data.get(key)
+            if isinstance(value, (str, int)) and str(value):
+                return redact_url_text(str(value))[:_MAX_DETAIL_CHARS]
+    return ""

@@ -1,0 +1,102 @@
+"""The error tree of the GREEN-API client.
+
+Every message names the API method and the instance id. None carries the token, the
+request URL or the underlying httpx exception (whose text holds the URL, and so the token).
+"""
+
+from __future__ import annotations
+
+
+class GreenAPIError(Exception):
+    """Root of every error the client raises."""
+
+    def __init__(self, message: str, *, method: str, id_instance: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.id_instance = id_instance
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # keep the keyword-only fields when pickled (Prefect may persist it)
+        return (_rebuild_error, (type(self), self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[GreenAPIError], state: dict) -> GreenAPIError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class APIConnectionError(GreenAPIError):
+    """The request never got an HTTP answer (DNS, refused, reset, TLS)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the configured timeout."""
+
+
+class APIResponseValidationError(GreenAPIError):
+    """HTTP 2xx, but the body is not JSON or not the shape the method promises."""
+
+
+class APIStatusError(GreenAPIError):
+    """GREEN-API answered with a non-2xx status."""
+
+    def __init__(self, message: str, *, method: str, id_instance: int, status_code: int) -> None:
+        super().__init__(message, method=method, id_instance=id_instance)
+        self.status_code = status_code
+
+
+class BadRequestError(APIStatusError):
+    """400: bad request, or the instance is starting, not authorized, expired or deleted."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the apiTokenInstance is wrong."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the idInstance or the apiUrl is wrong."""
+
+
+class NotFoundError(APIStatusError):
+    """404: wrong HTTP verb or method name (a client bug, never retried)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the per-instance rate limit was hit (retried with backoff)."""
+
+
+class QuotaExceededError(APIStatusError):
+    """466: the monthly quota of the account is used up."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx from GREEN-API or a gateway in front of it."""
+
+
+_STATUS_ERRORS: dict[int, tuple[type[APIStatusError], str]] = {
+    400: (BadRequestError, "bad request, or the instance is starting, not authorized or expired"),
+    401: (AuthenticationError, "unauthorized: check apiTokenInstance"),
+    403: (PermissionDeniedError, "forbidden: check idInstance and apiUrl"),
+    404: (NotFoundError, "not found: wrong HTTP verb or method for this endpoint"),
+    429: (RateLimitError, "too many requests"),
+    466: (QuotaExceededError, "monthly quota exceeded"),
+}
+
+
+def status_error(status_code: int, *, method: str, id_instance: int, detail: str = "") -> APIStatusError:
+    """Map an HTTP status to its error type: the one place where that mapping lives."""
+    if status_code in _STATUS_ERRORS:
+        cls, meaning = _STATUS_ERRORS[status_code]
+    elif status_code >= 500:
+        cls, meaning = InternalServerError, "server error"
+    else:
+        cls, meaning = APIStatusError, "unexpected status"
+    message = f"{method} on instance {id_instance} failed: HTTP {status_code} {meaning}"
+    if detail:
+        message = f"{message} ({detail})"
+    return cls(message, method=method, id_instance=id_instance, status_code=status_code)

@@ -1,0 +1,40 @@
+"""A local HTTP server that behaves like GREEN-API for the queue methods.
+
+Standalone: ``python -m emulator --port 8080 --seed seed.json``.
+In tests: ``with EmulatorServer(EmulatorConfig(clear_window_seconds=2)) as srv: ...``.
+"""
+
+from .app import build_app
+from .clock import Clock
+from .config import (
+    METHOD_VERBS,
+    EmulatorConfig,
+    FaultRule,
+    InstancePatch,
+    InstanceSeed,
+    RefuseClears,
+    SeedFile,
+    load_seed_file,
+)
+from .control import EmulatorControl, EmulatorControlError
+from .server import EmulatorServer, main
+from .state import ControlError, EmulatorState
+
+__all__ = [
+    "METHOD_VERBS",
+    "Clock",
+    "ControlError",
+    "EmulatorConfig",
+    "EmulatorControl",
+    "EmulatorControlError",
+    "EmulatorServer",
+    "EmulatorState",
+    "FaultRule",
+    "InstancePatch",
+    "InstanceSeed",
+    "RefuseClears",
+    "SeedFile",
+    "build_app",
+    "load_seed_file",
+    "main",
+]

@@ -1,0 +1,166 @@
+"""Run the emulator: in a background thread (tests, demo, benchmarks) or in the foreground
+(``python -m emulator``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import Any, Sequence
+
+import uvicorn
+
+from .app import build_app
+from .config import EmulatorConfig, InstanceSeed, load_seed_file
+from .state import EmulatorState
+
+
+class EmulatorServer:
+    """uvicorn serving the emulator in a daemon thread.
+
+    ``EmulatorServer(state_or_config=None, host="127.0.0.1", port=0)``; ``start()`` returns once
+    the socket is listening; ``url`` then holds the real address (port 0 picks a free port).
+    Usable as a context manager.
+    """
+
+    def __init__(
+        self,
+        state_or_config: EmulatorState | EmulatorConfig | dict | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        start_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(state_or_config, EmulatorState):
+            self.state = state_or_config
+        else:
+            self.state = EmulatorState(state_or_config)
+        self.host = host
+        self.port = port
+        self.start_timeout = start_timeout
+        self.app = build_app(self.state)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._bound_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        if self._bound_port is None:
+            raise RuntimeError("the emulator server is not running; call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._bound_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "EmulatorServer":
+        if self.running:
+            return self
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            access_log=False,  # the access log would print URLs, and URLs carry the token
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="greenapi-emulator", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"emulator failed to start on {self.host}:{self.port}")
+            if time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError("emulator did not start listening in time")
+            time.sleep(0.01)
+        sockets = [sock for srv in (server.servers or []) for sock in srv.sockets]
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = self._thread = None
+        self._bound_port = None
+
+    def __enter__(self) -> "EmulatorServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m emulator", description="Local GREEN-API emulator.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument("--seed", help='JSON seed file: {"config": {...}, "instances": [...]}')
+    p.add_argument("--clear-window", type=float, help="seconds between allowed clearWebhooksQueue calls")
+    p.add_argument("--count-refresh", type=float, help="seconds between getWebhooksCount snapshots")
+    p.add_argument("--max-receive-wait", type=float, help="cap on the receiveNotification long-poll")
+    return p
+
+
+def build_state_from_args(args: argparse.Namespace) -> tuple[EmulatorState, list[InstanceSeed]]:
+    config = EmulatorConfig()
+    seeds: list[InstanceSeed] = []
+    if args.seed:
+        seed_file = load_seed_file(args.seed)
+        config, seeds = seed_file.config, seed_file.instances
+    overrides: dict[str, Any] = {}
+    if args.clear_window is not None:
+        overrides["clear_window_seconds"] = args.clear_window
+    if args.count_refresh is not None:
+        overrides["count_refresh_seconds"] = args.count_refresh
+    if args.max_receive_wait is not None:
+        overrides["max_receive_wait_seconds"] = args.max_receive_wait
+    if overrides:
+        config = EmulatorConfig.model_validate({**config.model_dump(), **overrides})
+    state = EmulatorState(config)
+    state.add_instances(seeds)
+    return state, seeds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator in the foreground until Ctrl-C / SIGTERM. Prints its URL, never tokens."""
+    args = _parser().parse_args(argv)
+    try:
+        state, seeds = build_state_from_args(args)
+    except Exception as exc:  # bad seed file or flags: say what, without a traceback
+        print(f"emulator: cannot start: {exc}", file=sys.stderr)
+        return 2
+    server = EmulatorServer(state, host=args.host, port=args.port)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 1
+    print(f"emulator listening on {server.url}", flush=True)
+    ids = ", ".join(str(s.id_instance) for s in seeds) or "none"
+    print(f"emulator seeded instances: {ids}", flush=True)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stop.is_set() and server.running:
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print("emulator stopped", flush=True)
+    return 0

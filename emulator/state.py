@@ -1,0 +1,587 @@
+"""GREEN-API's rules, without HTTP: instances, queues, the clear window, the count snapshot,
+arrivals, injected faults, the call log and the violations list.
+
+All public methods take one lock, so the server thread and test code can share one state.
+Tokens are kept only in ``_Instance.token`` and are never returned, logged or summarised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .clock import Clock
+from .config import (
+    METHOD_VERBS,
+    EmulatorConfig,
+    FaultRule,
+    InstancePatch,
+    InstanceSeed,
+    RefuseClears,
+)
+
+_PATH_RE = re.compile(r"^/waInstance(?P<id>[^/]*)/(?P<method>[^/]+)(?:/(?P<rest>.*))?$")
+_SAFE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+CALL_LOG_LIMIT = 10_000
+VIOLATION_LIMIT = 10_000
+
+
+class ControlError(Exception):
+    """Bad control-API input: carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Outcome:
+    """What the HTTP layer should answer to one GREEN-API request."""
+
+    status: int = 200
+    payload: Any = None  # a JSON value, used when ``text`` is None
+    text: str | None = None  # a raw body (non-JSON answers)
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None
+    # Set by dispatch() for the app to act on:
+    instance: int | None = None
+    method: str | None = None
+    token_ok: bool | None = None
+    delay_seconds: float = 0.0  # sleep, then ask answer() for the normal reply
+    disconnect: bool = False  # drop the connection without a response
+    poll_until: float | None = None  # receiveNotification long-poll deadline (clock time)
+    query: dict[str, str] = field(default_factory=dict)
+    extra: str | None = None
+
+
+@dataclass
+class _PendingFault:
+    rule: FaultRule
+    left: int | None  # None = forever
+
+
+@dataclass
+class _Instance:
+    id: int
+    token: str
+    state: str
+    wid: str
+    webhook_url: str
+    queue: "OrderedDict[int, int]" = field(default_factory=OrderedDict)  # receiptId -> unix ts
+    next_receipt: int = 1
+    outgoing: int = 0
+    last_clear: float | None = None
+    clears_done: int = 0
+    snapshot_value: int | None = None
+    snapshot_at: float | None = None
+    arrival_rate: float = 0.0
+    arrival_anchor: float = 0.0
+    arrival_fraction: float = 0.0
+    cyrillic_count: bool = False
+    refuse: RefuseClears | None = None
+    faults: list[_PendingFault] = field(default_factory=list)
+    rate_hits: dict[str, deque] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"_Instance(id={self.id}, state={self.state!r}, queue={len(self.queue)})"
+
+
+def summarise(payload: Any) -> Any:
+    """A short, token-free summary of a JSON answer for the call log."""
+    if payload is None:
+        return None
+    if isinstance(payload, dict):
+        out: dict[str, Any] = {}
+        for key, value in payload.items():
+            if isinstance(value, str):
+                out[key] = value if len(value) <= 120 else value[:117] + "..."
+            elif value is None or isinstance(value, (bool, int, float)):
+                out[key] = value
+        return out
+    if isinstance(payload, list):
+        return {"list_length": len(payload)}
+    if isinstance(payload, str):
+        return {"value": payload[:120]}
+    return {"value": payload}
+
+
+class EmulatorState:
+    """The emulator's whole world. Thread-safe; driven by ``clock``."""
+
+    def __init__(self, config: EmulatorConfig | dict | None = None, clock: Clock | None = None) -> None:
+        self._lock = threading.RLock()
+        self.clock = clock or Clock()
+        self._config = self._coerce_config(config)
+        self._instances: dict[int, _Instance] = {}
+        self._calls: list[dict[str, Any]] = []
+        self._violations: list[dict[str, Any]] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------ config / reset
+
+    @staticmethod
+    def _coerce_config(config: EmulatorConfig | dict | None) -> EmulatorConfig:
+        if config is None:
+            return EmulatorConfig()
+        if isinstance(config, EmulatorConfig):
+            return config.model_copy(deep=True)
+        return EmulatorConfig.model_validate(config)
+
+    @property
+    def config(self) -> EmulatorConfig:
+        with self._lock:
+            return self._config.model_copy(deep=True)
+
+    def set_config(self, config: EmulatorConfig | dict) -> EmulatorConfig:
+        """Replace the config. A dict is merged over the current values."""
+        with self._lock:
+            if isinstance(config, dict):
+                merged = {**self._config.model_dump(), **config}
+                self._config = EmulatorConfig.model_validate(merged)
+            else:
+                self._config = self._coerce_config(config)
+            return self._config.model_copy(deep=True)
+
+    def reset(self, config: EmulatorConfig | dict | None = None) -> None:
+        """Forget instances, calls and violations; optionally install a new config.
+        The clock offset is kept (the clock never goes backwards)."""
+        with self._lock:
+            self._config = self._coerce_config(config)
+            self._instances.clear()
+            self._calls.clear()
+            self._violations.clear()
+            self._seq = 0
+
+    def advance_clock(self, seconds: float) -> float:
+        with self._lock:
+            return self.clock.advance(seconds)
+
+    # ------------------------------------------------------------ instances
+
+    def add_instances(self, seeds: Iterable[InstanceSeed | dict]) -> list[dict[str, Any]]:
+        """Create instances (all or none). Duplicate ids -> ControlError 409."""
+        parsed = [s if isinstance(s, InstanceSeed) else InstanceSeed.model_validate(s) for s in seeds]
+        with self._lock:
+            ids = [s.id_instance for s in parsed]
+            dupes = sorted({i for i in ids if ids.count(i) > 1 or i in self._instances})
+            if dupes:
+                raise ControlError(409, f"instance(s) already exist: {dupes}")
+            now = self.clock.now()
+            for seed in parsed:
+                inst = _Instance(
+                    id=seed.id_instance,
+                    token=seed.api_token,
+                    state=seed.state,
+                    wid=seed.wid,
+                    webhook_url=seed.webhook_url,
+                    outgoing=seed.outgoing_messages,
+                    cyrillic_count=seed.cyrillic_count,
+                    refuse=seed.refuse_clears.model_copy() if seed.refuse_clears else None,
+                    arrival_rate=seed.arrival_rate_per_second,
+                    arrival_anchor=now,
+                )
+                if seed.cleared_seconds_ago is not None:
+                    inst.last_clear = now - seed.cleared_seconds_ago
+                self._enqueue(inst, seed.notifications)
+                if seed.count_snapshot is not None:
+                    inst.snapshot_value = seed.count_snapshot
+                    inst.snapshot_at = now
+                self._instances[inst.id] = inst
+            return [self._view(self._instances[i], now) for i in ids]
+
+    def add_instance(self, seed: InstanceSeed | dict | None = None, **fields: Any) -> dict[str, Any]:
+        if seed is None:
+            seed = fields
+        return self.add_instances([seed])[0]
+
+    def _get(self, id_instance: int) -> _Instance:
+        inst = self._instances.get(id_instance)
+        if inst is None:
+            raise ControlError(404, f"no instance {id_instance}")
+        return inst
+
+    def instance(self, id_instance: int) -> dict[str, Any]:
+        with self._lock:
+            inst = self._get(id_instance)
+            now = self.clock.now()
+            self._materialise(inst, now)
+            return self._view(inst, now)
+
+    def instances(self) -> list[dict[str, Any]]:
+        with self._lock:
+            now = self.clock.now()
+            out = []
+            for inst in self._instances.values():
+                self._materialise(inst, now)
+                out.append(self._view(inst, now))
+            return out
+
+    def patch_instance(self, id_instance: int, patch: InstancePatch | dict) -> dict[str, Any]:
+        if not isinstance(patch, InstancePatch):
+            patch = InstancePatch.model_validate(patch)
+        with self._lock:
+            inst = self._get(id_instance)
+            now = self.clock.now()
+            self._materialise(inst, now)
+            given = patch.model_fields_set
+            if patch.state is not None:
+                inst.state = patch.state
+            if patch.wid is not None:
+                inst.wid = patch.wid
+            if patch.webhook_url is not None:
+                inst.webhook_url = patch.webhook_url
+            if patch.arrival_rate_per_second is not None:
+                inst.arrival_rate = patch.arrival_rate_per_second
+                inst.arrival_anchor = now
+            if patch.cyrillic_count is not None:
+                inst.cyrillic_count = patch.cyrillic_count
+            if "refuse_clears" in given:
+                inst.refuse = patch.refuse_clears.model_copy() if patch.refuse_clears else None
+            self._enqueue(inst, patch.add_notifications)
+            inst.outgoing += patch.add_outgoing
+            return self._view(inst, now)
+
+    def add_faults(self, id_instance: int, rules: Iterable[FaultRule | dict]) -> dict[str, Any]:
+        parsed = [r if isinstance(r, FaultRule) else FaultRule.model_validate(r) for r in rules]
+        with self._lock:
+            inst = self._get(id_instance)
+            inst.faults.extend(_PendingFault(rule=r, left=r.times) for r in parsed)
+            return self._view(inst, self.clock.now())
+
+    def clear_faults(self, id_instance: int) -> dict[str, Any]:
+        with self._lock:
+            inst = self._get(id_instance)
+            inst.faults.clear()
+            return self._view(inst, self.clock.now())
+
+    def _view(self, inst: _Instance, now: float) -> dict[str, Any]:
+        window_left = 0.0
+        if inst.last_clear is not None:
+            window_left = max(0.0, self._config.clear_window_seconds - (now - inst.last_clear))
+        return {
+            "id_instance": inst.id,
+            "state": inst.state,
+            "wid": inst.wid,
+            "webhook_url": inst.webhook_url,
+            "queue_length": len(inst.queue),
+            "count_snapshot": inst.snapshot_value,
+            "snapshot_age_seconds": None if inst.snapshot_at is None else now - inst.snapshot_at,
+            "outgoing_messages": inst.outgoing,
+            "window_left_seconds": window_left,
+            "clears_done": inst.clears_done,
+            "faults_pending": [
+                {"method": f.rule.method, "fault": f.rule.fault.model_dump(), "times": f.left}
+                for f in inst.faults
+            ],
+            "arrival_rate_per_second": inst.arrival_rate,
+            "cyrillic_count": inst.cyrillic_count,
+            "refuse_clears": inst.refuse.model_dump() if inst.refuse else None,
+        }
+
+    # ------------------------------------------------------------ queue internals
+
+    def _enqueue(self, inst: _Instance, n: int) -> None:
+        ts = int(self.clock.wall())
+        for _ in range(n):
+            inst.queue[inst.next_receipt] = ts
+            inst.next_receipt += 1
+
+    def _materialise(self, inst: _Instance, now: float) -> None:
+        """Let notifications that 'arrived' since the last look appear in the queue."""
+        if inst.arrival_rate > 0 and now > inst.arrival_anchor:
+            inst.arrival_fraction += (now - inst.arrival_anchor) * inst.arrival_rate
+            whole = int(inst.arrival_fraction)
+            inst.arrival_fraction -= whole
+            self._enqueue(inst, whole)
+        inst.arrival_anchor = max(inst.arrival_anchor, now)
+
+    def _notification(self, inst: _Instance, receipt: int, ts: int) -> dict[str, Any]:
+        id_message = hashlib.sha1(f"{inst.id}:{receipt}".encode()).hexdigest()[:20].upper()
+        sender = "79995550000@c.us"
+        return {
+            "receiptId": receipt,
+            "body": {
+                "typeWebhook": "incomingMessageReceived",
+                "instanceData": {"idInstance": inst.id, "wid": inst.wid, "typeInstance": "whatsapp"},
+                "timestamp": ts,
+                "idMessage": id_message,
+                "senderData": {
+                    "chatId": sender,
+                    "chatName": "Stale Sender",
+                    "sender": sender,
+                    "senderName": "Stale Sender",
+                },
+                "messageData": {
+                    "typeMessage": "textMessage",
+                    "textMessageData": {"textMessage": f"stale #{receipt}"},
+                },
+            },
+        }
+
+    # ------------------------------------------------------------ GREEN-API dispatch
+
+    def dispatch(self, verb: str, path: str, query: dict[str, str] | None = None) -> Outcome:
+        """Route, authenticate and answer one GREEN-API request.
+
+        Order: bad URL / unknown method -> 404; wrong verb -> 404 (+violation);
+        unknown idInstance -> 403; wrong token -> 401; then faults; then the method's rules.
+        The returned Outcome may ask the caller to sleep (delay), drop the connection
+        (disconnect) or long-poll (poll_until).
+        """
+        query = dict(query or {})
+        with self._lock:
+            m = _PATH_RE.match(path)
+            if not m:
+                return Outcome(404, {"error": "unknown URL"})
+            id_text, method, rest = m.group("id"), m.group("method"), m.group("rest")
+            id_instance = int(id_text) if id_text.isdigit() and len(id_text) <= 12 else None
+            if method not in METHOD_VERBS:
+                return Outcome(404, {"error": "unknown method"}, instance=id_instance,
+                               method=self._safe_method_name(method))
+            out = Outcome(instance=id_instance, method=method, query=query)
+            expected = METHOD_VERBS[method]
+            if verb.upper() != expected:
+                self._violation({"kind": "wrong_verb", "instance": id_instance, "method": method,
+                                 "verb": verb.upper(), "expected_verb": expected})
+                out.status, out.payload = 404, {"error": f"{method} expects {expected}"}
+                return out
+            inst = self._instances.get(id_instance) if id_instance is not None else None
+            if inst is None:
+                out.status, out.payload = 403, {"error": "unknown idInstance"}
+                return out
+            token, _, extra = (rest or "").partition("/")
+            out.token_ok = bool(token) and hmac.compare_digest(token.encode(), inst.token.encode())
+            if not out.token_ok:
+                out.status, out.payload = 401, {"error": "wrong apiTokenInstance"}
+                return out
+            out.extra = extra or None
+            now = self.clock.now()
+            self._count_rate(inst, method, now)
+            fault = self._take_fault(inst, method)
+            if fault is not None:
+                return self._apply_fault(out, fault)
+            return self._answer_locked(out, inst, now)
+
+    def answer(self, outcome: Outcome) -> Outcome:
+        """The normal (fault-free) answer for an already routed and authorised request."""
+        with self._lock:
+            inst = self._instances.get(outcome.instance)  # type: ignore[arg-type]
+            if inst is None:  # reset while a delayed request slept
+                return Outcome(403, {"error": "unknown idInstance"}, instance=outcome.instance,
+                               method=outcome.method, token_ok=None, fault=outcome.fault)
+            fresh = Outcome(instance=outcome.instance, method=outcome.method, token_ok=outcome.token_ok,
+                            fault=outcome.fault, query=outcome.query, extra=outcome.extra)
+            return self._answer_locked(fresh, inst, self.clock.now())
+
+    def poll_notification(self, id_instance: int) -> dict[str, Any] | None:
+        """The oldest queued notification (not removed), or None."""
+        with self._lock:
+            inst = self._instances.get(id_instance)
+            if inst is None or inst.webhook_url:
+                return None
+            self._materialise(inst, self.clock.now())
+            if not inst.queue:
+                return None
+            receipt, ts = next(iter(inst.queue.items()))
+            return self._notification(inst, receipt, ts)
+
+    def _safe_method_name(self, name: str) -> str:
+        """Unknown method names go in the call log only if they cannot be a token."""
+        if not _SAFE_NAME_RE.match(name):
+            return "<unrecognised>"
+        if any(hmac.compare_digest(name.encode(), i.token.encode()) for i in self._instances.values()):
+            return "<unrecognised>"
+        return name
+
+    def _count_rate(self, inst: _Instance, method: str, now: float) -> None:
+        limit = self._config.rate_limits_per_second.get(method)
+        if limit is None:
+            return
+        hits = inst.rate_hits.setdefault(method, deque())
+        hits.append(now)
+        while hits and hits[0] <= now - 1.0:
+            hits.popleft()
+        if len(hits) > limit:
+            self._violation({"kind": "rate_limit", "instance": inst.id, "method": method,
+                             "calls_in_1s": len(hits), "limit": limit})
+
+    def _take_fault(self, inst: _Instance, method: str) -> _PendingFault | None:
+        for i, pending in enumerate(inst.faults):
+            if pending.rule.method in ("*", method):
+                if pending.left is not None:
+                    pending.left -= 1
+                    if pending.left <= 0:
+                        del inst.faults[i]
+                return pending
+        return None
+
+    @staticmethod
+    def _apply_fault(out: Outcome, pending: _PendingFault) -> Outcome:
+        fault = pending.rule.fault
+        out.fault = fault.kind
+        if fault.kind == "status":
+            out.status = fault.status
+            out.headers = dict(fault.headers)
+            if fault.body is None:
+                out.payload = {"error": f"injected fault: HTTP {fault.status}"}
+                out.content_type = fault.content_type or "application/json"
+            elif isinstance(fault.body, str):
+                out.text = fault.body
+                out.content_type = fault.content_type or "text/plain; charset=utf-8"
+            else:
+                out.payload = fault.body
+                out.content_type = fault.content_type or "application/json"
+        elif fault.kind == "non_json":
+            out.text = fault.body
+            out.content_type = "text/plain; charset=utf-8"
+        elif fault.kind == "null_body":
+            out.payload = None
+        elif fault.kind == "json":
+            out.payload = fault.body
+        elif fault.kind == "delay":
+            out.delay_seconds = fault.seconds
+        elif fault.kind == "disconnect":
+            out.disconnect = True
+            out.status = 0
+        return out
+
+    def _answer_locked(self, out: Outcome, inst: _Instance, now: float) -> Outcome:
+        self._materialise(inst, now)
+        method = out.method
+        cfg = self._config
+        if method == "getStateInstance":
+            out.payload = {"stateInstance": inst.state}
+        elif method == "getSettings":
+            out.payload = {
+                "wid": inst.wid,
+                "webhookUrl": inst.webhook_url,
+                "webhookUrlToken": "",
+                "stateWebhook": "yes",
+                "incomingWebhook": "yes",
+                "outgoingWebhook": "yes",
+                "delaySendMessagesMilliseconds": 1000,
+                "markIncomingMessagesReaded": "no",
+            }
+        elif method == "getWebhooksCount":
+            if inst.snapshot_at is None or now - inst.snapshot_at >= cfg.count_refresh_seconds:
+                inst.snapshot_value = len(inst.queue)
+                inst.snapshot_at = now
+            key = "\u0441ount" if inst.cyrillic_count else "count"
+            out.payload = {key: inst.snapshot_value}
+        elif method == "getMessagesCount":
+            key = "\u0441ount" if inst.cyrillic_count else "count"
+            out.payload = {key: inst.outgoing}
+        elif method == "clearMessagesQueue":
+            inst.outgoing = 0
+            out.payload = {"isCleared": True}
+        elif method == "clearWebhooksQueue":
+            out.payload = self._clear(inst, now)
+        elif method == "receiveNotification":
+            self._receive(out, inst, now)
+        elif method == "deleteNotification":
+            receipt_text = out.extra or ""
+            if not receipt_text.isdigit():
+                out.status, out.payload = 400, {"error": "receiptId must be a positive integer"}
+            else:
+                out.payload = {"result": inst.queue.pop(int(receipt_text), None) is not None}
+        return out
+
+    def _clear(self, inst: _Instance, now: float) -> dict[str, Any]:
+        window = self._config.clear_window_seconds
+        if inst.last_clear is not None and now - inst.last_clear < window:
+            left = max(1, math.ceil(window - (now - inst.last_clear)))
+            self._violation({"kind": "clear_inside_window", "instance": inst.id, "left_time": left})
+            return {"isCleared": False, "reason": "Too many requests", "leftTime": left}
+        if inst.refuse is not None:
+            reason = inst.refuse.reason
+            if inst.refuse.times is not None:
+                inst.refuse.times -= 1
+                if inst.refuse.times <= 0:
+                    inst.refuse = None
+            return {"isCleared": False, "reason": reason}
+        inst.queue.clear()
+        inst.last_clear = now
+        inst.clears_done += 1
+        return {"isCleared": True, "reason": ""}
+
+    def _receive(self, out: Outcome, inst: _Instance, now: float) -> None:
+        raw = out.query.get("receiveTimeout", "5")
+        try:
+            timeout = int(raw)
+        except ValueError:
+            timeout = -1
+        if timeout < 0:
+            out.status, out.payload = 400, {"error": "receiveTimeout must be a non-negative integer"}
+            return
+        if inst.webhook_url:
+            out.payload = None
+            return
+        if inst.queue:
+            receipt, ts = next(iter(inst.queue.items()))
+            out.payload = self._notification(inst, receipt, ts)
+            return
+        wait = float(timeout)
+        cap = self._config.max_receive_wait_seconds
+        if cap is not None:
+            wait = min(wait, cap)
+        out.payload = None
+        if wait > 0:
+            out.poll_until = now + wait
+
+    # ------------------------------------------------------------ call log / violations
+
+    def _violation(self, entry: dict[str, Any]) -> None:
+        entry = {**entry, "at": self.clock.wall()}
+        self._violations.append(entry)
+        if len(self._violations) > VIOLATION_LIMIT:
+            del self._violations[: len(self._violations) - VIOLATION_LIMIT]
+
+    def record_call(self, *, instance: int | None, method: str | None, verb: str, status: int | None,
+                    started_at: float, finished_at: float, token_ok: bool | None, fault: str | None,
+                    body_summary: Any) -> dict[str, Any]:
+        with self._lock:
+            self._seq += 1
+            entry = {
+                "seq": self._seq,
+                "instance": instance,
+                "method": method,
+                "verb": verb,
+                "status": status,
+                "started_at": started_at,
+                "finished_at": finished_at,
+                "token_ok": token_ok,
+                "fault": fault,
+                "body_summary": body_summary,
+            }
+            self._calls.append(entry)
+            if len(self._calls) > CALL_LOG_LIMIT:
+                del self._calls[: len(self._calls) - CALL_LOG_LIMIT]
+            return dict(entry)
+
+    def calls(self, instance: int | None = None, method: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                dict(c)
+                for c in self._calls
+                if (instance is None or c["instance"] == instance) and (method is None or c["method"] == method)
+            ]
+
+    def clear_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def violations(self, kind: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v) for v in self._violations if kind is None or v["kind"] == kind]
+
+    def clear_violations(self) -> None:
+        with self._lock:
+            self._violations.clear()

@@ -1,0 +1,1 @@
+"""The ``greenapi-migrate`` command line."""

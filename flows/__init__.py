@@ -1,0 +1,6 @@
+"""Prefect flows: the runbooks, composed of the tasks in ``tasks``."""
+
+from flows.handle_account_change import handle_account_change
+from flows.models import Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
+
+__all__ = ["Outcome", "QueueNotVerifiedEmpty", "QueueResetReport", "Reason", "handle_account_change"]

@@ -1,0 +1,32 @@
+"""Prefect tasks: one GREEN-API step each, typed results, never cached."""
+
+from tasks.credentials import GreenApiInstance, resolve_credentials
+from tasks.inspect import inspect_instance
+from tasks.queue import (
+    clear_notifications,
+    clear_outgoing_messages,
+    count_notifications,
+    count_outgoing_messages,
+    peek_notification,
+    verify_empty,
+)
+from tasks.results import ClearAttempt, CountResult, InstanceInfo, Verification, WaitResult
+from tasks.wait import wait_seconds
+
+__all__ = [
+    "ClearAttempt",
+    "CountResult",
+    "GreenApiInstance",
+    "InstanceInfo",
+    "Verification",
+    "WaitResult",
+    "clear_notifications",
+    "clear_outgoing_messages",
+    "count_notifications",
+    "count_outgoing_messages",
+    "inspect_instance",
+    "peek_notification",
+    "resolve_credentials",
+    "verify_empty",
+    "wait_seconds",
+]

@@ -1,0 +1,48 @@
+"""``greenapi-migrate``: the one command in front of the demo, a real run and the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flows.models import Reason
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenapi-migrate",
+        description="Clear and verify a GREEN-API instance's incoming notification queue after a block or an account change.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the flow against the bundled emulator on Prefect's local server")
+    demo.add_argument("--json", action="store_true", help="print the results as one JSON object")
+
+    run = commands.add_parser("run", help="run the flow on the configured instance (GREEN_API_* settings or a block)")
+    run.add_argument("--reason", required=True, choices=[r.value for r in Reason], help="why the queue is reset")
+    run.add_argument("--block", metavar="NAME", help="name of a greenapi-instance block (default: GREEN_API_* settings)")
+    run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+
+    emulator = commands.add_parser("emulator", help="run the GREEN-API emulator in the foreground", add_help=False)
+    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER, help="arguments of the emulator (see --help)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "emulator":
+        from emulator.server import main as emulator_main
+
+        return emulator_main(args.emulator_args) or 0
+    if args.command == "demo":
+        from cli.demo import run_demo
+
+        return run_demo(as_json=args.json)
+    from cli.run import run_once
+
+    return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

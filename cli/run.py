@@ -1,0 +1,44 @@
+"""``greenapi-migrate run``: one flow run on the configured instance; exit 0 only when verified empty."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from flows import QueueNotVerifiedEmpty, QueueResetReport, Reason, handle_account_change
+from greenapi import ConfigurationError, get_settings
+
+EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_CONFIG = 0, 1, 2
+
+
+def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, QueueResetReport):
+        return result, None
+    if isinstance(result, QueueNotVerifiedEmpty):
+        return result.report, None
+    return None, result if isinstance(result, BaseException) else None
+
+
+def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json: bool) -> int:
+    try:
+        settings = get_settings()
+        if not block:
+            settings.credentials()  # fail before a flow run exists when the settings cannot work
+    except ConfigurationError as exc:
+        print(f"greenapi-migrate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    state = asyncio.run(
+        handle_account_change(reason=reason, instance=block, clear_outgoing=clear_outgoing, return_state=True)
+    )
+    report, error = _report_of(state)
+    if report is None:
+        kind = "configuration error" if isinstance(error, ConfigurationError) else "run failed"
+        print(f"greenapi-migrate: {kind}: {error or state.message}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(error, ConfigurationError) else EXIT_NOT_VERIFIED
+    if as_json:
+        print(report.model_dump_json())
+    else:
+        print(f"instance {report.id_instance}: {report.outcome.value}: {report.message}")
+    return EXIT_VERIFIED if report.verified_empty else EXIT_NOT_VERIFIED

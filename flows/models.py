@@ -1,0 +1,68 @@
+"""What a queue-reset run is asked to do, and what it reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+
+class Reason(str, Enum):
+    """Why the queue is being reset."""
+
+    number_blocked = "number_blocked"
+    account_changed = "account_changed"
+
+
+class Outcome(str, Enum):
+    cleared = "cleared"  # cleared, then verified empty
+    already_empty = "already_empty"  # count 0 confirmed by a peek: nothing to clear
+    not_empty = "not_empty"  # cleared, but notifications were still queued within the bounds
+    clear_refused = "clear_refused"  # isCleared false with a reason other than the rate limit
+    gave_up_waiting = "gave_up_waiting"  # leftTime waits would exceed the attempt or wait bounds
+    api_error = "api_error"  # an API call failed for good (auth, quota, server, bad answer)
+
+
+VERIFIED_OUTCOMES = frozenset({Outcome.cleared, Outcome.already_empty})
+
+
+class StepRecord(BaseModel):
+    step: str
+    result: str
+    started_at: datetime
+    seconds: float
+
+
+class QueueResetReport(BaseModel):
+    """The typed result of handle_account_change, also published as an artifact and an event."""
+
+    id_instance: int
+    reason: Reason
+    state_instance: str | None = None
+    wid: str | None = None
+    webhook_url_set: bool | None = None
+    count_before: int | None = None
+    outgoing_count: int | None = None
+    outgoing_cleared: bool = False
+    clear_attempts: int = 0
+    waited_seconds: float = 0.0
+    count_after: int | None = None
+    verified_by: str | None = Field(default=None, description="'count+peek', 'count', or None when not verified")
+    verified_empty: bool = False
+    outcome: Outcome | None = None
+    message: str = ""
+    started_at: datetime
+    finished_at: datetime | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+
+
+class QueueNotVerifiedEmpty(Exception):
+    """Raised at the end of a run that could not prove the queue empty; carries the full report."""
+
+    def __init__(self, report: QueueResetReport) -> None:
+        super().__init__(f"Instance {report.id_instance}: {report.outcome.value if report.outcome else 'failed'}: {report.message}")
+        self.report = report
+
+    def __reduce__(self):
+        return (type(self), (self.report,))

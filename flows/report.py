@@ -1,0 +1,58 @@
+"""The run's report as Prefect sees it: a markdown artifact and a closing event."""
+
+from __future__ import annotations
+
+from prefect.artifacts import acreate_markdown_artifact
+
+from flows.models import QueueResetReport
+from tasks.events import emit_step_event
+
+
+def _cell(value: object) -> str:
+    return "—" if value is None else str(value).replace("|", "\\|")
+
+
+def render_markdown(report: QueueResetReport) -> str:
+    verdict = "verified empty" if report.verified_empty else "NOT verified empty"
+    lines = [
+        f"# Queue reset, instance {report.id_instance}: {verdict}",
+        "",
+        f"**Outcome:** `{report.outcome.value if report.outcome else 'unknown'}`: {report.message}",
+        "",
+        "| reason | state | account (wid) | webhookUrl | before | after | verified by | clear calls | waited | outgoing |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} s | {}{} |".format(
+            report.reason.value,
+            _cell(report.state_instance),
+            _cell(report.wid),
+            _cell(None if report.webhook_url_set is None else ("set" if report.webhook_url_set else "empty")),
+            _cell(report.count_before),
+            _cell(report.count_after),
+            _cell(report.verified_by),
+            report.clear_attempts,
+            report.waited_seconds,
+            _cell(report.outgoing_count),
+            " (cleared)" if report.outgoing_cleared else "",
+        ),
+        "",
+        "## Steps",
+        "",
+        "| # | step | result | started (UTC) | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for number, step in enumerate(report.steps, start=1):
+        lines.append(
+            f"| {number} | {step.step} | {_cell(step.result)} | {step.started_at:%H:%M:%S} | {step.seconds:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def publish_report(report: QueueResetReport) -> None:
+    """One artifact per run (keyed by instance, so the UI keeps its history) and a closing event."""
+    await acreate_markdown_artifact(
+        key=f"queue-reset-{report.id_instance}",
+        markdown=render_markdown(report),
+        description=f"Queue reset of GREEN-API instance {report.id_instance}: {report.outcome.value if report.outcome else ''}",
+    )
+    event = "queue-reset.completed" if report.verified_empty else "queue-reset.failed"
+    emit_step_event(report.id_instance, event, report.model_dump(mode="json", exclude={"steps"}))

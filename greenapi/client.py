@@ -165,6 +165,12 @@ class GreenAPIClient:
                 f"{method} on instance {self.id_instance} failed: timed out ({type(exc).__name__})",
                 method=method, id_instance=self.id_instance,
             )
+        except httpx.DecodingError as exc:
+            # A body that fails Content-Encoding decoding; not a TransportError, and its .request holds the URL.
+            failure = APIResponseValidationError(
+                f"{method} on instance {self.id_instance} failed: body could not be decoded ({type(exc).__name__})",
+                method=method, id_instance=self.id_instance,
+            )
         except httpx.TransportError as exc:
             failure = APIConnectionError(
                 f"{method} on instance {self.id_instance} failed: connection error ({type(exc).__name__})",

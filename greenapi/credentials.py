@@ -10,7 +10,8 @@ DEFAULT_API_URL = "https://api.green-api.com"
 class InstanceCredentials(BaseModel):
     """apiUrl, idInstance and apiTokenInstance. The token stays a SecretStr until the URL is built."""
 
-    model_config = ConfigDict(frozen=True)
+    # hide_input_in_errors: a rejected token must not be echoed by pydantic's ValidationError text.
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     api_url: str = Field(default=DEFAULT_API_URL, description="GREEN-API host for this instance.")
     id_instance: int = Field(ge=1, le=9_999_999_999, description="idInstance: 1 to 10 digits.")

@@ -1,0 +1,273 @@
+"""Every error family of GreenAPIClient, and that no error, log line or pickle carries the token."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import traceback
+
+import httpx
+import pytest
+
+from greenapi import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    GreenAPIClient,
+    GreenAPIError,
+    GreenAPISettings,
+    InstanceCredentials,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+)
+
+CANARY = "CANARY0123456789abcdef"
+ID = 1101000001
+URL_WITH_TOKEN = f"https://api.green-api.com/waInstance{ID}/getSettings/{CANARY}"
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
+    + f"<!-- upstream: {URL_WITH_TOKEN} -->".encode()
+    + b"\r\n</body>\r\n</html>\r\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.upper().startswith("GREEN_API_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def logs(caplog, monkeypatch):
+    for name in ("httpx", "httpcore", "greenapi"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "propagate", True)
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def make_client(handler, **settings) -> GreenAPIClient:
+    creds = InstanceCredentials(id_instance=ID, api_token_instance=CANARY)
+    delays: list[float] = []
+
+    async def fake_sleep(delay):
+        delays.append(delay)
+
+    client = GreenAPIClient(
+        creds, GreenAPISettings(_env_file=None, **settings), transport=httpx.MockTransport(handler), sleep=fake_sleep
+    )
+    client.delays = delays  # type: ignore[attr-defined]
+    return client
+
+
+def answer(status, content=b"", headers=None):
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(status, content=content, headers=headers or {})
+
+    handler.calls = calls
+    return handler
+
+
+def raising(exc_type):
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        # httpx's own exceptions carry the request, whose URL holds the token
+        raise exc_type(f"failed talking to {request.url}", request=request)
+
+    handler.calls = calls
+    return handler
+
+
+def texts_of(exc: BaseException) -> list[str]:
+    out = [str(exc), repr(exc), repr(exc.args), "".join(traceback.format_exception(exc)), repr(vars(exc))]
+    seen = set()
+    link = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        out += [str(link), repr(link), repr(getattr(link, "args", ()))]
+        link = link.__cause__ or link.__context__
+    return out
+
+
+def assert_secret_kept(exc: GreenAPIError, caplog) -> None:
+    for text in texts_of(exc):
+        assert CANARY not in text
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
+    data = pickle.dumps(exc)
+    assert CANARY.encode() not in data
+    clone = pickle.loads(data)
+    assert type(clone) is type(exc)
+    assert clone.method == exc.method
+    assert clone.id_instance == exc.id_instance
+    assert getattr(clone, "status_code", None) == getattr(exc, "status_code", None)
+    assert str(clone) == str(exc)
+    assert CANARY not in str(clone) and CANARY not in repr(clone)
+    assert CANARY not in caplog.text
+    for record in caplog.records:
+        assert CANARY not in record.getMessage()
+        assert CANARY not in repr(record.args)
+
+
+STATUS_CASES = [
+    # (status, body, headers, error type, retried?)
+    (400, b'{"message": "instance is not authorized"}', {"content-type": "application/json"}, BadRequestError, False),
+    (401, b"Unauthorized", {}, AuthenticationError, False),
+    (403, b'{"error": "forbidden"}', {}, PermissionDeniedError, False),
+    (404, b"", {}, NotFoundError, False),
+    (429, b'{"message": "Too Many Requests"}', {}, RateLimitError, True),
+    (466, b'{"invokeStatus": {"status": "QUOTE_ALLOWED_EXCEEDED", "used": 101, "total": 100}}', {}, QuotaExceededError, False),
+    (466, b'{"invokeStatus": "QUOTE_ALLOWED_EXCEEDED"}', {}, QuotaExceededError, False),
+    (500, b'{"message": "internal"}', {}, InternalServerError, False),
+    (502, NGINX_502, {"content-type": "text/html"}, InternalServerError, True),
+    (503, b"Service Unavailable", {"content-type": "text/plain"}, InternalServerError, True),
+    (504, b"<html>Gateway Time-out</html>", {"content-type": "text/html"}, InternalServerError, True),
+    (418, b"I'm a teapot", {}, APIStatusError, False),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "error_type", "retried"), STATUS_CASES)
+async def test_status_errors(logs, status, body, headers, error_type, retried):
+    handler = answer(status, body, headers)
+    async with make_client(handler, max_retries=2) as client:
+        with pytest.raises(GreenAPIError) as info:
+            await client.get_settings()
+    error = info.value
+    assert type(error) is error_type
+    assert isinstance(error, APIStatusError)
+    assert error.status_code == status
+    assert error.method == "getSettings"
+    assert error.id_instance == ID
+    assert f"HTTP {status}" in str(error)
+    assert "getSettings" in str(error) and str(ID) in str(error)
+    assert len(handler.calls) == (3 if retried else 1)
+    # httpx logged every exchange, with the token redacted
+    httpx_lines = [r.getMessage() for r in logs.records if r.name == "httpx"]
+    assert len(httpx_lines) == len(handler.calls)
+    assert all(f"/waInstance{ID}/getSettings/***" in line for line in httpx_lines)
+    retry_lines = [r.getMessage() for r in logs.records if r.name == "greenapi.client"]
+    assert len(retry_lines) == (2 if retried else 0)
+    assert_secret_kept(error, logs)
+
+
+async def test_466_with_string_invoke_status_puts_it_in_the_message():
+    handler = answer(466, b'{"invokeStatus": "QUOTE_ALLOWED_EXCEEDED"}', {"content-type": "application/json"})
+    async with make_client(handler) as client:
+        with pytest.raises(QuotaExceededError, match="QUOTE_ALLOWED_EXCEEDED"):
+            await client.get_webhooks_count()
+
+
+async def test_nginx_html_is_never_copied_into_the_message():
+    handler = answer(502, NGINX_502, {"content-type": "text/html"})
+    async with make_client(handler, max_retries=0) as client:
+        with pytest.raises(InternalServerError) as info:
+            await client.get_webhooks_count()
+    assert "<" not in str(info.value) and "nginx" not in str(info.value)
+
+
+async def test_json_error_detail_with_url_is_redacted_and_truncated(logs):
+    message = f"cannot route GET {URL_WITH_TOKEN} " + "x" * 500
+    handler = answer(400, f'{{"message": "{message}"}}'.encode(), {"content-type": "application/json"})
+    async with make_client(handler) as client:
+        with pytest.raises(BadRequestError) as info:
+            await client.get_settings()
+    text = str(info.value)
+    assert "cannot route GET" in text
+    assert "/getSettings/***" in text
+    assert len(text) < 300
+    assert_secret_kept(info.value, logs)
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "error_type"),
+    [
+        (httpx.ReadTimeout, APITimeoutError),
+        (httpx.ConnectTimeout, APITimeoutError),
+        (httpx.WriteTimeout, APITimeoutError),
+        (httpx.PoolTimeout, APITimeoutError),
+        (httpx.ConnectError, APIConnectionError),
+        (httpx.ReadError, APIConnectionError),
+        (httpx.RemoteProtocolError, APIConnectionError),
+    ],
+)
+@pytest.mark.parametrize("method_name", ["get_settings", "receive_notification", "clear_webhooks_queue"])
+async def test_transport_failures(logs, exc_type, error_type, method_name):
+    handler = raising(exc_type)
+    async with make_client(handler, max_retries=1) as client:
+        with pytest.raises(GreenAPIError) as info:
+            await getattr(client, method_name)()
+    error = info.value
+    assert type(error) is error_type
+    assert isinstance(error, APIConnectionError)
+    assert not hasattr(error, "status_code")
+    assert error.id_instance == ID
+    assert error.method == {"get_settings": "getSettings", "receive_notification": "receiveNotification",
+                            "clear_webhooks_queue": "clearWebhooksQueue"}[method_name]
+    assert exc_type.__name__ in str(error)
+    assert len(handler.calls) == 2
+    assert "gave up after 2 attempts" in str(error)
+    assert error.args == (str(error),)
+    assert_secret_kept(error, logs)
+
+
+BODY_CASES = [
+    ("get_webhooks_count", b"<html>oops</html>"),
+    ("get_webhooks_count", b"null"),
+    ("get_webhooks_count", b"{}"),
+    ("get_webhooks_count", b'{"count": -3}'),
+    ("get_messages_count", b'{"\xd1\x81ount": -3}'),
+    ("get_state_instance", b"null"),
+    ("clear_webhooks_queue", b'{"isCleared": "perhaps"}'),
+]
+
+
+@pytest.mark.parametrize(("method_name", "content"), BODY_CASES)
+async def test_body_errors_keep_the_secret(logs, method_name, content):
+    handler = answer(200, content)
+    async with make_client(handler) as client:
+        with pytest.raises(APIResponseValidationError) as info:
+            await getattr(client, method_name)()
+    assert info.value.id_instance == ID
+    assert len(handler.calls) == 1
+    assert_secret_kept(info.value, logs)
+
+
+async def test_body_echoing_the_url_is_not_echoed_into_the_error(logs):
+    # a 200 whose body is not the expected shape and mentions the URL: the error names fields, not values
+    content = f'{{"url": "{URL_WITH_TOKEN}", "token": "{CANARY}"}}'.encode()
+    handler = answer(200, content)
+    async with make_client(handler) as client:
+        with pytest.raises(APIResponseValidationError) as info:
+            await client.get_webhooks_count()
+    assert_secret_kept(info.value, logs)
+
+
+async def test_errors_are_greenapi_errors_only():
+    # a pile of faults in a row: nothing but GreenAPIError subclasses escape
+    faults = [
+        lambda r: httpx.Response(200, content=b"\x00\x01"),
+        lambda r: httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"\x1f\x8bxx")),
+        lambda r: httpx.Response(599),
+        lambda r: httpx.Response(301, headers={"location": "http://x/"}),
+    ]
+    for fault in faults:
+        async with make_client(fault, max_retries=0) as client:
+            with pytest.raises(GreenAPIError):
+                await client.get_state_instance()

@@ -1,0 +1,233 @@
+"""handle_account_change against the emulator over loopback, on the session's Prefect server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows import Outcome
+from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
+from tests.integration.helpers import methods_called, run_flow
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+HAPPY_PATH_CALLS = [
+    "getStateInstance",
+    "getSettings",
+    "getWebhooksCount",
+    "getMessagesCount",
+    "clearWebhooksQueue",
+    "getWebhooksCount",
+    "receiveNotification",
+]
+
+
+async def _task_runs(flow_run_id):
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted(runs, key=lambda r: r.start_time or r.expected_start_time)
+
+
+async def test_happy_path_clears_verifies_and_makes_no_extra_calls(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(state="blocked", notifications=17, outgoing_messages=2)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked")
+
+    assert state.is_completed(), state.message
+    assert report.outcome is Outcome.cleared and report.verified_empty
+    assert (report.count_before, report.count_after, report.clear_attempts) == (17, 0, 1)
+    assert report.state_instance == "blocked" and report.verified_by == "count+peek"
+    assert report.outgoing_count == 2 and not report.outgoing_cleared
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
+    assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 2
+    assert methods_called(emulator, instance.id_instance) == HAPPY_PATH_CALLS
+
+    task_names = [run.name for run in await _task_runs(state.state_details.flow_run_id)]
+    for step in ("inspect-instance", "count-notifications", "clear-notifications", "wait-count-refresh", "verify-empty"):
+        assert f"{step}-{instance.id_instance}" in task_names
+
+
+async def test_verification_waits_for_a_count_snapshot_taken_after_the_clear(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=5)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="account_changed")
+
+    assert state.is_completed(), state.message
+    calls = emulator.state.calls(instance=instance.id_instance)
+    clear = next(c for c in calls if c["method"] == "clearWebhooksQueue")
+    counts_after = [c for c in calls if c["method"] == "getWebhooksCount" and c["seq"] > clear["seq"]]
+    assert len(counts_after) == 1
+    # Any earlier and the snapshot could still show the 5 notifications that were just cleared.
+    assert counts_after[0]["started_at"] - clear["finished_at"] >= TEST_COUNT_REFRESH_SECONDS
+    assert report.waited_seconds == pytest.approx(TEST_COUNT_REFRESH_SECONDS)
+
+
+async def test_left_time_is_waited_exactly_then_the_clear_succeeds(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=8, cleared_seconds_ago=1)
+    greenapi_env(instance, left_time_margin_seconds="0.5")
+
+    state, report = await run_flow(reason="account_changed")
+
+    assert state.is_completed(), state.message
+    clears = [c for c in emulator.state.calls(instance=instance.id_instance) if c["method"] == "clearWebhooksQueue"]
+    assert [c["body_summary"].get("isCleared") for c in clears] == [False, True]
+    left_time = clears[0]["body_summary"]["leftTime"]
+    assert left_time == 2  # window 3 s, cleared 1 s ago
+    left_time_waits = [s for s in report.steps if s.step == "wait (left-time)"]
+    assert len(left_time_waits) == 1 and left_time_waits[0].result == f"{left_time + 0.5:.1f} s"
+    gap = clears[1]["started_at"] - clears[0]["finished_at"]
+    assert left_time <= gap <= left_time + 1.0 + 0.5  # the server's wait, plus at most the margin and scheduling
+    assert report.clear_attempts == 2 and report.verified_empty
+
+
+async def test_stale_zero_count_is_caught_by_the_peek(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=9, count_snapshot=0)
+    emulator.state.set_config(emulator.state.config.model_copy(update={"count_refresh_seconds": 30}))
+    greenapi_env(instance, count_refresh_seconds="1")
+
+    state, report = await run_flow(reason="account_changed")
+
+    # The snapshot keeps saying 0 for 30 s; only the peek knows better.
+    assert report.count_before == 0
+    assert "receiveNotification" in methods_called(emulator, instance.id_instance)[:5]
+    assert report.clear_attempts == 1 and state.is_completed(), state.message
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
+
+
+async def test_already_empty_queue_is_not_cleared(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=0)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked")
+
+    assert state.is_completed(), state.message
+    assert report.outcome is Outcome.already_empty and report.clear_attempts == 0
+    assert "clearWebhooksQueue" not in methods_called(emulator, instance.id_instance)
+
+
+async def test_with_a_webhook_url_it_verifies_by_count_and_never_peeks(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=0, webhook_url="https://hooks.example/greenapi")
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="account_changed")
+
+    assert state.is_completed(), state.message
+    # Count 0 is not proof without a peek, so it clears anyway.
+    assert report.clear_attempts == 1 and report.verified_by == "count"
+    assert "receiveNotification" not in methods_called(emulator, instance.id_instance)
+
+
+async def test_clear_outgoing_is_opt_in(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=3, outgoing_messages=4)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked", clear_outgoing=True)
+
+    assert state.is_completed(), state.message
+    assert report.outgoing_count == 4 and report.outgoing_cleared
+    assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 0
+
+
+async def test_refused_clear_fails_with_the_reason(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=6, refuse_clears={"reason": "queue is locked by webhook delivery"})
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked")
+
+    assert state.is_failed()
+    assert report.outcome is Outcome.clear_refused and not report.verified_empty
+    assert "queue is locked by webhook delivery" in state.message
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 6
+
+
+async def test_transient_server_errors_recover_within_the_retry_budget(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=4)
+    emulator.state.add_faults(instance.id_instance, [
+        {"method": "getWebhooksCount", "fault": {"kind": "status", "status": 502, "body": "<html><h1>502 Bad Gateway</h1></html>", "content_type": "text/html"}, "times": 2},
+        {"method": "clearWebhooksQueue", "fault": {"kind": "status", "status": 429, "body": "{}"}, "times": 1},
+    ])
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked")
+
+    assert state.is_completed(), state.message
+    statuses = [(c["method"], c["status"]) for c in emulator.state.calls(instance=instance.id_instance)]
+    assert statuses.count(("getWebhooksCount", 502)) == 2 and statuses.count(("clearWebhooksQueue", 429)) == 1
+    assert report.clear_attempts == 1  # a 429 retried inside the client is still one clear step
+
+
+async def test_wrong_token_fails_fast_with_a_clear_message(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=3)
+    greenapi_env(instance)
+    greenapi_env.__call__  # the token below replaces the seeded one
+    import os
+
+    os.environ["GREEN_API_API_TOKEN_INSTANCE"] = "wrong" + instance.token[5:]
+    started = time.monotonic()
+    state, report = await run_flow(reason="number_blocked")
+    elapsed = time.monotonic() - started
+
+    assert state.is_failed() and report.outcome is Outcome.api_error
+    assert "401" in state.message and "getStateInstance" in state.message and str(instance.id_instance) in state.message
+    assert len(emulator.state.calls(instance=instance.id_instance)) == 1  # 401 is never retried
+    assert elapsed < 10
+
+
+async def test_notifications_that_keep_arriving_end_bounded_and_honest(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=10, arrival_rate_per_second=4)
+    greenapi_env(instance, max_clear_attempts="2")
+
+    state, report = await run_flow(reason="account_changed")
+
+    assert state.is_failed() and report.outcome is Outcome.not_empty and not report.verified_empty
+    assert report.clear_attempts == 2 and report.count_after > 0
+    assert f"{report.count_after} notification(s) still counted" in state.message
+    clears = [c for c in emulator.state.calls(instance=instance.id_instance) if c["method"] == "clearWebhooksQueue"]
+    assert all(c["body_summary"]["isCleared"] for c in clears)  # never inside the window
+    assert clears[1]["started_at"] - clears[0]["finished_at"] >= TEST_CLEAR_WINDOW_SECONDS
+    assert emulator.state.violations(kind="clear_inside_window") == []
+
+
+async def test_the_run_publishes_an_artifact_with_the_steps(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=2)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked")
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"queue-reset-{instance.id_instance}"])))
+    assert len(artifacts) == 1
+    markdown = artifacts[0].data
+    assert f"instance {instance.id_instance}: verified empty" in markdown
+    assert "| clear | cleared |" in markdown.replace("| 5 ", "| ").replace("| 4 ", "| ") or "clear | cleared" in markdown
+    assert artifacts[0].flow_run_id == state.state_details.flow_run_id
+
+
+async def test_a_named_block_supplies_the_credentials(emulator, seed_instance, greenapi_env, monkeypatch):
+    from tasks import GreenApiInstance
+
+    instance = seed_instance(notifications=3)
+    greenapi_env(instance)
+    monkeypatch.delenv("GREEN_API_ID_INSTANCE")
+    monkeypatch.delenv("GREEN_API_API_TOKEN_INSTANCE")
+    await GreenApiInstance(api_url=emulator.url + "/", id_instance=instance.id_instance, api_token_instance=instance.token).asave(
+        f"test-{instance.id_instance}", overwrite=True
+    )
+
+    state, report = await run_flow(reason="account_changed", instance=f"test-{instance.id_instance}")
+
+    assert state.is_completed(), state.message
+    assert report.id_instance == instance.id_instance
+
+
+async def test_a_missing_block_fails_with_a_one_line_reason(greenapi_env):
+    state = await __import__("flows").handle_account_change(reason="account_changed", instance="no-such-block", return_state=True)
+    assert state.is_failed()
+    assert "no greenapi-instance block named 'no-such-block'" in state.message

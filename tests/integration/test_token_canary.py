@@ -1,0 +1,143 @@
+"""The token never shows up: not in the Prefect database, logs, events, artifacts, output or the emulator's log."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+from prefect.events.clients import get_events_client  # noqa: F401  (imported so the worker exists)
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogHandler
+
+from tests.integration.helpers import run_flow
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+CANARY = "CANARYtoken" + "5eC7e7" * 7  # shaped like a real apiTokenInstance
+
+
+def _database_text(sqlite_path: str) -> str:
+    """Every row of every table as text, plus the raw bytes of the database files."""
+    chunks: list[str] = []
+    with sqlite3.connect(sqlite_path) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                chunks.append(repr(row))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(sqlite_path + suffix)
+        if path.exists():
+            chunks.append(path.read_bytes().decode("latin-1"))
+    return "\n".join(chunks)
+
+
+def _count_rows(sqlite_path: str, sql: str, *args) -> int:
+    with sqlite3.connect(sqlite_path) as db:
+        return db.execute(sql, args).fetchone()[0]
+
+
+async def _flush_to_server(sqlite_path: str, id_instances: list[int]) -> None:
+    """Send queued logs and events, then wait until the server has stored the closing events."""
+    await APILogHandler.aflush()
+    result = EventsWorker.drain_all()
+    if asyncio.iscoroutine(result):
+        await result
+    for _ in range(100):
+        stored = _count_rows(
+            sqlite_path,
+            "SELECT count(*) FROM events WHERE event LIKE 'greenapi.queue-reset.%' AND resource_id IN ({})".format(
+                ",".join(f"'greenapi.instance.{i}'" for i in id_instances)
+            ),
+        )
+        if stored >= len(id_instances):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the closing events never reached the Prefect database")
+
+
+@pytest.fixture
+def every_log_line():
+    """Formatted records of the root and Prefect loggers (Prefect's do not propagate) at DEBUG."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)  # httpx logs request URLs at INFO, httpcore at DEBUG
+    yield stream
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+
+
+async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_instance, greenapi_env, capfd, every_log_line, monkeypatch):
+    from tasks import GreenApiInstance
+
+    scenarios = {
+        "passes": dict(seed=dict(token=CANARY, notifications=5), settings={}),
+        "left_time_then_passes": dict(seed=dict(token=CANARY, notifications=2, cleared_seconds_ago=2), settings={}),
+        "wrong_token_401": dict(seed=dict(notifications=5), settings={}),  # the configured canary is not the instance's token
+        "server_errors_give_up": dict(
+            seed=dict(token=CANARY, notifications=1),
+            faults=[{"method": "*", "fault": {"kind": "status", "status": 502, "body": "<html>502 Bad Gateway</html>", "content_type": "text/html"}, "times": None}],
+            settings={"max_retries": "1"},
+        ),
+        "timeout": dict(
+            seed=dict(token=CANARY, notifications=1),
+            faults=[{"method": "getStateInstance", "fault": {"kind": "delay", "seconds": 1.5}, "times": None}],
+            settings={"read_timeout_seconds": "0.3", "max_retries": "1"},
+        ),
+        "non_json": dict(seed=dict(token=CANARY, notifications=1), faults=[{"method": "getWebhooksCount", "fault": {"kind": "non_json"}, "times": None}], settings={}),
+        "refused": dict(seed=dict(token=CANARY, notifications=1, refuse_clears={"reason": "internal error"}), settings={}),
+    }
+    outcomes = {}
+    instances = []
+    for name, scenario in scenarios.items():
+        instance = seed_instance(**scenario["seed"])
+        for rule in scenario.get("faults", []):
+            emulator.state.add_faults(instance.id_instance, [rule])
+        greenapi_env(instance, **scenario["settings"])
+        monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
+        state, report = await run_flow(reason="number_blocked")
+        outcomes[name] = (state.type.value, report.outcome.value)
+        instances.append(instance.id_instance)
+
+    # The block path too: its secret is stored by Prefect, encrypted.
+    block_instance = seed_instance(token=CANARY, notifications=3)
+    await GreenApiInstance(api_url=emulator.url, id_instance=block_instance.id_instance, api_token_instance=CANARY).asave(
+        "canary-block", overwrite=True
+    )
+    state, _ = await run_flow(reason="account_changed", instance="canary-block")
+    outcomes["block"] = (state.type.value, "")
+    instances.append(block_instance.id_instance)
+
+    # The scenarios did what they claim, so the search below covers both passing and failing runs.
+    assert outcomes["passes"] == ("COMPLETED", "cleared")
+    assert outcomes["left_time_then_passes"] == ("COMPLETED", "cleared")
+    assert outcomes["block"][0] == "COMPLETED"
+    for failing in ("wrong_token_401", "server_errors_give_up", "timeout", "non_json"):
+        assert outcomes[failing] == ("FAILED", "api_error"), failing
+    assert outcomes["refused"] == ("FAILED", "clear_refused")
+
+    await _flush_to_server(prefect_server.sqlite_path, instances)
+    database = _database_text(prefect_server.sqlite_path)
+    # The search is real: the database holds these runs' logs and events.
+    assert "gave up after 2 attempts" in database and "401 unauthorized" in database
+    assert f"greenapi.instance.{instances[0]}" in database
+    assert CANARY not in database
+
+    captured = capfd.readouterr()
+    assert CANARY not in captured.out and CANARY not in captured.err
+    logs = every_log_line.getvalue()
+    assert f"Instance {instances[0]}: incoming notification queue cleared" in logs and "HTTP 502" in logs
+    assert f"/waInstance{instances[0]}/clearWebhooksQueue/***" in logs  # httpx logged its URLs, redacted
+    assert CANARY not in logs
+    assert CANARY not in json.dumps(emulator.state.calls()) + json.dumps(emulator.state.instances())

@@ -24,17 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
-    emulator = commands.add_parser("emulator", help="run the GREEN-API emulator in the foreground", add_help=False)
-    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER, help="arguments of the emulator (see --help)")
+    commands.add_parser(
+        "emulator", add_help=False,
+        help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "emulator":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:
         from emulator.server import main as emulator_main
 
-        return emulator_main(args.emulator_args) or 0
+        return emulator_main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
     if args.command == "demo":
         from cli.demo import run_demo
 

@@ -1,0 +1,136 @@
+"""The greenapi-migrate command as a user runs it: real subprocesses, exit statuses, stdout/stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+CANARY = "CANARYcli" + "a1b2c3" * 7
+
+
+@pytest.fixture
+def cli_env(prefect_server, emulator, tmp_path):
+    """A clean environment: the session's Prefect server, the emulator, no stray GREEN_API_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env.update(
+        PREFECT_API_URL=prefect_server.api_url,
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        GREEN_API_API_URL=emulator.url,
+        GREEN_API_COUNT_REFRESH_SECONDS="1",
+        GREEN_API_CLEAR_INTERVAL_SECONDS="3",
+        GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS="0.05",
+    )
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_json_prints_one_result_object_and_exits_zero_when_verified(cli_env, seed_instance, tmp_path):
+    instance = seed_instance(token=CANARY, state="blocked", notifications=7)
+    cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
+
+    done = _run(["run", "--reason", "number_blocked", "--json"], cli_env, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)  # stdout is exactly one JSON object; logs go to stderr
+    assert result["id_instance"] == instance.id_instance and result["reason"] == "number_blocked"
+    assert result["count_before"] == 7 and result["count_after"] == 0 and result["verified_empty"] is True
+    assert result["outcome"] == "cleared" and result["clear_attempts"] == 1
+    assert CANARY not in done.stdout + done.stderr
+
+
+def test_run_exits_one_when_the_queue_is_not_verified_empty(cli_env, seed_instance, tmp_path):
+    instance = seed_instance(token=CANARY, notifications=3, refuse_clears={"reason": "temporarily unavailable"})
+    cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
+
+    done = _run(["run", "--reason", "account_changed", "--json"], cli_env, tmp_path)
+
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "clear_refused" and result["verified_empty"] is False
+    assert "temporarily unavailable" in result["message"]
+    assert CANARY not in done.stdout + done.stderr
+
+
+def test_wrong_token_exits_one_with_the_cause(cli_env, seed_instance, tmp_path):
+    instance = seed_instance(notifications=3)
+    cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
+
+    done = _run(["run", "--reason", "account_changed"], cli_env, tmp_path)
+
+    assert done.returncode == 1
+    assert re.search(rf"instance {instance.id_instance}: api_error: .*401 unauthorized", done.stdout)
+    assert CANARY not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "GREEN_API_ID_INSTANCE, GREEN_API_API_TOKEN_INSTANCE"),
+        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_MAX_RETRIES": "many"}, "max_retries"),
+        ({"GREEN_API_ID_INSTANCE": "not-a-number", "GREEN_API_API_TOKEN_INSTANCE": CANARY}, "id_instance"),
+        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_API_TOKEN_INSTANCE": CANARY, "GREEN_API_API_URL": "ftp://x"}, "api_url"),
+    ],
+)
+def test_configuration_errors_are_one_line_without_a_traceback(cli_env, tmp_path, settings, expected):
+    cli_env.update(settings)
+
+    done = _run(["run", "--reason", "number_blocked"], cli_env, tmp_path, timeout=60)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("greenapi-migrate: configuration error:") and expected in lines[0]
+    assert "Traceback" not in done.stderr and CANARY not in done.stderr
+
+
+def test_unknown_reason_is_rejected_by_the_parser(cli_env, tmp_path):
+    done = _run(["run", "--reason", "phone_lost"], cli_env, tmp_path, timeout=60)
+    assert done.returncode == 2 and "invalid choice: 'phone_lost'" in done.stderr
+
+
+def test_missing_block_exits_two_with_one_line(cli_env, tmp_path):
+    done = _run(["run", "--reason", "number_blocked", "--block", "nope"], cli_env, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    ours = [line for line in done.stderr.splitlines() if line.startswith("greenapi-migrate:")]
+    assert ours == ["greenapi-migrate: configuration error: no greenapi-instance block named 'nope': "
+                    + ours[0].split("named 'nope': ", 1)[-1]]
+    assert "Unable to find block document named nope" in ours[0]
+
+
+def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home"))
+
+    done = _run(["demo"], env, tmp_path, timeout=180)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("COMPLETED: cleared") == 3
+    assert re.search(r"too early: leftTime \d+ s", done.stdout)
+    assert "peek                   found one" in done.stdout  # the stale zero count was caught
+    assert "emulator queue now 0" in done.stdout
+    assert prefect_server.api_url.removesuffix("/api") in done.stdout
+
+
+def test_emulator_command_serves_standalone(tmp_path):
+    process = subprocess.Popen([CLI, "emulator", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, line
+        assert httpx.get(f"{match.group(0)}/_emulator/health", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

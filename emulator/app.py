@@ -70,6 +70,20 @@ def _summary(out: Outcome) -> Any:
     return summarise(out.payload)
 
 
+def _stopping(request: Request) -> bool:
+    return bool(getattr(request.app.state, "stopping", False))
+
+
+async def _sleep(request: Request, seconds: float) -> None:
+    """Sleep, but wake early when the server is shutting down (so stop() is quick and quiet)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not _stopping(request):
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(0.05, left))
+
+
 async def _green_api(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
     started = state.clock.wall()
@@ -77,7 +91,7 @@ async def _green_api(request: Request) -> Response:
     try:
         out = state.dispatch(request.method, request.url.path, dict(request.query_params))
         if out.delay_seconds > 0:
-            await asyncio.sleep(out.delay_seconds)
+            await _sleep(request, out.delay_seconds)
             out = state.answer(out)
         if out.poll_until is not None and out.instance is not None:
             while True:
@@ -86,7 +100,7 @@ async def _green_api(request: Request) -> Response:
                     out.payload = found
                     break
                 remaining = out.poll_until - state.clock.now()
-                if remaining <= 0:
+                if remaining <= 0 or _stopping(request):
                     break
                 await asyncio.sleep(min(_POLL_STEP_SECONDS, remaining))
         return _to_response(out)
@@ -284,4 +298,5 @@ def build_app(state: EmulatorState | None = None) -> EmulatorApp:
         },
     )
     app.state.emulator = state
+    app.state.stopping = False  # set by EmulatorServer.stop(): long-polls and delays end early
     return app

@@ -68,6 +68,7 @@ class EmulatorServer:
             lifespan="off",
             timeout_graceful_shutdown=2,
         )
+        self.app.state.stopping = False
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="greenapi-emulator", daemon=True)
         thread.start()
@@ -86,6 +87,7 @@ class EmulatorServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._server is not None:
+            self.app.state.stopping = True
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
@@ -155,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)  # also when started with SIGINT ignored (e.g. `&`)
     try:
         while not stop.is_set() and server.running:
             stop.wait(0.5)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -287,3 +288,24 @@ def test_python_dash_m_emulator_rejects_a_bad_seed(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emulator", "--port", "0", "--seed", str(seed)],
                           cwd=REPO, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "cannot start" in proc.stderr
+
+
+def test_stop_is_quick_with_a_pending_long_poll():
+    srv = EmulatorServer(EmulatorConfig()).start()
+    srv.state.add_instance(id_instance=ID, api_token=TOKEN)
+    result = {}
+
+    def poll():
+        try:
+            result["text"] = httpx.get(srv.url + u("receiveNotification") + "?receiveTimeout=30", timeout=40).text
+        except httpx.HTTPError as exc:  # pragma: no cover - failure path
+            result["error"] = exc
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    srv.stop()
+    thread.join(5)
+    assert time.monotonic() - started < 1.5
+    assert result == {"text": "null"} and not srv.running

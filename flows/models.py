@@ -7,12 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
-
-class Reason(str, Enum):
-    """Why the queue is being reset."""
-
-    number_blocked = "number_blocked"
-    account_changed = "account_changed"
+from tasks.accounts import Reason
 
 
 class Outcome(str, Enum):

@@ -13,9 +13,12 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.asyncio import concurrency
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
@@ -32,6 +35,7 @@ from tasks import (
     verify_empty,
     wait_seconds,
 )
+from tasks.locks import ensure_instance_limit
 from tasks.results import utc_now
 from tasks.wait import WaitKind
 
@@ -53,26 +57,35 @@ class _Stop(Exception):
 @flow(name="handle-account-change", flow_run_name=_run_name, retries=0)
 async def handle_account_change(
     reason: Reason,
-    instance: str | None = None,
+    instance: Annotated[str | None, Field(max_length=255)] = None,
     clear_outgoing: bool = False,
+    max_clear_attempts: Annotated[int | None, Field(ge=1, le=50)] = None,
+    max_total_wait_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None,
 ) -> QueueResetReport:
     """Clear and verify a GREEN-API instance's incoming notification queue.
 
     Args:
-        reason: number_blocked (the number was blocked) or account_changed (another WhatsApp account).
-        instance: name of a `greenapi-instance` block; empty uses the GREEN_API_* settings.
-        clear_outgoing: also clear messages not yet sent (advised after a block, before reconnecting).
+        reason: number_blocked (the number was blocked) or account_changed (another WhatsApp account is on the instance).
+        instance: a greenapi-instance block name, or an idInstance (the block registered for it). Empty: the GREEN_API_* settings.
+        clear_outgoing: also clear messages not yet sent (GREEN-API advises it after a block, before reconnecting).
+        max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: GREEN_API_MAX_CLEAR_ATTEMPTS.
+        max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
     """
-    settings = get_settings()
+    overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
+    settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
     credentials = await resolve_credentials(instance, settings)
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
-    async with GreenAPIClient(credentials, settings) as client:
-        try:
-            await _reset_queue(client, settings, report, clear_outgoing)
-        except _Stop as stop:
-            report.outcome, report.message = stop.outcome, stop.message
-        except GreenAPIError as exc:
-            report.outcome, report.message = Outcome.api_error, str(exc)
+    # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
+    limit = await ensure_instance_limit(credentials.id_instance)
+    async with concurrency(limit, occupy=1, strict=True, timeout_seconds=settings.instance_lock_timeout_seconds):
+        report.started_at = utc_now()
+        async with GreenAPIClient(credentials, settings) as client:
+            try:
+                await _reset_queue(client, settings, report, clear_outgoing)
+            except _Stop as stop:
+                report.outcome, report.message = stop.outcome, stop.message
+            except GreenAPIError as exc:
+                report.outcome, report.message = Outcome.api_error, str(exc)
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)

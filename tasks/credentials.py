@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from pydantic import Field, SecretStr
 
 from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials
+
+BLOCK_TYPE_SLUG = "greenapi-instance"
+_PAGE = 200
 
 
 class GreenApiInstance(Block):
     """A GREEN-API instance: its host, idInstance and apiTokenInstance (stored masked and encrypted)."""
 
     _block_type_name = "GREEN-API Instance"
-    _block_type_slug = "greenapi-instance"
+    _block_type_slug = BLOCK_TYPE_SLUG
     _description = "Credentials of one GREEN-API WhatsApp instance. The token is a secret: it is never a flow parameter."
 
     api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl from the GREEN-API console, e.g. https://7105.api.greenapi.com")
@@ -25,13 +31,59 @@ class GreenApiInstance(Block):
         )
 
 
-async def resolve_credentials(block_name: str | None, settings: GreenAPISettings) -> InstanceCredentials:
-    """A named block wins; with no name, the GREEN_API_* settings describe the instance."""
-    if not block_name:
+@dataclass(frozen=True)
+class RegisteredInstance:
+    """A greenapi-instance block, as the fleet sweep lists it."""
+
+    block_name: str
+    credentials: InstanceCredentials
+
+    @property
+    def id_instance(self) -> int:
+        return self.credentials.id_instance
+
+
+async def registered_instances() -> list[RegisteredInstance]:
+    """Every greenapi-instance block, read in pages (one API call per 200 blocks, not one per block)."""
+    found: list[RegisteredInstance] = []
+    async with get_client() as client:
+        try:
+            await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
+        except Exception:  # the type is registered on first save; before that there are no instances
+            return []
+        offset = 0
+        while True:
+            page = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, offset=offset, limit=_PAGE, include_secrets=True)
+            for document in page:
+                if document.name and not document.is_anonymous:
+                    found.append(RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials()))
+            if len(page) < _PAGE:
+                return sorted(found, key=lambda r: r.id_instance)
+            offset += _PAGE
+
+
+async def resolve_credentials(instance: str | None, settings: GreenAPISettings) -> InstanceCredentials:
+    """``instance`` is a block name, an idInstance (the block registered for it), or empty (the settings)."""
+    if not instance:
         return settings.credentials()
+    instance = instance.strip()
+    if instance.isdigit():
+        return await _credentials_for_id(int(instance), settings)
     try:
-        block = await GreenApiInstance.aload(block_name)
+        block = await GreenApiInstance.aload(instance)
     except ValueError as exc:
         # Prefect raises ValueError for a missing block; its text names the block, not a secret.
-        raise ConfigurationError(f"no {GreenApiInstance._block_type_slug} block named {block_name!r}: {exc}") from None
+        raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block named {instance!r}: {exc}") from None
     return block.credentials()
+
+
+async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> InstanceCredentials:
+    matches = [r for r in await registered_instances() if r.id_instance == id_instance]
+    if len(matches) > 1:
+        names = ", ".join(sorted(r.block_name for r in matches))
+        raise ConfigurationError(f"idInstance {id_instance} is registered in several {BLOCK_TYPE_SLUG} blocks ({names}): name one")
+    if matches:
+        return matches[0].credentials
+    if settings.id_instance == id_instance:
+        return settings.credentials()
+    raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block is registered for idInstance {id_instance}, and GREEN_API_ID_INSTANCE is not it")

@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
         "emulator", add_help=False,
         help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
     )
+    commands.add_parser(
+        "receiver", add_help=False,
+        help="run the receiver (authenticated HTTP -> Prefect events) in the foreground (options: greenapi-migrate receiver --help)",
+    )
     return parser
 
 
@@ -37,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from emulator.server import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
+    if argv[:1] == ["receiver"]:
+        from cli.receiver import run_receiver
+
+        return run_receiver(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from cli.demo import run_demo

@@ -1,0 +1,74 @@
+"""What the receiver emits: event names, payloads and deterministic event ids."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from prefect.events import Event
+
+from receiver.models import GreenApiWebhook, QueueResetRequest
+from tasks.accounts import Reason
+from tasks.events import instance_resource
+
+EVENT_NAMES: dict[Reason, str] = {
+    Reason.number_blocked: "greenapi.instance.number-blocked",
+    Reason.account_changed: "greenapi.instance.account-changed",
+}
+
+# Fixed namespace for uuid5: the same key gives the same event id in every process, forever.
+EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event")
+
+Delivery = Literal["greenapi-webhook", "api"]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def webhook_key(webhook: GreenApiWebhook) -> str:
+    """Identifies one GREEN-API notification: every re-delivery of it has the same key."""
+    data = webhook.instanceData
+    return "greenapi-webhook|" + _canonical(
+        [data.idInstance, webhook.typeWebhook, webhook.timestamp, webhook.stateInstance, data.wid]
+    )
+
+
+def request_key(request: QueueResetRequest) -> str:
+    """``deliveryId`` when given (scoped to the instance), else the canonical JSON of the validated body."""
+    if request.deliveryId is not None:
+        return "api|delivery|" + _canonical([request.idInstance, request.deliveryId])
+    return "api|body|" + _canonical(request.model_dump(mode="json"))
+
+
+def event_id_for(key: str) -> uuid.UUID:
+    return uuid.uuid5(EVENT_ID_NAMESPACE, key)
+
+
+def build_event(
+    *,
+    event_id: uuid.UUID,
+    id_instance: int,
+    reason: Reason,
+    delivery: Delivery,
+    source: str | None = None,
+    note: str | None = None,
+    wid: str | None = None,
+    state_instance: str | None = None,
+) -> Event:
+    """The event on ``greenapi.instance.<id>``; ``occurred`` is when the receiver accepted it."""
+    return Event(
+        id=event_id,
+        event=EVENT_NAMES[reason],
+        resource=instance_resource(id_instance),
+        payload={
+            "id_instance": id_instance,
+            "reason": reason.value,
+            "source": source,
+            "note": note,
+            "wid": wid or None,
+            "state_instance": state_instance,
+            "delivery": delivery,
+        },
+    )

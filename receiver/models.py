@@ -1,0 +1,102 @@
+"""Request and response bodies of the receiver (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.accounts import Reason
+
+ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
+
+
+class InstanceData(BaseModel):
+    """``instanceData`` of every GREEN-API webhook: which instance, and which account is on it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    idInstance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
+    wid: str = Field(default="", max_length=200, description="The account (WhatsApp id, e.g. `71231234567@c.us`) on the instance; empty when none.")
+    typeInstance: str | None = Field(default=None, max_length=100, description="Messenger type, e.g. `whatsapp`.")
+
+
+class GreenApiWebhook(BaseModel):
+    """A GREEN-API webhook body, forwarded as GREEN-API sends it.
+
+    Only `stateInstanceChanged` webhooks can lead to an event; other types (GREEN-API sends many)
+    are accepted and ignored, so other fields are allowed.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "typeWebhook": "stateInstanceChanged",
+                    "instanceData": {"idInstance": 1101000001, "wid": "71231234567@c.us", "typeInstance": "whatsapp"},
+                    "timestamp": 1705902314,
+                    "stateInstance": "blocked",
+                }
+            ]
+        },
+    )
+
+    typeWebhook: str = Field(min_length=1, max_length=100, description="Webhook type; only `stateInstanceChanged` is acted on.")
+    instanceData: InstanceData
+    timestamp: int = Field(ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
+    stateInstance: str | None = Field(
+        default=None, max_length=100,
+        description="New instance state (`stateInstanceChanged` only): `blocked` and `authorized` matter, others are ignored.",
+    )
+
+
+class QueueResetRequest(BaseModel):
+    """What another system sends to ask for an instance's queue to be reset."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"idInstance": 1101000001, "reason": "number_blocked", "source": "crm", "note": "reported by support", "deliveryId": "crm-4711"}
+            ]
+        },
+    )
+
+    idInstance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The GREEN-API instance (1 to 10 digits).")
+    reason: Reason = Field(description="Why the queue is reset.")
+    source: str | None = Field(default=None, max_length=100, description="Who is asking (free text, shown in the event).")
+    note: str | None = Field(default=None, max_length=500, description="Free-text note carried in the event.")
+    deliveryId: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Your id for this request. A repeat with the same deliveryId (for the same instance) is a duplicate and is not "
+        "emitted again; without it, an identical body is the duplicate.",
+    )
+
+
+class Accepted(BaseModel):
+    """The event was handed to Prefect (or had been already: `duplicate`)."""
+
+    eventId: str = Field(description="The Prefect event id; the same for every delivery of the same request or webhook.")
+    event: str = Field(description="Event name, `greenapi.instance.number-blocked` or `greenapi.instance.account-changed`.")
+    idInstance: int
+    reason: Reason
+    duplicate: bool = Field(description="True when this delivery was seen before; nothing was emitted this time.")
+
+
+class Ignored(BaseModel):
+    """The webhook was understood and needs no action; answered 200 so GREEN-API does not re-send it."""
+
+    status: Literal["ignored"] = "ignored"
+    why: str
+
+
+class ErrorBody(BaseModel):
+    """An error; never echoes the request's values."""
+
+    detail: str | list[dict]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    prefect_events: Literal["connected", "disconnected"] = Field(description="Whether the receiver's Prefect events connection is open.")

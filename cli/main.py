@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
+    serve = commands.add_parser("serve", help="serve the deployments of prefect.yaml and the webhook receiver")
+    serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
+    serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
+
     commands.add_parser(
         "emulator", add_help=False,
         help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
@@ -50,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.demo import run_demo
 
         return run_demo(as_json=args.json)
+    if args.command == "serve":
+        from cli.serve import serve_all
+
+        return serve_all(with_receiver=not args.no_receiver, limit=args.limit)
     from cli.run import run_once
 
     return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)

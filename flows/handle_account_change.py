@@ -13,6 +13,7 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated
 
 from prefect import flow, get_run_logger
@@ -35,6 +36,7 @@ from tasks import (
     verify_empty,
     wait_seconds,
 )
+from tasks.accounts import last_clear_at, record_clear
 from tasks.locks import ensure_instance_limit
 from tasks.results import utc_now
 from tasks.wait import WaitKind
@@ -110,11 +112,19 @@ async def _reset_queue(
         cleared = await record_step(report, "clear outgoing", clear_outgoing_messages(client), lambda a: a.kind)
         report.outgoing_cleared = cleared.kind == "cleared"
 
-    # A count of 0 is evidence, not proof: only a peek that also finds nothing skips the clear.
+    # A window opened by an earlier run's clear (on any worker) is known: no clear is sent inside it.
+    previous_clear = await last_clear_at(client.id_instance)
+    window_left = _window_left(previous_clear, settings.clear_interval_seconds)
+
+    # A count of 0 is evidence, not proof: a peek that also finds nothing, or a clear moments ago, skips the clear.
     if before.count == 0 and can_peek:
         if await record_step(report, "peek", peek_notification(client), lambda e: "nothing queued" if e else "found one"):
             report.count_after, report.verified_by = 0, "count+peek"
             raise _Stop(Outcome.already_empty, "the queue was already empty (count 0, peek found nothing); no clear needed")
+    elif before.count == 0 and window_left > 0:
+        report.count_after, report.verified_by = 0, "count"
+        raise _Stop(Outcome.already_empty, f"count 0, and an earlier run cleared the queue "
+                    f"{settings.clear_interval_seconds - window_left:.0f} s ago; no clear needed")
 
     async def wait(kind: WaitKind, seconds: float, give_up: Outcome, what: str) -> None:
         if seconds <= 0:
@@ -124,6 +134,7 @@ async def _reset_queue(
         await record_step(report, f"wait ({kind})", wait_seconds(client.id_instance, seconds, kind), lambda w: f"{w.seconds:.1f} s")
         report.waited_seconds = round(report.waited_seconds + seconds, 3)
 
+    await wait("clear-window", window_left, Outcome.gave_up_waiting, "an earlier run's clear window is still open")
     while True:
         if report.clear_attempts >= settings.max_clear_attempts:
             left = f"{report.count_after} notification(s) still counted" if report.count_after else "the queue is not cleared"
@@ -143,6 +154,7 @@ async def _reset_queue(
             raise _Stop(Outcome.clear_refused, f"GREEN-API refused to clear the queue: {attempt.reason or 'no reason given'}")
 
         cleared_at = time.monotonic()
+        await record_clear(client.id_instance, attempt.attempted_at)
         await wait("count-refresh", settings.count_refresh_seconds, Outcome.not_empty,
                    "the count cannot be trusted yet after the clear")
         check = await record_step(report, "verify", verify_empty(client, can_peek), _describe_verification)
@@ -159,6 +171,12 @@ async def _reset_queue(
         window_left = settings.clear_interval_seconds - (time.monotonic() - cleared_at)
         await wait("clear-window", window_left, Outcome.not_empty,
                    f"{check.count_after} notification(s) still queued after the clear")
+
+
+def _window_left(previous_clear: datetime | None, interval: float) -> float:
+    if previous_clear is None:
+        return 0.0
+    return max(0.0, interval - (utc_now() - previous_clear).total_seconds())
 
 
 def _describe_clear(attempt) -> str:

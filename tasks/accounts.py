@@ -1,11 +1,13 @@
-"""What happened to the account on an instance, and the last account (wid) seen on each one.
+"""What happened to the account on an instance, and what runs remember about each instance.
 
-The last wid lives in a Prefect Variable per instance (``greenapi-wid-<idInstance>``), so the
-sweep, the webhook receiver and every worker share it through the Prefect server.
+The last account seen (``greenapi-wid-<idInstance>``) and the last clear (``greenapi-last-clear-<idInstance>``)
+live in Prefect Variables, so the sweep, the webhook receiver and every worker share them through the
+Prefect server.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 from prefect.variables import Variable
@@ -43,3 +45,21 @@ async def record_wid(id_instance: int, wid: str) -> None:
     """Remember ``wid`` as the instance's account. Empty wids (not authorized yet) are not recorded."""
     if wid:
         await Variable.aset(wid_variable_name(id_instance), wid, overwrite=True, tags=["greenapi", "wid"])
+
+
+def last_clear_variable_name(id_instance: int) -> str:
+    return f"greenapi-last-clear-{id_instance}"
+
+
+async def last_clear_at(id_instance: int) -> datetime | None:
+    """When a run last cleared this instance's queue (any run, any machine), if one did."""
+    value = await Variable.aget(last_clear_variable_name(id_instance), default=None)
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+async def record_clear(id_instance: int, at: datetime) -> None:
+    """Remember a successful clear, so the next run knows the window it opened."""
+    await Variable.aset(last_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])

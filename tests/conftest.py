@@ -15,7 +15,7 @@ TEST_CLEAR_WINDOW_SECONDS = 3.0
 TEST_COUNT_REFRESH_SECONDS = 1.0
 TEST_MAX_RECEIVE_WAIT_SECONDS = 0.2
 
-_instance_ids = itertools.count(1_101_000_001)
+_instance_ids = itertools.count(2_000_000_001)  # apart from the demo's 1101000001-3
 
 
 def emulator_config(**overrides) -> EmulatorConfig:

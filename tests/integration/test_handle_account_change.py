@@ -231,3 +231,25 @@ async def test_a_missing_block_fails_with_a_one_line_reason(greenapi_env):
     state = await __import__("flows").handle_account_change(reason="account_changed", instance="no-such-block", return_state=True)
     assert state.is_failed()
     assert "no greenapi-instance block named 'no-such-block'" in state.message
+
+
+async def test_a_window_opened_by_an_earlier_run_is_respected(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(notifications=4, webhook_url="https://hooks.example/greenapi")
+    greenapi_env(instance)
+    first_state, first = await run_flow(reason="number_blocked")
+    assert first_state.is_completed() and first.clear_attempts == 1
+
+    # Count 0 right after: the earlier clear is known, so no clear is sent inside its window.
+    second_state, second = await run_flow(reason="number_blocked")
+    assert second_state.is_completed() and second.outcome is Outcome.already_empty
+    assert second.clear_attempts == 0 and "an earlier run cleared the queue" in second.message
+
+    # New notifications inside the window: the run waits for the window to close, then clears.
+    emulator.state.patch_instance(instance.id_instance, {"add_notifications": 3})
+    emulator.state.advance_clock(TEST_COUNT_REFRESH_SECONDS)  # the count snapshot shows them
+    third_state, third = await run_flow(reason="number_blocked")
+    assert third_state.is_completed(), third_state.message
+    assert [s.step for s in third.steps].count("wait (clear-window)") == 1
+    clears = [c for c in emulator.state.calls(instance=instance.id_instance) if c["method"] == "clearWebhooksQueue"]
+    assert [c["body_summary"]["isCleared"] for c in clears] == [True, True]
+    assert emulator.state.violations(kind="clear_inside_window") == []

@@ -218,7 +218,8 @@ def create_app(
             return ignored("only the blocked and authorized states are acted on")
         if state == "authorized" and not wid:
             return ignored("authorized without an account (instanceData.wid)")
-        event_id = str(event_id_for(webhook_key(hook)))
+        uuid = event_id_for(webhook_key(hook))
+        event_id = str(uuid)
         try:
             async with decide_lock:
                 before = seen.get(event_id)
@@ -234,7 +235,7 @@ def create_app(
                         return ignored("first account seen on this instance: recorded" if recorded is None else "account unchanged")
                 seen_as = _Seen(EVENT_NAMES[reason], id_instance, reason)
                 event = build_event(
-                    event_id=event_id_for(webhook_key(hook)), id_instance=id_instance, reason=reason, delivery="greenapi-webhook",
+                    event_id=uuid, id_instance=id_instance, reason=reason, delivery="greenapi-webhook",
                     source="green-api", wid=wid, state_instance=state,
                 )
                 await emit(event_id, event, seen_as)

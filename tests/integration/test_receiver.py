@@ -13,6 +13,7 @@ import logging
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,13 @@ def scenario(prefect_server) -> Scenario:
             post("dup-webhook-1", "/webhooks/greenapi", hook)
             post("dup-webhook-2", "/webhooks/greenapi", hook)
 
+            # the same delivery five times at once: one emit
+            s.ids["concurrent"] = n = _new_id()
+            with ThreadPoolExecutor(5) as pool:
+                hook = _webhook(n, "blocked", timestamp=1_700_000_200)
+                for i, response in enumerate(pool.map(lambda _: http.post("/webhooks/greenapi", json=hook), range(5))):
+                    s.responses[f"concurrent-{i}"] = response
+
             s.responses["health"] = http.get("/health", headers={"Authorization": ""})
             s.responses["openapi"] = http.get("/openapi.json", headers={"Authorization": ""})
 
@@ -238,7 +246,7 @@ def scenario(prefect_server) -> Scenario:
             post("sentinel", "/events/queue-reset", {"idInstance": z, "reason": "number_blocked"})
 
             ids = list(s.ids.values())
-            s.events = wait_for_events(prefect_server.api_url, ids, {a: 1, b: 1, c: 1, g: 2, g2: 1, h: 1, k: 1, z: 1})
+            s.events = wait_for_events(prefect_server.api_url, ids, {a: 1, b: 1, c: 1, g: 2, g2: 1, h: 1, k: 1, n: 1, z: 1})
             time.sleep(0.2)
             s.events = read_events(prefect_server.api_url, ids)
     finally:
@@ -367,6 +375,13 @@ def test_the_same_delivery_twice_has_one_event_id_and_one_event(scenario):
         ids = [e["id"] for e in scenario.events_of(key)]
         assert ids.count(one["eventId"]) == 1, ids
     assert len(scenario.events_of("dup-body")) == 1 and len(scenario.events_of("dup-webhook")) == 1
+
+
+def test_concurrent_copies_of_one_delivery_emit_once(scenario):
+    bodies = [_accepted(scenario.responses[f"concurrent-{i}"]) for i in range(5)]
+    assert len({b["eventId"] for b in bodies}) == 1
+    assert sorted(b["duplicate"] for b in bodies) == [False, True, True, True, True]
+    assert [e["id"] for e in scenario.events_of("concurrent")] == [bodies[0]["eventId"]]
 
 
 def test_failed_emit_is_503_and_not_remembered(scenario):

@@ -25,13 +25,16 @@ def serve_all(*, with_receiver: bool, limit: int | None) -> int:
     receiver = None
     if with_receiver:
         from receiver.server import ReceiverServer
-        from receiver.settings import get_receiver_settings
+        from receiver.settings import ReceiverConfigurationError, get_receiver_settings
 
         try:
-            receiver = ReceiverServer(get_receiver_settings()).start()
-        except ValueError as exc:  # no secret, bad port...: one line, nothing started
-            print(f"greenapi-migrate: receiver: {exc}", file=sys.stderr)
+            settings = get_receiver_settings()
+            settings.require_secret()
+        except ReceiverConfigurationError as exc:  # no secret, bad port...: one line, nothing started
+            print(f"greenapi-migrate serve: receiver: configuration error: {exc}", file=sys.stderr)
             return 2
+        receiver = ReceiverServer(settings, port=settings.port)
+        receiver.start()
         print(f"receiver listening on {receiver.url}", flush=True)
     try:
         serve(*runner_deployments(), limit=limit)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterDeploymentId
@@ -25,11 +28,19 @@ pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 HANDLE = "handle-account-change/handle-account-change"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+RECEIVER_SECRET = "CANARYreceiver" + "9f8e7d" * 6
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    receiver_url: str
+    log: Path
 
 
 @pytest.fixture(scope="module")
 def served(prefect_server, emulator_server, tmp_path_factory):
-    """`greenapi-migrate serve --no-receiver` in a subprocess, polling for runs every second."""
+    """`greenapi-migrate serve` (deployments + receiver) in a subprocess, polling for runs every second."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
     env.update(
         PREFECT_API_URL=prefect_server.api_url,
@@ -38,14 +49,18 @@ def served(prefect_server, emulator_server, tmp_path_factory):
         GREEN_API_COUNT_REFRESH_SECONDS="1",
         GREEN_API_CLEAR_INTERVAL_SECONDS="3",
         GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS="0.05",
+        GREEN_API_READ_TIMEOUT_SECONDS="30",
+        GREEN_API_RECEIVER_SECRET=RECEIVER_SECRET,
+        GREEN_API_RECEIVER_PORT="0",
     )
     log = tmp_path_factory.mktemp("served-log") / "serve.log"
     with log.open("w") as out:
-        process = subprocess.Popen([CLI, "serve", "--no-receiver"], env=env, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([CLI, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=tmp_path_factory.mktemp("served-cwd"))
     try:
         asyncio.run(_wait_for_deployments(process, log))
-        yield process
+        receiver_url = re.search(r"receiver listening on (http://\S+)", log.read_text()).group(1)
+        yield Served(process=process, receiver_url=receiver_url, log=log)
     finally:
         process.terminate()
         try:
@@ -141,23 +156,20 @@ async def test_two_runs_for_one_instance_take_turns_and_the_second_does_not_clea
 
 @pytest.mark.usefixtures("served")
 async def test_runs_for_different_instances_proceed_in_parallel(emulator, seed_instance):
-    a = seed_instance(notifications=3)
-    b = seed_instance(notifications=3)
-    for seeded in (a, b):  # each run spends 3 s in its first count, so sequential runs could not overlap
-        emulator.state.add_faults(seeded.id_instance, [{"method": "getWebhooksCount", "fault": {"kind": "delay", "seconds": 3}, "times": 1}])
-    blocks = [await _register(s, emulator) for s in (a, b)]
-    runs = await asyncio.gather(*(
-        run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": block}, timeout=0) for block in blocks
-    ))
-    finished = await _wait_final([r.id for r in runs])
+    slow = seed_instance(notifications=3)
+    fast = seed_instance(notifications=3)
+    # The slow instance answers its first count after 20 s; were runs serialised, the fast one would wait.
+    emulator.state.add_faults(slow.id_instance, [{"method": "getWebhooksCount", "fault": {"kind": "delay", "seconds": 20}, "times": 1}])
+    slow_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await _register(slow, emulator)}, timeout=0)
+    while not emulator.state.calls(instance=slow.id_instance, method="getSettings"):
+        await asyncio.sleep(0.2)  # calls are logged when answered: after getSettings the slow run is in its count
+    fast_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await _register(fast, emulator)}, timeout=0)
 
-    assert [r.state.type.value for r in finished] == ["COMPLETED", "COMPLETED"]
-    spans = []
-    for seeded in (a, b):
-        calls = emulator.state.calls(instance=seeded.id_instance)
-        spans.append((calls[0]["started_at"], calls[-1]["finished_at"]))
-    (a_start, a_end), (b_start, b_end) = spans
-    assert a_start < b_end and b_start < a_end, spans  # the two runs overlapped in time
+    finished = await _wait_final([slow_run.id, fast_run.id])
+
+    assert [r.state.type.value for r in finished] == ["COMPLETED", "COMPLETED"], [r.state.message for r in finished]
+    slow_calls, fast_calls = (emulator.state.calls(instance=s.id_instance) for s in (slow, fast))
+    assert fast_calls[-1]["finished_at"] < slow_calls[-1]["started_at"]  # the fast run was all done meanwhile
 
 
 async def _clear_registry() -> None:
@@ -202,3 +214,67 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
     # Every authorized account seen is recorded for the next sweep.
     assert await last_seen_wid(changed.id_instance) == "79222222222@c.us"
     assert await last_seen_wid(healthy[1].id_instance) == "79000000001@c.us"
+
+
+def _post(served: Served, path: str, body, secret: str | None = RECEIVER_SECRET) -> httpx.Response:
+    content = body if isinstance(body, (bytes, str)) else None
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret}"
+    return httpx.post(served.receiver_url + path, json=None if content is not None else body, content=content,
+                      headers=headers, timeout=10)
+
+
+async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator, seed_instance):
+    seeded = seed_instance(state="blocked", notifications=5)
+    await _register(seeded, emulator)
+
+    answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked", "source": "e2e"})
+
+    assert answer.status_code == 202, answer.text
+    (run,) = await _wait_final([r.id for r in await _wait_for_runs(str(seeded.id_instance), 1)])
+    assert run.state.type.value == "COMPLETED", run.state.message
+    assert run.parameters["reason"] == "number_blocked"
+    assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+
+
+async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, emulator, seed_instance):
+    seeded = seed_instance(state="blocked", notifications=8)
+    await _register(seeded, emulator)
+    webhook = {
+        "typeWebhook": "stateInstanceChanged",
+        "instanceData": {"idInstance": seeded.id_instance, "wid": "79990000000@c.us", "typeInstance": "whatsapp"},
+        "timestamp": int(time.time()),
+        "stateInstance": "blocked",
+    }
+
+    first = _post(served, "/webhooks/greenapi", webhook)
+    again = _post(served, "/webhooks/greenapi", webhook)  # GREEN-API re-sends: at-least-once delivery
+
+    assert first.status_code == again.status_code == 202
+    assert first.json()["eventId"] == again.json()["eventId"] and again.json()["duplicate"] is True
+    (run,) = await _wait_final([r.id for r in await _wait_for_runs(str(seeded.id_instance), 1)])
+    assert run.state.type.value == "COMPLETED", run.state.message
+    await asyncio.sleep(3)  # time enough for a second run to appear, were one started
+    assert len(await _handle_runs(str(seeded.id_instance))) == 1
+
+
+async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, seed_instance):
+    seeded = seed_instance(state="blocked", notifications=2)
+    await _register(seeded, emulator)
+    good = {"idInstance": seeded.id_instance, "reason": "number_blocked"}
+    almost = RECEIVER_SECRET[:-1] + ("0" if RECEIVER_SECRET[-1] != "0" else "1")
+
+    answers = [
+        _post(served, "/events/queue-reset", good, secret=almost),
+        _post(served, "/events/queue-reset", good, secret=None),
+        _post(served, "/events/queue-reset", b"{not json"),
+        _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "phone_lost"}),
+        _post(served, "/webhooks/greenapi", {"typeWebhook": "stateInstanceChanged", "instanceData": {"idInstance": "x"}}),
+    ]
+
+    assert [a.status_code for a in answers][:2] == [401, 401]
+    assert all(400 <= a.status_code < 500 for a in answers[2:]), [a.text for a in answers]
+    await asyncio.sleep(4)  # longer than event -> automation -> run takes in the tests above
+    assert await _handle_runs(str(seeded.id_instance)) == []
+    assert RECEIVER_SECRET not in served.log.read_text()

@@ -132,11 +132,18 @@ Fault = Annotated[
 
 
 class FaultRule(_Strict):
-    """Apply ``fault`` to the next ``times`` matching requests (None = forever)."""
+    """Apply ``fault`` to ``times`` matching requests (None = forever), after letting the first
+    ``after`` matching requests through untouched (``after=1`` faults the second call).
+
+    A request matches when its method is ``method`` (or ``method`` is ``"*"``) and it got past
+    routing and authentication; every pending rule counts the matching requests it sees, whether
+    or not an earlier rule took them.
+    """
 
     method: str
     fault: Fault
     times: int | None = Field(default=1, ge=1)
+    after: int = Field(default=0, ge=0)
 
     @field_validator("method")
     @classmethod

@@ -89,10 +89,12 @@ class EmulatorControl:
         return self._call("PATCH", f"/instances/{id_instance}", _plain(fields))
 
     # faults --------------------------------------------------------------
-    def add_fault(self, id_instance: int, method: str, fault: dict[str, Any], times: int | None = 1) -> dict[str, Any]:
-        """``add_fault(1101, "getWebhooksCount", {"kind": "status", "status": 502}, times=2)``."""
+    def add_fault(self, id_instance: int, method: str, fault: dict[str, Any], times: int | None = 1,
+                  after: int = 0) -> dict[str, Any]:
+        """``add_fault(1101, "getWebhooksCount", {"kind": "status", "status": 502}, times=2)``;
+        ``after=1`` lets the first matching call through and faults the second."""
         return self._call("POST", f"/instances/{id_instance}/faults",
-                          {"method": method, "fault": _plain(fault), "times": times})
+                          {"method": method, "fault": _plain(fault), "times": times, "after": after})
 
     def add_faults(self, id_instance: int, rules: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", f"/instances/{id_instance}/faults", [_plain(r) for r in rules])

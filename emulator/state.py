@@ -66,6 +66,7 @@ class Outcome:
 class _PendingFault:
     rule: FaultRule
     left: int | None  # None = forever
+    skip: int = 0  # matching requests still to let through before the fault applies
 
 
 @dataclass
@@ -79,6 +80,10 @@ class _Instance:
     next_receipt: int = 1
     outgoing: int = 0
     last_clear: float | None = None
+    #: How a client can know the current clear window: None (seeded: someone else cleared, no
+    #: client has been told yet), "api_clear" (opened by a clear through the API) or
+    #: "left_time" (announced by a leftTime answer).
+    window_known: str | None = None
     clears_done: int = 0
     snapshot_value: int | None = None
     snapshot_at: float | None = None
@@ -253,7 +258,7 @@ class EmulatorState:
         parsed = [r if isinstance(r, FaultRule) else FaultRule.model_validate(r) for r in rules]
         with self._lock:
             inst = self._get(id_instance)
-            inst.faults.extend(_PendingFault(rule=r, left=r.times) for r in parsed)
+            inst.faults.extend(_PendingFault(rule=r, left=r.times, skip=r.after) for r in parsed)
             return self._view(inst, self.clock.now())
 
     def clear_faults(self, id_instance: int) -> dict[str, Any]:
@@ -276,9 +281,10 @@ class EmulatorState:
             "snapshot_age_seconds": None if inst.snapshot_at is None else now - inst.snapshot_at,
             "outgoing_messages": inst.outgoing,
             "window_left_seconds": window_left,
+            "window_known": inst.window_known if window_left > 0 else None,
             "clears_done": inst.clears_done,
             "faults_pending": [
-                {"method": f.rule.method, "fault": f.rule.fault.model_dump(), "times": f.left}
+                {"method": f.rule.method, "fault": f.rule.fault.model_dump(), "times": f.left, "after": f.skip}
                 for f in inst.faults
             ],
             "arrival_rate_per_second": inst.arrival_rate,
@@ -414,14 +420,21 @@ class EmulatorState:
                              "calls_in_1s": len(hits), "limit": limit})
 
     def _take_fault(self, inst: _Instance, method: str) -> _PendingFault | None:
-        for i, pending in enumerate(inst.faults):
-            if pending.rule.method in ("*", method):
-                if pending.left is not None:
-                    pending.left -= 1
-                    if pending.left <= 0:
-                        del inst.faults[i]
-                return pending
-        return None
+        """The first pending rule (FIFO) that matches and has no requests left to skip.
+        Every matching rule still skipping counts this request as one of its ``after``."""
+        chosen: _PendingFault | None = None
+        for pending in inst.faults:
+            if pending.rule.method not in ("*", method):
+                continue
+            if pending.skip > 0:
+                pending.skip -= 1
+            elif chosen is None:
+                chosen = pending
+        if chosen is not None and chosen.left is not None:
+            chosen.left -= 1
+            if chosen.left <= 0:
+                inst.faults.remove(chosen)
+        return chosen
 
     @staticmethod
     def _apply_fault(out: Outcome, pending: _PendingFault) -> Outcome:
@@ -495,10 +508,18 @@ class EmulatorState:
         return out
 
     def _clear(self, inst: _Instance, now: float) -> dict[str, Any]:
+        """One clearWebhooksQueue. Too early is a violation only when a client could know the
+        window: it was opened by a clear through the API (known to whoever cleared), or a
+        leftTime answer already announced it. The first too-early clear in a seeded window
+        (someone else cleared) is how a client learns leftTime: answered, not recorded."""
         window = self._config.clear_window_seconds
         if inst.last_clear is not None and now - inst.last_clear < window:
             left = max(1, math.ceil(window - (now - inst.last_clear)))
-            self._violation({"kind": "clear_inside_window", "instance": inst.id, "left_time": left})
+            if inst.window_known is not None:
+                self._violation({"kind": "clear_inside_window", "instance": inst.id, "method": "clearWebhooksQueue",
+                                 "left_time": left, "window_known_from": inst.window_known})
+            else:
+                inst.window_known = "left_time"
             return {"isCleared": False, "reason": "Too many requests", "leftTime": left}
         if inst.refuse is not None:
             reason = inst.refuse.reason
@@ -509,6 +530,7 @@ class EmulatorState:
             return {"isCleared": False, "reason": reason}
         inst.queue.clear()
         inst.last_clear = now
+        inst.window_known = "api_clear"
         inst.clears_done += 1
         return {"isCleared": True, "reason": ""}
 

@@ -151,6 +151,39 @@ def test_left_time_is_at_least_one_and_seeded_window(ctl, api):
     assert api.delete(u("clearWebhooksQueue")).json()["isCleared"] is True
 
 
+def test_first_too_early_clear_in_a_seeded_window_is_how_a_client_learns_left_time(ctl, api):
+    """Someone else cleared (seeded): the first too-early clear is answered, not a violation; the
+    window is then announced, so a second clear inside it is one."""
+    ctl.set_config(clear_window_seconds=60)
+    seed(ctl, notifications=2, cleared_seconds_ago=30)
+    assert ctl.instance(ID)["window_known"] is None
+    first = api.delete(u("clearWebhooksQueue")).json()
+    assert first["isCleared"] is False and first["leftTime"] in (30, 31)
+    assert ctl.violations() == []
+    assert ctl.instance(ID)["window_known"] == "left_time"
+
+    ctl.advance_clock(10)
+    assert api.delete(u("clearWebhooksQueue")).json()["leftTime"] in (20, 21)
+    inside = ctl.violations("clear_inside_window")
+    assert [(v["instance"], v["method"], v["window_known_from"]) for v in inside] == [
+        (ID, "clearWebhooksQueue", "left_time")]
+
+    # after the window: allowed, and the new window is known to whoever cleared
+    ctl.clear_violations()
+    ctl.advance_clock(21)
+    assert api.delete(u("clearWebhooksQueue")).json()["isCleared"] is True
+    assert ctl.instance(ID)["window_known"] == "api_clear"
+    assert api.delete(u("clearWebhooksQueue")).json()["leftTime"] in (59, 60)
+    assert [v["window_known_from"] for v in ctl.violations()] == ["api_clear"]
+
+
+def test_a_clear_after_a_seeded_window_expired_is_no_violation(ctl, api):
+    seed(ctl, cleared_seconds_ago=5)  # window is 2 s: long over
+    assert ctl.instance(ID)["window_known"] is None
+    assert api.delete(u("clearWebhooksQueue")).json()["isCleared"] is True
+    assert ctl.violations() == []
+
+
 def test_refuse_clears_with_reason(ctl, api):
     seed(ctl, notifications=2, refuse_clears={"reason": "webhookUrl is set", "times": 2})
     for _ in range(2):

@@ -159,3 +159,50 @@ def test_call_log_records_fault_kinds(ctl, api):
         ("status", 502), ("disconnect", None), ("delay", 200), (None, 200)]
     assert calls[0]["body_summary"]["content_type"] == "text/html"
     assert calls[2]["finished_at"] - calls[2]["started_at"] >= 0.04
+
+
+# ------------------------------------------------------------------ after: skip the first N matching calls
+
+
+def test_after_faults_the_second_matching_call_only(ctl, api):
+    """The verification count (the second getWebhooksCount), not the first."""
+    ctl.add_fault(ID, "getWebhooksCount", {"kind": "status", "status": 502}, after=1)
+    assert ctl.instance(ID)["faults_pending"][0]["after"] == 1
+    assert api.get(u("getStateInstance")).status_code == 200  # other methods do not count
+    assert api.get(u("getWebhooksCount")).json() == {"count": 3}
+    assert ctl.instance(ID)["faults_pending"][0]["after"] == 0
+    assert api.get(u("getWebhooksCount")).status_code == 502
+    assert api.get(u("getWebhooksCount")).status_code == 200
+    assert ctl.instance(ID)["faults_pending"] == []
+
+
+def test_after_with_times_and_the_raw_control_api(server, ctl, api):
+    with httpx.Client(base_url=server.url + "/_emulator", timeout=5) as raw:
+        r = raw.post(f"/instances/{ID}/faults",
+                     json={"method": "getSettings", "fault": {"kind": "status", "status": 503}, "times": 2, "after": 2})
+        assert r.status_code == 201
+        assert r.json()["faults_pending"] == [
+            {"method": "getSettings", "fault": {"kind": "status", "status": 503, "body": None, "content_type": None,
+                                                "headers": {}}, "times": 2, "after": 2}]
+        bad = raw.post(f"/instances/{ID}/faults",
+                       json={"method": "getSettings", "fault": {"kind": "null_body"}, "after": -1})
+        assert bad.status_code == 422
+    assert [api.get(u("getSettings")).status_code for _ in range(5)] == [200, 200, 503, 503, 200]
+
+
+def test_after_counts_calls_taken_by_an_earlier_rule(ctl, api):
+    """Every pending rule counts the matching calls it sees, including one an earlier rule faulted."""
+    ctl.add_faults(ID, [
+        {"method": "getStateInstance", "fault": {"kind": "status", "status": 500}},
+        {"method": "*", "fault": {"kind": "status", "status": 504}, "after": 1},
+    ])
+    assert api.get(u("getStateInstance")).status_code == 500  # rule 1; rule 2 counts it as its one skip
+    assert api.get(u("getStateInstance")).status_code == 504
+    assert api.get(u("getStateInstance")).status_code == 200
+
+
+def test_after_does_not_count_unauthorised_calls(ctl, api):
+    ctl.add_fault(ID, "getStateInstance", {"kind": "status", "status": 500}, after=1)
+    assert api.get(u("getStateInstance", token="wrong")).status_code == 401
+    assert api.get(u("getStateInstance")).status_code == 200
+    assert api.get(u("getStateInstance")).status_code == 500

@@ -37,7 +37,9 @@ from tasks import (
     wait_seconds,
 )
 from tasks.accounts import last_clear_at, record_clear
+from tasks.connections import open_client
 from tasks.locks import ensure_instance_limit
+from tasks.results import InstanceInfo
 from tasks.results import utc_now
 from tasks.wait import WaitKind
 
@@ -63,6 +65,7 @@ async def handle_account_change(
     clear_outgoing: bool = False,
     max_clear_attempts: Annotated[int | None, Field(ge=1, le=50)] = None,
     max_total_wait_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None,
+    observed: InstanceInfo | None = None,
 ) -> QueueResetReport:
     """Clear and verify a GREEN-API instance's incoming notification queue.
 
@@ -72,6 +75,8 @@ async def handle_account_change(
         clear_outgoing: also clear messages not yet sent (GREEN-API advises it after a block, before reconnecting).
         max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: GREEN_API_MAX_CLEAR_ATTEMPTS.
         max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
+        observed: filled in by the sweep, which has just inspected the instance; leave it empty. The run
+            then skips its own inspection and the "before" counts, and goes straight to the clear.
     """
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
@@ -81,9 +86,9 @@ async def handle_account_change(
     limit = await ensure_instance_limit(credentials.id_instance)
     async with concurrency(limit, occupy=1, strict=True, timeout_seconds=settings.instance_lock_timeout_seconds):
         report.started_at = utc_now()
-        async with GreenAPIClient(credentials, settings) as client:
+        async with open_client(credentials, settings) as client:
             try:
-                await _reset_queue(client, settings, report, clear_outgoing)
+                await _reset_queue(client, settings, report, clear_outgoing, observed)
             except _Stop as stop:
                 report.outcome, report.message = stop.outcome, stop.message
             except GreenAPIError as exc:
@@ -98,30 +103,39 @@ async def handle_account_change(
 
 
 async def _reset_queue(
-    client: GreenAPIClient, settings: GreenAPISettings, report: QueueResetReport, clear_outgoing: bool
+    client: GreenAPIClient,
+    settings: GreenAPISettings,
+    report: QueueResetReport,
+    clear_outgoing: bool,
+    observed: InstanceInfo | None = None,
 ) -> None:
-    info = await record_step(report, "inspect", inspect_instance(client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
+    if observed is None:
+        info = await record_step(report, "inspect", inspect_instance(client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
+    else:  # the sweep inspected it moments ago: its answer stands, and the run goes straight to the clear
+        info = observed
     report.state_instance, report.wid, report.webhook_url_set = info.state_instance, info.wid, info.webhook_url_set
     can_peek = not info.webhook_url_set
 
-    before = await record_step(report, "count", count_notifications(client), lambda c: f"{c.count} queued")
-    report.count_before = before.count
-    outgoing = await record_step(report, "count outgoing", count_outgoing_messages(client), lambda c: f"{c.count} queued")
-    report.outgoing_count = outgoing.count
-    if clear_outgoing and outgoing.count:
-        cleared = await record_step(report, "clear outgoing", clear_outgoing_messages(client), lambda a: a.kind)
-        report.outgoing_cleared = cleared.kind == "cleared"
+    if observed is None:
+        before = await record_step(report, "count", count_notifications(client), lambda c: f"{c.count} queued")
+        report.count_before = before.count
+    if observed is None or clear_outgoing:
+        outgoing = await record_step(report, "count outgoing", count_outgoing_messages(client), lambda c: f"{c.count} queued")
+        report.outgoing_count = outgoing.count
+        if clear_outgoing and outgoing.count:
+            cleared = await record_step(report, "clear outgoing", clear_outgoing_messages(client), lambda a: a.kind)
+            report.outgoing_cleared = cleared.kind == "cleared"
 
     # A window opened by an earlier run's clear (on any worker) is known: no clear is sent inside it.
     previous_clear = await last_clear_at(client.id_instance)
     window_left = _window_left(previous_clear, settings.clear_interval_seconds)
 
     # A count of 0 is evidence, not proof: a peek that also finds nothing, or a clear moments ago, skips the clear.
-    if before.count == 0 and can_peek:
+    if report.count_before == 0 and can_peek:
         if await record_step(report, "peek", peek_notification(client), lambda e: "nothing queued" if e else "found one"):
             report.count_after, report.verified_by = 0, "count+peek"
             raise _Stop(Outcome.already_empty, "the queue was already empty (count 0, peek found nothing); no clear needed")
-    elif before.count == 0 and window_left > 0:
+    elif report.count_before == 0 and window_left > 0:
         report.count_after, report.verified_by = 0, "count"
         raise _Stop(Outcome.already_empty, f"count 0, and an earlier run cleared the queue "
                     f"{settings.clear_interval_seconds - window_left:.0f} s ago; no clear needed")

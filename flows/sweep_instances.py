@@ -1,17 +1,20 @@
-"""The fleet sweep: find instances whose number was blocked or whose account changed, and hand each to
-``handle-account-change``.
+"""The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
-1. List the registered instances (greenapi-instance blocks).
-2. Check each one (state, wid), a bounded number at a time, each with its own time limit.
-3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record the wids seen.
-4. Start one handle-account-change run per affected instance (on any worker of the pool), without waiting.
+1. List the registered instances (greenapi-instance blocks) and the accounts recorded last time.
+2. Inspect each one (state, wid): 2 API calls, at most ``max_concurrency`` requests in flight
+   fleet-wide, each instance within its own time limit.
+3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
+4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
+   worker (``handle="deployment"``), or as a subflow here (``handle="inline"``), which reuses the
+   inspection and shares this sweep's connections.
 5. Report what was found and done: a progress artifact while it runs, a markdown table at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import time
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
@@ -20,12 +23,14 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from greenapi import get_settings
-from tasks.accounts import Reason, last_seen_wid, reason_for, record_wid
+from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
+from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
-from tasks.inspect import check_instance
-from tasks.results import utc_now
+from tasks.inspect import inspect_instance
+from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
+PROGRESS_EVERY_SECONDS = 1.0
 
 
 class InstanceFinding(BaseModel):
@@ -36,7 +41,8 @@ class InstanceFinding(BaseModel):
     recorded_wid: str | None = None
     reason: Reason | None = None
     error: str | None = None
-    started_run: str | None = None
+    handled_by: str | None = None
+    outcome: str | None = None
 
 
 class SweepReport(BaseModel):
@@ -47,7 +53,21 @@ class SweepReport(BaseModel):
 
 
 class SweepIncomplete(Exception):
-    """Some instances could not be checked; the affected ones found were still handed over."""
+    """Some instances could not be checked or handled; the others were still handled."""
+
+
+class _Progress:
+    """A progress artifact that moves as instances are done, updated at most once a second."""
+
+    def __init__(self, artifact_id, total: int) -> None:
+        self.artifact_id, self.total, self.done, self._sent_at = artifact_id, max(total, 1), 0, 0.0
+
+    async def one_done(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done == self.total or now - self._sent_at >= PROGRESS_EVERY_SECONDS:
+            self._sent_at = now
+            await aupdate_progress_artifact(self.artifact_id, round(100.0 * self.done / self.total, 1))
 
 
 @flow(name="sweep-instances", flow_run_name=lambda: f"sweep-{utc_now():%Y%m%d-%H%M%S}")
@@ -55,48 +75,54 @@ async def sweep_instances(
     max_concurrency: Annotated[int, Field(ge=1, le=200)] = 20,
     check_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30,
     start_runs: bool = True,
+    handle: Literal["deployment", "inline"] = "deployment",
     deployment_name: Annotated[str, Field(min_length=3)] = HANDLE_DEPLOYMENT,
 ) -> SweepReport:
-    """Check every registered GREEN-API instance and start handle-account-change where needed.
+    """Check every registered GREEN-API instance and reset the queue of each blocked or changed one.
 
     Args:
-        max_concurrency: instances checked at the same time (1-200).
+        max_concurrency: GREEN-API requests in flight at once, across the fleet (1-200).
         check_timeout_seconds: time limit for one instance's check; a slow instance fails alone.
-        start_runs: start handle-account-change runs for affected instances (off: only report them).
+        start_runs: hand affected instances over (off: only report them).
+        handle: "deployment" starts a handle-account-change run per affected instance on the work pool
+            (scales with workers); "inline" runs it here as a subflow, right after the check.
         deployment_name: the deployment started per affected instance, as "flow-name/deployment-name".
     """
     logger = get_run_logger()
     settings = get_settings()
     instances = await registered_instances()
-    logger.info("Sweeping %d registered instance(s), %d at a time", len(instances), max_concurrency)
-    progress = await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent")
-    slots = asyncio.Semaphore(max_concurrency)
-    checker = check_instance.with_options(timeout_seconds=check_timeout_seconds)
-    done = 0
+    recorded = await recorded_wids()
+    logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
+    progress = _Progress(
+        await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked and handed over, in percent"),
+        len(instances),
+    )
+    inspect = inspect_instance.with_options(timeout_seconds=check_timeout_seconds)
 
     async def sweep_one(registered: RegisteredInstance) -> InstanceFinding:
-        nonlocal done
-        finding = InstanceFinding(id_instance=registered.id_instance, block_name=registered.block_name)
-        async with slots:
-            state = await checker(registered.credentials, settings, return_state=True)
-        if state.is_completed():
-            info = await state.aresult()
+        finding = InstanceFinding(
+            id_instance=registered.id_instance, block_name=registered.block_name,
+            recorded_wid=recorded.get(registered.id_instance),
+        )
+        async with open_client(registered.credentials, settings) as client:
+            state = await inspect(client, return_state=True)
+        if not state.is_completed():
+            finding.error = state.message or state.type.value
+        else:
+            info: InstanceInfo = await state.aresult()
             finding.state_instance, finding.wid = info.state_instance, info.wid
-            finding.recorded_wid = await last_seen_wid(registered.id_instance)
             finding.reason = reason_for(info.state_instance, info.wid, finding.recorded_wid)
-            if info.state_instance == "authorized":
+            if info.state_instance == "authorized" and info.wid and info.wid != finding.recorded_wid:
                 await record_wid(registered.id_instance, info.wid)
             if finding.reason and start_runs:
-                finding.started_run = await _start_handling(deployment_name, registered, finding.reason)
-        else:
-            finding.error = state.message or state.type.value
-        done += 1
-        await aupdate_progress_artifact(progress, 100.0 * done / max(len(instances), 1))
+                await _hand_over(finding, registered, info, handle, deployment_name)
+        await progress.one_done()
         return finding
 
-    findings = list(await asyncio.gather(*(sweep_one(r) for r in instances)))
+    async with shared_connections(max_concurrency):
+        findings = list(await asyncio.gather(*(sweep_one(r) for r in instances)))
     if not instances:
-        await aupdate_progress_artifact(progress, 100.0)
+        await aupdate_progress_artifact(progress.artifact_id, 100.0)
     report = SweepReport(
         checked=len(findings),
         affected=sum(1 for f in findings if f.reason),
@@ -110,19 +136,23 @@ async def sweep_instances(
     return report
 
 
-async def _start_handling(deployment_name: str, registered: RegisteredInstance, reason: Reason) -> str:
-    """Start the per-instance run and return its name. The idempotency key makes a retried sweep start it once."""
-    flow_run_model = await run_deployment(
-        name=deployment_name,
-        parameters={"reason": reason.value, "instance": registered.block_name},
-        timeout=0,
+async def _hand_over(
+    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, handle: str, deployment_name: str
+) -> None:
+    parameters = {"reason": finding.reason.value, "instance": registered.block_name}
+    if handle == "inline":
+        from flows.handle_account_change import handle_account_change
+
+        state = await handle_account_change(**parameters, observed=info, return_state=True)
+        finding.handled_by, finding.outcome = "subflow", state.type.value.lower()
+        return
+    # The idempotency key makes a retried sweep start each run once.
+    run = await run_deployment(
+        name=deployment_name, parameters=parameters, timeout=0, tags=["greenapi", "sweep"],
         idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
-        tags=["greenapi", "sweep"],
     )
-    get_run_logger().info(
-        "Instance %s: %s, started run %s", registered.id_instance, reason.value, flow_run_model.name
-    )
-    return flow_run_model.name
+    finding.handled_by, finding.outcome = f"run {run.name}", "started"
+    get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
 
 
 def _render(report: SweepReport) -> str:
@@ -135,7 +165,7 @@ def _render(report: SweepReport) -> str:
     ordered = sorted(report.findings, key=lambda f: (f.reason is None and f.error is None, f.id_instance))
     for f in ordered:
         finding = f.reason.value if f.reason else ("check failed: " + f.error if f.error else "healthy")
-        action = f"started {f.started_run}" if f.started_run else "—"
+        action = f"{f.handled_by}: {f.outcome}" if f.handled_by else "—"
         lines.append(
             f"| {f.id_instance} | {f.block_name} | {f.state_instance or '—'} | {f.wid or '—'} | "
             f"{f.recorded_wid or '—'} | {finding.replace('|', '/')} | {action} |"

@@ -1,7 +1,7 @@
 """Prefect tasks: one GREEN-API step each, typed results, never cached."""
 
 from tasks.credentials import GreenApiInstance, resolve_credentials
-from tasks.inspect import check_instance, inspect_instance
+from tasks.inspect import inspect_instance
 from tasks.queue import (
     clear_notifications,
     clear_outgoing_messages,
@@ -20,7 +20,6 @@ __all__ = [
     "InstanceInfo",
     "Verification",
     "WaitResult",
-    "check_instance",
     "clear_notifications",
     "clear_outgoing_messages",
     "count_notifications",

@@ -12,6 +12,8 @@ from enum import Enum
 
 from prefect.variables import Variable
 
+_PAGE = 200
+
 
 class Reason(str, Enum):
     """Why an instance's queue is reset."""
@@ -63,3 +65,26 @@ async def last_clear_at(id_instance: int) -> datetime | None:
 async def record_clear(id_instance: int, at: datetime) -> None:
     """Remember a successful clear, so the next run knows the window it opened."""
     await Variable.aset(last_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
+
+
+async def recorded_wids() -> dict[int, str]:
+    """Every recorded wid in a few paged API calls (a fleet sweep must not make one per instance)."""
+    from prefect.client.orchestration import get_client
+
+    prefix = wid_variable_name(0)[:-1]
+    found: dict[int, str] = {}
+    async with get_client() as client:
+        offset = 0
+        while True:
+            response = await client.request(
+                "POST", "/variables/filter",
+                json={"variables": {"name": {"like_": prefix}}, "offset": offset, "limit": _PAGE},
+            )
+            page = response.json()
+            for variable in page:
+                suffix = variable["name"][len(prefix):]
+                if variable["name"].startswith(prefix) and suffix.isdigit() and isinstance(variable["value"], str):
+                    found[int(suffix)] = variable["value"]
+            if len(page) < _PAGE:
+                return found
+            offset += _PAGE

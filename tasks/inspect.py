@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
+from greenapi import GreenAPIClient
 from tasks.events import emit_step_event
 from tasks.results import InstanceInfo
 
@@ -34,14 +34,5 @@ def _log_and_emit(info: InstanceInfo) -> None:
 async def inspect_instance(client: GreenAPIClient) -> InstanceInfo:
     """Read GetStateInstance and GetSettings: the state, the account (wid) and the webhookUrl."""
     info = await read_instance_info(client)
-    _log_and_emit(info)
-    return info
-
-
-@task(name="check-instance", task_run_name="check-instance-{credentials.id_instance}", cache_policy=NO_CACHE)
-async def check_instance(credentials: InstanceCredentials, settings: GreenAPISettings) -> InstanceInfo:
-    """The sweep's look at one instance: its own connection, so a slow instance holds up no other."""
-    async with GreenAPIClient(credentials, settings) as client:
-        info = await read_instance_info(client)
     _log_and_emit(info)
     return info

@@ -74,3 +74,30 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
     spans = [(c["started_at"], c["finished_at"]) for s in fleet for c in emulator.state.calls(instance=s.id_instance, method="getStateInstance")]
     peak = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert 2 <= peak <= 3
+
+
+async def test_inline_handling_resets_affected_queues_within_five_calls_each(emulator, seed_instance, greenapi_env):
+    from tasks.accounts import record_wid
+
+    greenapi_env(seed_instance())
+    healthy = [seed_instance(notifications=3) for _ in range(3)]
+    blocked = seed_instance(state="blocked", notifications=6)
+    changed = seed_instance(notifications=4, wid="79444444444@c.us")
+    hooked = seed_instance(state="blocked", notifications=2, webhook_url="https://hooks.example/x")
+    await _only_these_registered(emulator, [*healthy, blocked, changed, hooked])
+    await record_wid(changed.id_instance, "79000000000@c.us")
+
+    report = await sweep_instances(max_concurrency=4, handle="inline")
+
+    outcomes = {f.id_instance: (f.reason and f.reason.value, f.handled_by, f.outcome) for f in report.findings}
+    assert outcomes[blocked.id_instance] == ("number_blocked", "subflow", "completed")
+    assert outcomes[changed.id_instance] == ("account_changed", "subflow", "completed")
+    assert outcomes[hooked.id_instance] == ("number_blocked", "subflow", "completed")
+    for seeded, expected in ((blocked, 5), (changed, 5), (hooked, 4)):  # 4: no peek with a webhookUrl
+        methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
+        assert len(methods) == expected, methods
+        assert methods[:3] == ["getStateInstance", "getSettings", "clearWebhooksQueue"]
+        assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+    for seeded in healthy:
+        assert len(emulator.state.calls(instance=seeded.id_instance)) == 2
+        assert emulator.state.instance(seeded.id_instance)["queue_length"] == 3

@@ -17,6 +17,9 @@ TEST_MAX_RECEIVE_WAIT_SECONDS = 0.2
 
 _instance_ids = itertools.count(2_000_000_001)  # apart from the demo's 1101000001-3
 
+ALLOWS_VIOLATIONS_MARKER = "allows_emulator_violations"
+_violations_key = pytest.StashKey[list]()
+
 
 def emulator_config(**overrides) -> EmulatorConfig:
     return EmulatorConfig(
@@ -55,10 +58,56 @@ def emulator_server():
 
 
 @pytest.fixture
-def emulator(emulator_server):
-    """The session's emulator, emptied and set back to the test windows for each test."""
+def emulator(emulator_server, request):
+    """The session's emulator, emptied and set back to the test windows for each test.
+
+    Afterwards its violations (clear inside a known window, wrong verb, rate limit) are kept
+    with the test's id; any at all fail the session (see ``pytest_sessionfinish``), unless the
+    test is marked ``allows_emulator_violations``.
+    """
     emulator_server.state.reset(emulator_config())
     yield emulator_server
+    if request.node.get_closest_marker(ALLOWS_VIOLATIONS_MARKER) is None:
+        found = emulator_server.state.violations()
+        if found:
+            request.config.stash.setdefault(_violations_key, []).append((request.node.nodeid, found))
+
+
+# ---------------------------------------------------------------- session-wide emulator invariants
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        f"{ALLOWS_VIOLATIONS_MARKER}: the test breaks GREEN-API's rules on purpose; "
+        "its emulator violations do not fail the session",
+    )
+
+
+def _collected_violations(config) -> list[tuple[str, list[dict]]]:
+    return config.stash.get(_violations_key, [])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Emulator violations fail the session, even when every test passed."""
+    if _collected_violations(session.config) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    collected = _collected_violations(config)
+    if not collected:
+        return
+    total = sum(len(found) for _, found in collected)
+    terminalreporter.section(f"GREEN-API emulator violations: {total} in {len(collected)} test(s)", sep="=", red=True)
+    for nodeid, found in collected:
+        terminalreporter.write_line(nodeid)
+        for violation in found:
+            details = ", ".join(f"{k}={v}" for k, v in violation.items() if k not in ("kind", "at"))
+            terminalreporter.write_line(f"    {violation['kind']}: {details}")
+    terminalreporter.write_line(
+        f"A correct client never causes these; mark a test @pytest.mark.{ALLOWS_VIOLATIONS_MARKER} "
+        "only when it breaks the rules on purpose. The session fails."
+    )
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any, Callable, TypeVar
 
 import httpx
@@ -19,6 +20,7 @@ from greenapi.errors import (
     status_error,
 )
 from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.pacing import Pacer
 from greenapi.redaction import install_log_redaction, redact_url_text
 from greenapi.retry import RETRYABLE_STATUSES, RetryPolicy
 from greenapi.settings import GreenAPISettings
@@ -35,6 +37,12 @@ class GreenAPIClient:
 
     Retries 429, 502, 503, 504, connection errors and timeouts with capped, jittered backoff
     (honouring Retry-After); never retries 400/401/403/404/466. Raises only GreenAPIError subclasses.
+
+    Paces itself to GREEN-API's per-instance rate limits (``greenapi.pacing``): never sends one
+    method twice within its minimum interval (getStateInstance, getSettings: 1 s), retries
+    included; a retry waits its backoff or until pacing allows, whichever is longer.
+    ``sleep`` and ``clock`` are the client's notion of time (tests pass fakes). With only
+    ``sleep`` replaced, pacing still counts real time, and a wait it needs goes through ``sleep``.
     """
 
     def __init__(
@@ -44,6 +52,7 @@ class GreenAPIClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         settings = settings or GreenAPISettings()
         install_log_redaction()
@@ -57,6 +66,7 @@ class GreenAPIClient:
         )
         self._timeout = httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
         self._sleep = sleep
+        self._pacer = Pacer(clock=clock, sleep=sleep)
         self._http = httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
         self.calls_made = 0
 
@@ -130,22 +140,32 @@ class GreenAPIClient:
         nullable: bool = False,
         timeout: httpx.Timeout | None = None,
     ) -> Model | None:
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome, retry_after = await self._attempt(verb, method, params, timeout)
-            if isinstance(outcome, httpx.Response):
-                return self._parse(method, outcome, model, nullable)
-            error = outcome
-            retryable = isinstance(error, APIConnectionError) or getattr(error, "status_code", None) in RETRYABLE_STATUSES
-            if not retryable or attempt > self._retry.max_retries:
-                if retryable and self._retry.max_retries:
-                    error.message = f"{error.message}; gave up after {attempt} attempts"
-                    error.args = (error.message,)
-                raise error
-            delay = self._retry.delay(attempt, retry_after)
-            logger.warning("%s; retry %d of %d in %.2f s", error.message, attempt, self._retry.max_retries, delay)
-            await self._sleep(delay)
+        async with self._pacer.turn(method):
+            attempt = 0
+            backoff: float | None = None  # None before the first attempt
+            while True:
+                attempt += 1
+                await self._pacer.wait(method, at_least=backoff)
+                try:
+                    outcome, retry_after = await self._attempt(verb, method, params, timeout)
+                finally:
+                    self._pacer.done(method)
+                if isinstance(outcome, httpx.Response):
+                    return self._parse(method, outcome, model, nullable)
+                error = outcome
+                retryable = (
+                    isinstance(error, APIConnectionError) or getattr(error, "status_code", None) in RETRYABLE_STATUSES
+                )
+                if not retryable or attempt > self._retry.max_retries:
+                    if retryable and self._retry.max_retries:
+                        error.message = f"{error.message}; gave up after {attempt} attempts"
+                        error.args = (error.message,)
+                    raise error
+                backoff = self._retry.delay(attempt, retry_after)
+                logger.warning(
+                    "%s; retry %d of %d in %.2f s", error.message, attempt, self._retry.max_retries,
+                    max(backoff, self._pacer.remaining(method)),
+                )
 
     async def _attempt(
         self, verb: str, method: str, params: dict[str, Any] | None, timeout: httpx.Timeout | None

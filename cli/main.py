@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the deployments of prefect.yaml and the webhook receiver")
     serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
     serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
+    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new runs (default 1 s)")
 
     commands.add_parser(
         "emulator", add_help=False,
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from cli.serve import serve_all
 
-        return serve_all(with_receiver=not args.no_receiver, limit=args.limit)
+        return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds)
     from cli.run import run_once
 
     return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 
-def serve_all(*, with_receiver: bool, limit: int | None) -> int:
+def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float) -> int:
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
@@ -37,7 +37,8 @@ def serve_all(*, with_receiver: bool, limit: int | None) -> int:
         receiver.start()
         print(f"receiver listening on {receiver.url}", flush=True)
     try:
-        serve(*runner_deployments(), limit=limit)
+        # Runs started by events wait for the next poll: Prefect's default of 10 s is most of the latency.
+        serve(*runner_deployments(), limit=limit, query_seconds=poll_seconds)
     finally:
         if receiver is not None:
             receiver.stop()

@@ -150,11 +150,21 @@ def create_app(
             if len(body) > max_body:
                 raise HTTPException(status_code=413, detail=f"body larger than {max_body} bytes")
         try:
-            return json.loads(bytes(body).decode("utf-8"))
+            data = json.loads(bytes(body).decode("utf-8"))
+            # JSON may escape a lone UTF-16 surrogate ("\ud800"): not text, and it cannot be encoded on
+            # (an event id, an error body, Prefect's JSON), so the body is refused here like invalid UTF-8.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeDecodeError:
             raise HTTPException(status_code=400, detail="malformed JSON: the body is not UTF-8") from None
+        except UnicodeEncodeError:
+            raise HTTPException(status_code=400, detail="malformed JSON: a string holds an unpaired surrogate escape") from None
         except json.JSONDecodeError as exc:
             raise HTTPException(status_code=400, detail=f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise HTTPException(status_code=400, detail="malformed JSON: nested too deeply") from None
+        except ValueError:  # e.g. an integer literal longer than Python converts (4300 digits)
+            raise HTTPException(status_code=400, detail="malformed JSON: a number is too long") from None
+        return data
 
     def validate(model: type[M], data: Any) -> M:
         try:

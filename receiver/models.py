@@ -10,13 +10,16 @@ from tasks.accounts import Reason
 
 ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
 
+# Integer fields are strict: JSON integers only, never `true`, `"123"` or `123.0` (lax mode would take them
+# as 1 and 123, so a body the schema calls invalid would start a run).
+
 
 class InstanceData(BaseModel):
     """``instanceData`` of every GREEN-API webhook: which instance, and which account is on it."""
 
     model_config = ConfigDict(extra="allow")
 
-    idInstance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
+    idInstance: int = Field(strict=True, ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
     wid: str = Field(default="", max_length=200, description="The account (WhatsApp id, e.g. `71231234567@c.us`) on the instance; empty when none.")
     typeInstance: str | None = Field(default=None, max_length=100, description="Messenger type, e.g. `whatsapp`.")
 
@@ -44,7 +47,7 @@ class GreenApiWebhook(BaseModel):
 
     typeWebhook: str = Field(min_length=1, max_length=100, description="Webhook type; only `stateInstanceChanged` is acted on.")
     instanceData: InstanceData
-    timestamp: int = Field(ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
+    timestamp: int = Field(strict=True, ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
     stateInstance: str | None = Field(
         default=None, max_length=100,
         description="New instance state (`stateInstanceChanged` only): `blocked` and `authorized` matter, others are ignored.",
@@ -63,7 +66,7 @@ class QueueResetRequest(BaseModel):
         },
     )
 
-    idInstance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The GREEN-API instance (1 to 10 digits).")
+    idInstance: int = Field(strict=True, ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The GREEN-API instance (1 to 10 digits).")
     reason: Reason = Field(description="Why the queue is reset.")
     source: str | None = Field(default=None, max_length=100, description="Who is asking (free text, shown in the event).")
     note: str | None = Field(default=None, max_length=500, description="Free-text note carried in the event.")

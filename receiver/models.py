@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from tasks.accounts import Reason
 
 ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
 
-# Integer fields are strict: JSON integers only, never `true`, `"123"` or `123.0` (lax mode would take them
-# as 1 and 123, so a body the schema calls invalid would start a run).
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema counts them (``5`` and ``5.0``), never ``true`` or ``"5"``.
+
+    Pydantic's lax mode would take ``true`` as 1 and ``"5"`` as 5, so a body the schema calls invalid
+    would start a run; its strict mode would refuse ``5.0``, which the schema calls valid.
+    """
+    if isinstance(value, (bool, str, bytes)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class InstanceData(BaseModel):
@@ -19,7 +33,7 @@ class InstanceData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    idInstance: int = Field(strict=True, ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
+    idInstance: JsonInt = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
     wid: str = Field(default="", max_length=200, description="The account (WhatsApp id, e.g. `71231234567@c.us`) on the instance; empty when none.")
     typeInstance: str | None = Field(default=None, max_length=100, description="Messenger type, e.g. `whatsapp`.")
 
@@ -47,7 +61,7 @@ class GreenApiWebhook(BaseModel):
 
     typeWebhook: str = Field(min_length=1, max_length=100, description="Webhook type; only `stateInstanceChanged` is acted on.")
     instanceData: InstanceData
-    timestamp: int = Field(strict=True, ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
+    timestamp: JsonInt = Field(ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
     stateInstance: str | None = Field(
         default=None, max_length=100,
         description="New instance state (`stateInstanceChanged` only): `blocked` and `authorized` matter, others are ignored.",
@@ -66,7 +80,7 @@ class QueueResetRequest(BaseModel):
         },
     )
 
-    idInstance: int = Field(strict=True, ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The GREEN-API instance (1 to 10 digits).")
+    idInstance: JsonInt = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The GREEN-API instance (1 to 10 digits).")
     reason: Reason = Field(description="Why the queue is reset.")
     source: str | None = Field(default=None, max_length=100, description="Who is asking (free text, shown in the event).")
     note: str | None = Field(default=None, max_length=500, description="Free-text note carried in the event.")

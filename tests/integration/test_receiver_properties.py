@@ -75,7 +75,13 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _as_int(value: Any) -> Any:
+    """JSON Schema's integers include 5.0; true and "5" are not integers."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
 def _is_int(value: Any, low: int, high: int | None = None) -> bool:
+    value = _as_int(value)
     return type(value) is int and value >= low and (high is None or value <= high)
 
 
@@ -155,10 +161,10 @@ class Model:
         if not valid_webhook(body):
             return Expected(422)
         data = body["instanceData"]
-        id_instance, wid, state = data["idInstance"], data.get("wid", ""), body.get("stateInstance")
+        id_instance, wid, state = _as_int(data["idInstance"]), data.get("wid", ""), body.get("stateInstance")
         if body["typeWebhook"] != "stateInstanceChanged" or state not in ("blocked", "authorized") or (state == "authorized" and not wid):
             return Expected(200)
-        key = "greenapi-webhook|" + _canonical([id_instance, body["typeWebhook"], body["timestamp"], state, wid])
+        key = "greenapi-webhook|" + _canonical([id_instance, body["typeWebhook"], _as_int(body["timestamp"]), state, wid])
         event_id = str(uuid.uuid5(NAMESPACE, key))
         if event_id in self.seen:
             return Expected(202, accepted={**self.seen[event_id], "duplicate": True})
@@ -177,6 +183,7 @@ class Model:
         if not valid_queue_reset(body):
             return Expected(422)
         full = {name: body.get(name) for name in QUEUE_RESET_FIELDS}
+        full["idInstance"] = _as_int(full["idInstance"])
         if full["deliveryId"] is not None:
             key = "api|delivery|" + _canonical([full["idInstance"], full["deliveryId"]])
         else:
@@ -213,7 +220,7 @@ not_an_object = st.one_of(json_leaves, st.lists(json_leaves, max_size=3))
 valid_id = st.one_of(st.sampled_from(IDS), st.integers(1, ID_MAX))
 bad_id = st.one_of(
     st.integers(max_value=0), st.integers(min_value=ID_MAX + 1), st.booleans(), st.floats(),
-    st.sampled_from([str(IDS[0]), float(IDS[0]), [IDS[0]], {"id": IDS[0]}]), st.none(), st.text(max_size=10),
+    st.sampled_from([str(IDS[0]), float(IDS[0]), IDS[0] + 0.5, [IDS[0]], {"id": IDS[0]}]), st.none(), st.text(max_size=10),
 )
 valid_ts = st.one_of(st.sampled_from([1705902314, 1705902315]), st.integers(0, 2**70))
 bad_ts = st.one_of(st.integers(max_value=-1), st.booleans(), st.floats(), st.sampled_from(["1705902314", 1705902314.0]), st.none())
@@ -668,7 +675,7 @@ def relabel(raw: bytes, mapping: dict[int, int]) -> bytes:
     holder = body.get("instanceData") if isinstance(body, dict) and "instanceData" in body else body
     if isinstance(holder, dict) and _is_int(holder.get("idInstance"), 1, ID_MAX):
         old = holder["idInstance"]
-        holder["idInstance"] = mapping.setdefault(old, next(_fresh_ids))
+        holder["idInstance"] = mapping.setdefault(_as_int(old), next(_fresh_ids))
         return json.dumps(body).encode()
     return raw
 

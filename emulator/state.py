@@ -60,6 +60,7 @@ class Outcome:
     poll_until: float | None = None  # receiveNotification long-poll deadline (clock time)
     query: dict[str, str] = field(default_factory=dict)
     extra: str | None = None
+    received_at: float | None = None  # clock time the request arrived (a delayed answer comes later)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class _Instance:
     #: client has been told yet), "api_clear" (opened by a clear through the API) or
     #: "left_time" (announced by a leftTime answer).
     window_known: str | None = None
+    window_known_at: float | None = None  # clock time it became knowable
     clears_done: int = 0
     snapshot_value: int | None = None
     snapshot_at: float | None = None
@@ -370,6 +372,7 @@ class EmulatorState:
                 return out
             out.extra = extra or None
             now = self.clock.now()
+            out.received_at = now
             self._count_rate(inst, method, now)
             fault = self._take_fault(inst, method)
             if fault is not None:
@@ -384,7 +387,8 @@ class EmulatorState:
                 return Outcome(403, {"error": "unknown idInstance"}, instance=outcome.instance,
                                method=outcome.method, token_ok=None, fault=outcome.fault)
             fresh = Outcome(instance=outcome.instance, method=outcome.method, token_ok=outcome.token_ok,
-                            fault=outcome.fault, query=outcome.query, extra=outcome.extra)
+                            fault=outcome.fault, query=outcome.query, extra=outcome.extra,
+                            received_at=outcome.received_at)
             return self._answer_locked(fresh, inst, self.clock.now())
 
     def poll_notification(self, id_instance: int) -> dict[str, Any] | None:
@@ -496,7 +500,7 @@ class EmulatorState:
             inst.outgoing = 0
             out.payload = {"isCleared": True}
         elif method == "clearWebhooksQueue":
-            out.payload = self._clear(inst, now)
+            out.payload = self._clear(inst, now, now if out.received_at is None else out.received_at)
         elif method == "receiveNotification":
             self._receive(out, inst, now)
         elif method == "deleteNotification":
@@ -507,19 +511,20 @@ class EmulatorState:
                 out.payload = {"result": inst.queue.pop(int(receipt_text), None) is not None}
         return out
 
-    def _clear(self, inst: _Instance, now: float) -> dict[str, Any]:
+    def _clear(self, inst: _Instance, now: float, received_at: float) -> dict[str, Any]:
         """One clearWebhooksQueue. Too early is a violation only when a client could know the
-        window: it was opened by a clear through the API (known to whoever cleared), or a
-        leftTime answer already announced it. The first too-early clear in a seeded window
-        (someone else cleared) is how a client learns leftTime: answered, not recorded."""
+        window when it sent the request (``received_at``; a delayed answer comes later): it was
+        opened by a clear through the API (known to whoever cleared), or a leftTime answer already
+        announced it. The first too-early clear in a seeded window (someone else cleared) is how a
+        client learns leftTime: answered, not recorded."""
         window = self._config.clear_window_seconds
         if inst.last_clear is not None and now - inst.last_clear < window:
             left = max(1, math.ceil(window - (now - inst.last_clear)))
-            if inst.window_known is not None:
+            if inst.window_known is not None and inst.window_known_at is not None and inst.window_known_at < received_at:
                 self._violation({"kind": "clear_inside_window", "instance": inst.id, "method": "clearWebhooksQueue",
                                  "left_time": left, "window_known_from": inst.window_known})
-            else:
-                inst.window_known = "left_time"
+            elif inst.window_known is None:
+                inst.window_known, inst.window_known_at = "left_time", now
             return {"isCleared": False, "reason": "Too many requests", "leftTime": left}
         if inst.refuse is not None:
             reason = inst.refuse.reason
@@ -530,7 +535,7 @@ class EmulatorState:
             return {"isCleared": False, "reason": reason}
         inst.queue.clear()
         inst.last_clear = now
-        inst.window_known = "api_clear"
+        inst.window_known, inst.window_known_at = "api_clear", now
         inst.clears_done += 1
         return {"isCleared": True, "reason": ""}
 

@@ -184,6 +184,27 @@ def test_a_clear_after_a_seeded_window_expired_is_no_violation(ctl, api):
     assert ctl.violations() == []
 
 
+def test_a_delayed_clear_sent_before_a_window_opened_is_no_violation(server, ctl, api):
+    """A clear is judged by what could be known when it was sent, not when its delayed answer is made."""
+    seed(ctl, notifications=2)
+    ctl.add_fault(ID, "clearWebhooksQueue", {"kind": "delay", "seconds": 0.4})
+    answers = {}
+
+    def slow_clear():
+        with httpx.Client(base_url=server.url, timeout=5) as other:
+            answers["slow"] = other.delete(u("clearWebhooksQueue")).json()
+
+    thread = threading.Thread(target=slow_clear)
+    thread.start()
+    time.sleep(0.15)  # the slow request has arrived and sleeps; this one opens the window
+    assert api.delete(u("clearWebhooksQueue")).json() == {"isCleared": True, "reason": ""}
+    thread.join(5)
+    assert answers["slow"]["isCleared"] is False and answers["slow"]["leftTime"] == 2
+    assert ctl.violations() == []
+    assert api.delete(u("clearWebhooksQueue")).json()["leftTime"] == 2  # sent after the clear: a violation
+    assert [v["window_known_from"] for v in ctl.violations()] == ["api_clear"]
+
+
 def test_refuse_clears_with_reason(ctl, api):
     seed(ctl, notifications=2, refuse_clears={"reason": "webhookUrl is set", "times": 2})
     for _ in range(2):

@@ -65,7 +65,6 @@ class GreenAPIClient:
             jitter_ratio=settings.retry_jitter_ratio,
         )
         self._timeout = httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
-        self._sleep = sleep
         self._pacer = Pacer(clock=clock, sleep=sleep)
         self._http = httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
         self.calls_made = 0

@@ -44,16 +44,25 @@ class RegisteredInstance:
 
 
 async def registered_instances() -> list[RegisteredInstance]:
-    """Every greenapi-instance block, read in pages (one API call per 200 blocks, not one per block)."""
+    """Every greenapi-instance block, read in pages of 200 (a few API calls, not one per block).
+
+    ``/block_types/slug/{slug}/block_documents`` ignores offset and limit, so the paged filter
+    endpoint is used instead, sorted by name so pages do not overlap.
+    """
+    from prefect.client.schemas.objects import BlockDocument
+
     found: list[RegisteredInstance] = []
     async with get_client() as client:
-        try:
-            await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
-        except Exception:  # the type is registered on first save; before that there are no instances
-            return []
         offset = 0
         while True:
-            page = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, offset=offset, limit=_PAGE, include_secrets=True)
+            response = await client.request(
+                "POST", "/block_documents/filter",
+                json={
+                    "block_types": {"slug": {"any_": [BLOCK_TYPE_SLUG]}},
+                    "include_secrets": True, "sort": "NAME_ASC", "offset": offset, "limit": _PAGE,
+                },
+            )
+            page = BlockDocument.model_validate_list(response.json())
             for document in page:
                 if document.name and not document.is_anonymous:
                     found.append(RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials()))

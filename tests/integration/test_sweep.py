@@ -101,3 +101,21 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
     for seeded in healthy:
         assert len(emulator.state.calls(instance=seeded.id_instance)) == 2
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 3
+
+
+async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
+    from tasks.credentials import registered_instances
+
+    await GreenApiInstance.aregister_type_and_schema()
+    async with get_client() as client:
+        for document in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False):
+            await client.delete_block_document(document.id)
+    for index in range(205):  # more than one page of 200
+        await GreenApiInstance(api_url=emulator.url, id_instance=5_000_000_000 + index, api_token_instance=f"t{index:04d}").asave(
+            f"page-{index:03d}", overwrite=True
+        )
+
+    found = await registered_instances()
+
+    assert [r.id_instance for r in found] == [5_000_000_000 + i for i in range(205)]
+    assert found[7].credentials.api_token_instance.get_secret_value() == "t0007"

@@ -515,7 +515,7 @@ def _check_sequence(run, requests: list[tuple[str, bytes]], seed: dict[int, str]
         check_step(step, model.expect(step.path, step.raw), model)
 
 
-FAST = settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ logger = logging.getLogger("greenapi.client")
 Model = TypeVar("Model", bound=BaseModel)
 
 _MAX_DETAIL_CHARS = 120
+_NOT_JSON = object()
 
 
 class GreenAPIClient:
@@ -150,10 +151,17 @@ class GreenAPIClient:
                 finally:
                     self._pacer.done(method)
                 if isinstance(outcome, httpx.Response):
-                    return self._parse(method, outcome, model, nullable)
+                    try:
+                        return self._parse(method, outcome, model, nullable)
+                    except APIResponseValidationError as bad_body:
+                        if not bad_body.transient:
+                            raise
+                        outcome = bad_body
                 error = outcome
                 retryable = (
-                    isinstance(error, APIConnectionError) or getattr(error, "status_code", None) in RETRYABLE_STATUSES
+                    isinstance(error, APIConnectionError)
+                    or getattr(error, "status_code", None) in RETRYABLE_STATUSES
+                    or getattr(error, "transient", False)
                 )
                 if not retryable or attempt > self._retry.max_retries:
                     if retryable and self._retry.max_retries:
@@ -205,25 +213,28 @@ class GreenAPIClient:
         )
 
     def _parse(self, method: str, response: httpx.Response, model: type[Model], nullable: bool) -> Model | None:
-        problem: str | None = None
+        """The typed answer. A body that is not JSON, or null, is transient (retried); a wrong shape is not."""
         try:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            data, problem = None, f"body is not JSON (content-type {response.headers.get('content-type', 'none')!r})"
-        if problem is None:
-            if data is None:
-                if nullable:
-                    return None
-                problem = "body is null"
-            else:
-                try:
-                    return model.model_validate(data)
-                except ValidationError as exc:
-                    problem = "unexpected body: " + "; ".join(
-                        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
-                    )
-        raise APIResponseValidationError(
-            f"{method} on instance {self.id_instance}: {problem}", method=method, id_instance=self.id_instance
+            data = _NOT_JSON  # raised below, outside the handler: our errors chain nothing
+        if data is _NOT_JSON:
+            content_type = response.headers.get("content-type", "none")
+            raise self._bad_body(method, f"body is not JSON (content-type {content_type!r})", transient=True)
+        if data is None:
+            if nullable:
+                return None
+            raise self._bad_body(method, "body is null", transient=True)
+        details = None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3])
+        raise self._bad_body(method, f"unexpected body: {details}", transient=False)
+
+    def _bad_body(self, method: str, problem: str, *, transient: bool) -> APIResponseValidationError:
+        return APIResponseValidationError(
+            f"{method} on instance {self.id_instance}: {problem}", method=method, id_instance=self.id_instance, transient=transient
         )
 
 

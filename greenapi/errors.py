@@ -39,7 +39,15 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIResponseValidationError(GreenAPIError):
-    """HTTP 2xx, but the body is not JSON or not the shape the method promises."""
+    """HTTP 2xx, but the body is not JSON or not the shape the method promises.
+
+    ``transient`` is true for a body that is not JSON at all, or ``null``: what a proxy or a gateway
+    hiccup produces, so it is retried. A JSON body of the wrong shape is a contract change: never retried.
+    """
+
+    def __init__(self, message: str, *, method: str, id_instance: int, transient: bool = False) -> None:
+        super().__init__(message, method=method, id_instance=id_instance)
+        self.transient = transient
 
 
 class APIStatusError(GreenAPIError):

@@ -1,8 +1,8 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
 1. List the registered instances (greenapi-instance blocks) and the accounts recorded last time.
-2. Inspect each one (state, wid): 2 API calls, at most ``max_concurrency`` requests in flight
-   fleet-wide, each instance within its own time limit.
+2. Check them in batches of ``max_concurrency`` (one task run per batch): 2 API calls each, each
+   instance within its own time limit, at most ``max_concurrency`` requests in flight fleet-wide.
 3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
    worker (``handle="deployment"``), or as a subflow here (``handle="inline"``), which reuses the
@@ -26,7 +26,7 @@ from greenapi import get_settings
 from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
-from tasks.inspect import inspect_instance
+from tasks.inspect import check_instances
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -56,14 +56,18 @@ class SweepIncomplete(Exception):
     """Some instances could not be checked or handled; the others were still handled."""
 
 
+def _batches(items: list, size: int) -> list[list]:
+    return [items[index:index + size] for index in range(0, len(items), size)]
+
+
 class _Progress:
-    """A progress artifact that moves as instances are done, updated at most once a second."""
+    """A progress artifact that moves as instances are checked, updated at most once a second."""
 
     def __init__(self, artifact_id, total: int) -> None:
         self.artifact_id, self.total, self.done, self._sent_at = artifact_id, max(total, 1), 0, 0.0
 
-    async def one_done(self) -> None:
-        self.done += 1
+    async def advance(self, count: int) -> None:
+        self.done += count
         now = time.monotonic()
         if self.done == self.total or now - self._sent_at >= PROGRESS_EVERY_SECONDS:
             self._sent_at = now
@@ -94,33 +98,37 @@ async def sweep_instances(
     recorded = await recorded_wids()
     logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
     progress = _Progress(
-        await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked and handed over, in percent"),
+        await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
         len(instances),
     )
-    inspect = inspect_instance.with_options(timeout_seconds=check_timeout_seconds)
-
-    async def sweep_one(registered: RegisteredInstance) -> InstanceFinding:
-        finding = InstanceFinding(
-            id_instance=registered.id_instance, block_name=registered.block_name,
-            recorded_wid=recorded.get(registered.id_instance),
-        )
-        async with open_client(registered.credentials, settings) as client:
-            state = await inspect(client, return_state=True)
-        if not state.is_completed():
-            finding.error = state.message or state.type.value
-        else:
-            info: InstanceInfo = await state.aresult()
-            finding.state_instance, finding.wid = info.state_instance, info.wid
-            finding.reason = reason_for(info.state_instance, info.wid, finding.recorded_wid)
-            if info.state_instance == "authorized" and info.wid and info.wid != finding.recorded_wid:
-                await record_wid(registered.id_instance, info.wid)
-            if finding.reason and start_runs:
-                await _hand_over(finding, registered, info, handle, deployment_name)
-        await progress.one_done()
-        return finding
-
+    findings: list[InstanceFinding] = []
+    hand_overs: list[asyncio.Task] = []
     async with shared_connections(max_concurrency):
-        findings = list(await asyncio.gather(*(sweep_one(r) for r in instances)))
+        # Batches of max_concurrency: each check's time limit covers its own requests, not a queue of others.
+        for batch in _batches(instances, max_concurrency):
+            clients = [open_client(r.credentials, settings) for r in batch]
+            try:
+                results = await check_instances(clients, check_timeout_seconds, batch[0].id_instance, batch[-1].id_instance)
+            finally:
+                await asyncio.gather(*(client.aclose() for client in clients))
+            for registered, result in zip(batch, results):
+                finding = InstanceFinding(
+                    id_instance=registered.id_instance, block_name=registered.block_name,
+                    recorded_wid=recorded.get(registered.id_instance),
+                )
+                findings.append(finding)
+                if isinstance(result, str):
+                    finding.error = result
+                    continue
+                finding.state_instance, finding.wid = result.state_instance, result.wid
+                finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
+                if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
+                    await record_wid(registered.id_instance, result.wid)
+                if finding.reason and start_runs:
+                    # Handed over at once, while the sweep goes on checking the rest.
+                    hand_overs.append(asyncio.create_task(_hand_over(finding, registered, result, handle, deployment_name)))
+            await progress.advance(len(batch))
+        await asyncio.gather(*hand_overs)
     if not instances:
         await aupdate_progress_artifact(progress.artifact_id, 100.0)
     report = SweepReport(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from greenapi import GreenAPIClient
+from greenapi import GreenAPIClient, GreenAPIError
 from tasks.events import emit_step_event
 from tasks.results import InstanceInfo
 
@@ -36,3 +39,33 @@ async def inspect_instance(client: GreenAPIClient) -> InstanceInfo:
     info = await read_instance_info(client)
     _log_and_emit(info)
     return info
+
+
+@task(name="check-instances", task_run_name="check-instances-{first_id}-to-{last_id}", cache_policy=NO_CACHE)
+async def check_instances(
+    clients: list[GreenAPIClient], timeout_seconds: float, first_id: int, last_id: int
+) -> list[InstanceInfo | str]:
+    """The sweep's look at a batch of instances: state, wid and webhookUrl of each, each within its own time limit.
+
+    One task run per batch, not per instance: on a fleet of thousands, a task run per healthy instance
+    costs the Prefect server more than the check itself. Each answer is an InstanceInfo, or the reason
+    the instance could not be checked.
+    """
+
+    async def check(client: GreenAPIClient) -> InstanceInfo | str:
+        try:
+            return await asyncio.wait_for(read_instance_info(client), timeout_seconds)
+        except asyncio.TimeoutError:
+            return f"instance {client.id_instance}: no answer within {timeout_seconds:g} s"
+        except GreenAPIError as exc:
+            return str(exc)
+
+    results = await asyncio.gather(*(check(client) for client in clients))
+    states = Counter(r.state_instance if isinstance(r, InstanceInfo) else "not checked" for r in results)
+    logger = get_run_logger()
+    logger.info("Checked %d instance(s), %s to %s: %s", len(results), first_id, last_id,
+                ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
+    for result in results:
+        if isinstance(result, str):
+            logger.warning("%s", result)
+    return results

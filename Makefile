@@ -12,6 +12,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against the emulator with GREEN-API's real timing; writes bench/RESULTS.md (~15 min).
+bench: $(STAMP)
+	$(BIN)/python -m bench.fleet 100 1000
+	$(BIN)/python -m bench.webhook_latency
+	$(BIN)/python -m bench.single_run
+	$(BIN)/python -m bench.report
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock

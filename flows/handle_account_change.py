@@ -92,7 +92,8 @@ async def handle_account_change(
             except _Stop as stop:
                 report.outcome, report.message = stop.outcome, stop.message
             except GreenAPIError as exc:
-                report.outcome, report.message = Outcome.api_error, str(exc)
+                failed_step = report.steps[-1].step if report.steps else "start"
+                report.outcome, report.message = Outcome.api_error, f"{failed_step} step failed: {exc}"
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)
@@ -149,6 +150,7 @@ async def _reset_queue(
         report.waited_seconds = round(report.waited_seconds + seconds, 3)
 
     await wait("clear-window", window_left, Outcome.gave_up_waiting, "an earlier run's clear window is still open")
+    refusals = 0
     while True:
         if report.clear_attempts >= settings.max_clear_attempts:
             left = f"{report.count_after} notification(s) still counted" if report.count_after else "the queue is not cleared"
@@ -165,7 +167,13 @@ async def _reset_queue(
                        f"GREEN-API asks to wait {attempt.left_time} s before clearing")
             continue
         if attempt.kind == "refused":
-            raise _Stop(Outcome.clear_refused, f"GREEN-API refused to clear the queue: {attempt.reason or 'no reason given'}")
+            refusals += 1
+            refusal = f"GREEN-API refused to clear the queue: {attempt.reason or 'no reason given'}"
+            if refusals > settings.max_refused_clears or report.clear_attempts >= settings.max_clear_attempts:
+                raise _Stop(Outcome.clear_refused, f"{refusal} ({refusals} time(s))")
+            # "The system could not process the request" may pass: try again shortly, a bounded number of times.
+            await wait("refused", settings.refused_retry_seconds, Outcome.clear_refused, refusal)
+            continue
 
         cleared_at = time.monotonic()
         await record_clear(client.id_instance, attempt.attempted_at)

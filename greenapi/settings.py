@@ -38,6 +38,8 @@ class GreenAPISettings(BaseSettings):
     clear_interval_seconds: float = Field(default=60.0, ge=0, description="ClearWebhooksQueue is allowed once per this interval; a re-clear waits for it.")
     left_time_margin_seconds: float = Field(default=0.5, ge=0, le=1, description="Added to every leftTime wait (at most one second).")
     max_clear_attempts: int = Field(default=5, ge=1, le=50, description="ClearWebhooksQueue calls per run, too-early answers included.")
+    max_refused_clears: int = Field(default=2, ge=0, le=10, description="Clear answers of isCleared false with an error reason (not leftTime) tried again before the run gives up.")
+    refused_retry_seconds: float = Field(default=2.0, ge=0, le=60, description="Wait before trying a refused clear again.")
     max_total_wait_seconds: float = Field(default=300.0, ge=0, description="Upper bound on all waits of one run together.")
     instance_lock_timeout_seconds: float = Field(default=900.0, gt=0, description="How long a run waits for another run on the same instance to finish.")
     receive_timeout_seconds: int = Field(default=5, ge=5, le=60, description="receiveTimeout of the verification peek (GREEN-API accepts 5-60).")

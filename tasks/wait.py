@@ -11,12 +11,13 @@ from prefect.cache_policies import NO_CACHE
 from tasks.events import emit_step_event
 from tasks.results import WaitResult
 
-WaitKind = Literal["left-time", "count-refresh", "clear-window"]
+WaitKind = Literal["left-time", "count-refresh", "clear-window", "refused"]
 
 WAIT_REASONS: dict[str, str] = {
     "left-time": "GREEN-API answered leftTime: the next clear is not allowed before then",
     "count-refresh": "GetWebhooksCount is a snapshot: waiting until it was taken after the clear",
     "clear-window": "one clear per window: waiting for the window the last clear opened",
+    "refused": "GREEN-API could not process the clear: trying again shortly",
 }
 
 

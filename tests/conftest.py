@@ -140,6 +140,7 @@ def greenapi_env(monkeypatch, emulator, tmp_path):
         "GREEN_API_RETRY_BACKOFF_MAX_SECONDS": "0.2",
         "GREEN_API_READ_TIMEOUT_SECONDS": "2",
         "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "30",
+        "GREEN_API_REFUSED_RETRY_SECONDS": "0.2",
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -32,11 +32,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def prefect_server() -> Iterator[dict[str, str]]:
+def prefect_server(**server_settings: str) -> Iterator[dict[str, str]]:
     """`prefect server start` on a fresh SQLite database; yields the env that points clients at it."""
     home = tempfile.mkdtemp(prefix="bench-prefect-")
     port = free_port()
-    env = clean_env(PREFECT_HOME=home, PREFECT_UI_ENABLED="false", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = clean_env(PREFECT_HOME=home, PREFECT_UI_ENABLED="false", PREFECT_SERVER_ANALYTICS_ENABLED="false", **server_settings)
     log = open(Path(home) / "server.log", "w")
     process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home)

@@ -13,7 +13,7 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from prefect import flow, get_run_logger
@@ -36,7 +36,7 @@ from tasks import (
     verify_empty,
     wait_seconds,
 )
-from tasks.accounts import last_clear_at, record_clear
+from tasks.accounts import next_clear_allowed_at, record_next_clear_allowed
 from tasks.connections import open_client
 from tasks.locks import ensure_instance_limit
 from tasks.results import InstanceInfo
@@ -84,7 +84,10 @@ async def handle_account_change(
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
     limit = await ensure_instance_limit(credentials.id_instance)
-    async with concurrency(limit, occupy=1, strict=True, timeout_seconds=settings.instance_lock_timeout_seconds):
+    async with concurrency(
+        limit, occupy=1, strict=True,
+        timeout_seconds=settings.instance_lock_timeout_seconds, lease_duration=settings.instance_lock_lease_seconds,
+    ):
         report.started_at = utc_now()
         async with open_client(credentials, settings) as client:
             try:
@@ -127,9 +130,8 @@ async def _reset_queue(
             cleared = await record_step(report, "clear outgoing", clear_outgoing_messages(client), lambda a: a.kind)
             report.outgoing_cleared = cleared.kind == "cleared"
 
-    # A window opened by an earlier run's clear (on any worker) is known: no clear is sent inside it.
-    previous_clear = await last_clear_at(client.id_instance)
-    window_left = _window_left(previous_clear, settings.clear_interval_seconds)
+    # A window an earlier run learned of (its clear, or a leftTime), on any worker, is known: no clear inside it.
+    window_left = _seconds_until(await next_clear_allowed_at(client.id_instance))
 
     # A count of 0 is evidence, not proof: a peek that also finds nothing, or a clear moments ago, skips the clear.
     if report.count_before == 0 and can_peek:
@@ -138,8 +140,8 @@ async def _reset_queue(
             raise _Stop(Outcome.already_empty, "the queue was already empty (count 0, peek found nothing); no clear needed")
     elif report.count_before == 0 and window_left > 0:
         report.count_after, report.verified_by = 0, "count"
-        raise _Stop(Outcome.already_empty, f"count 0, and an earlier run cleared the queue "
-                    f"{settings.clear_interval_seconds - window_left:.0f} s ago; no clear needed")
+        raise _Stop(Outcome.already_empty, f"count 0, and an earlier run cleared the queue: its clear window "
+                    f"is open {window_left:.0f} s more; no clear needed")
 
     async def wait(kind: WaitKind, seconds: float, give_up: Outcome, what: str) -> None:
         if seconds <= 0:
@@ -161,6 +163,7 @@ async def _reset_queue(
         attempt = await record_step(report, "clear", clear_notifications(client), _describe_clear)
         report.clear_attempts += 1
         if attempt.kind == "too_early":
+            await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time))
             if report.clear_attempts >= settings.max_clear_attempts:
                 continue  # no point waiting for a clear the bound forbids
             await wait("left-time", attempt.left_time + settings.left_time_margin_seconds, Outcome.gave_up_waiting,
@@ -176,7 +179,7 @@ async def _reset_queue(
             continue
 
         cleared_at = time.monotonic()
-        await record_clear(client.id_instance, attempt.attempted_at)
+        await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=settings.clear_interval_seconds))
         await wait("count-refresh", settings.count_refresh_seconds, Outcome.not_empty,
                    "the count cannot be trusted yet after the clear")
         check = await record_step(report, "verify", verify_empty(client, can_peek), _describe_verification)
@@ -195,10 +198,8 @@ async def _reset_queue(
                    f"{check.count_after} notification(s) still queued after the clear")
 
 
-def _window_left(previous_clear: datetime | None, interval: float) -> float:
-    if previous_clear is None:
-        return 0.0
-    return max(0.0, interval - (utc_now() - previous_clear).total_seconds())
+def _seconds_until(moment: datetime | None) -> float:
+    return 0.0 if moment is None else max(0.0, (moment - utc_now()).total_seconds())
 
 
 def _describe_clear(attempt) -> str:

@@ -1,6 +1,6 @@
 """What happened to the account on an instance, and what runs remember about each instance.
 
-The last account seen (``greenapi-wid-<idInstance>``) and the last clear (``greenapi-last-clear-<idInstance>``)
+The last account seen (``greenapi-wid-<idInstance>``) and the end of the clear window (``greenapi-next-clear-<idInstance>``)
 live in Prefect Variables, so the sweep, the webhook receiver and every worker share them through the
 Prefect server.
 """
@@ -49,22 +49,22 @@ async def record_wid(id_instance: int, wid: str) -> None:
         await Variable.aset(wid_variable_name(id_instance), wid, overwrite=True, tags=["greenapi", "wid"])
 
 
-def last_clear_variable_name(id_instance: int) -> str:
-    return f"greenapi-last-clear-{id_instance}"
+def next_clear_variable_name(id_instance: int) -> str:
+    return f"greenapi-next-clear-{id_instance}"
 
 
-async def last_clear_at(id_instance: int) -> datetime | None:
-    """When a run last cleared this instance's queue (any run, any machine), if one did."""
-    value = await Variable.aget(last_clear_variable_name(id_instance), default=None)
+async def next_clear_allowed_at(id_instance: int) -> datetime | None:
+    """When the instance's current clear window ends, as the last run learned it (its clear, or a leftTime)."""
+    value = await Variable.aget(next_clear_variable_name(id_instance), default=None)
     try:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
 
 
-async def record_clear(id_instance: int, at: datetime) -> None:
-    """Remember a successful clear, so the next run knows the window it opened."""
-    await Variable.aset(last_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
+async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
+    """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it."""
+    await Variable.aset(next_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
 
 
 async def recorded_wids() -> dict[int, str]:

@@ -236,6 +236,7 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["reason"] == "number_blocked"
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+    assert seeded.token not in served.log.read_text()  # the served runs' output never shows the token
 
 
 async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, emulator, seed_instance):

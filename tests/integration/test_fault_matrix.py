@@ -7,6 +7,9 @@ In no cell is the queue reported verified empty unless the emulator's queue real
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import socket
 import time
 
@@ -15,7 +18,24 @@ import pytest
 from flows import Outcome
 from tests.integration.helpers import run_flow
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
+
+
+@pytest.fixture(scope="module")
+def matrix_log():
+    """Every log record of the module's runs (Prefect's run loggers do not propagate), at DEBUG."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    yield stream
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
 
 # step -> (method, how many calls of that method come before the step's first call)
 STEPS = {
@@ -43,6 +63,9 @@ FAULTS = {
     "466": ({"kind": "status", "status": 466, "body": '{"invokeStatus": {"status": "QUOTE_ALLOWED_EXCEEDED"}}', "content_type": "application/json"}, False, "HTTP 466"),
 }
 
+# Every cell runs with this token; the last test searches the database and every log line for it.
+CANARY = "CANARYmatrix" + "0a1b2c" * 6
+
 CELLS = [(step, fault, variant) for step in STEPS for fault in FAULTS for variant in ("permanent", "transient")]
 
 
@@ -54,7 +77,7 @@ def _cell_id(cell) -> str:
 async def test_fault_cell(emulator, seed_instance, greenapi_env, step, fault, variant):
     method, before = STEPS[step]
     emulator_fault, retried, cause = FAULTS[fault]
-    instance = seed_instance(notifications=6)
+    instance = seed_instance(token=CANARY, notifications=6)
     emulator.state.add_faults(instance.id_instance, [{
         "method": method, "fault": emulator_fault, "after": before, "times": None if variant == "permanent" else 2,
     }])
@@ -65,6 +88,7 @@ async def test_fault_cell(emulator, seed_instance, greenapi_env, step, fault, va
     elapsed = time.monotonic() - started
 
     queue_now = emulator.state.instance(instance.id_instance)["queue_length"]
+    assert CANARY not in json.dumps(emulator.state.calls()) + (state.message or "") + report.model_dump_json()
     if report.verified_empty:
         assert queue_now == 0, "reported verified empty while the emulator still queues notifications"
     if variant == "transient" and retried:
@@ -112,3 +136,20 @@ async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance
     assert state.is_failed() and report.outcome is Outcome.api_error
     assert "inspect step failed" in state.message and "connection error (ConnectError)" in state.message
     assert "gave up after 3 attempts" in state.message
+
+
+async def test_zz_the_canary_token_is_nowhere_after_the_whole_matrix(prefect_server, matrix_log, capfd):
+    """Runs last in this module: every cell above used CANARY as its token."""
+    from tests.integration.test_token_canary import _database_text
+
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    logs = matrix_log.getvalue()
+    assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here
+    assert CANARY not in logs
+    database = _database_text(prefect_server.sqlite_path)
+    assert "verify step failed" in database  # and reached the database
+    assert CANARY not in database
+    captured = capfd.readouterr()
+    assert CANARY not in captured.out + captured.err

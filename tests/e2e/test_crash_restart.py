@@ -1,0 +1,69 @@
+"""A run killed in the middle of a leftTime wait: the rerun completes correctly, never clears inside the
+window, and nothing reports the queue empty before it is verified."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+WINDOW_SECONDS = 8
+
+
+def _run(env, tmp_path) -> subprocess.Popen:
+    return subprocess.Popen([CLI, "run", "--reason", "number_blocked", "--json"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def real_prefect_server():
+    """`prefect server start`: unlike the test harness's ephemeral server, it runs the service that
+    reclaims the leases of dead runs (here every second instead of every 15 s)."""
+    from bench.infra import prefect_server
+
+    with prefect_server(PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="1") as env:
+        yield env
+
+
+def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):
+    emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
+    instance = seed_instance(notifications=5, cleared_seconds_ago=1)  # leftTime 7 s
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env.update(
+        PREFECT_API_URL=real_prefect_server["PREFECT_API_URL"], PREFECT_HOME=str(tmp_path / "home"),
+        GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
+        GREEN_API_API_TOKEN_INSTANCE=instance.token, GREEN_API_COUNT_REFRESH_SECONDS="1",
+        GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS),
+    )
+
+    first = _run(env, tmp_path)
+    deadline = time.monotonic() + 60
+    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=instance.id_instance, method="clearWebhooksQueue")):
+        assert first.poll() is None and time.monotonic() < deadline, "the run never reached its leftTime wait"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # no cleanup, no state change: a machine going away
+    first.wait(timeout=10)
+    assert first.stdout.read() == ""  # it reported nothing, let alone an empty queue
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 5
+
+    second = _run(env, tmp_path)  # waits for the dead run's lock lease (60 s at most), then works
+    out, err = second.communicate(timeout=180)
+
+    assert second.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["verified_empty"] is True and report["outcome"] == "cleared"
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
+    clears = emulator.state.calls(instance=instance.id_instance, method="clearWebhooksQueue")
+    too_early = next(c for c in clears if c["body_summary"].get("leftTime"))
+    window_end = too_early["finished_at"] + too_early["body_summary"]["leftTime"]
+    assert all(c["started_at"] >= window_end - 1 for c in clears if c["body_summary"].get("isCleared"))
+    assert emulator.state.violations() == []

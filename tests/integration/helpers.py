@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from typing import Iterator
+
 from flows import QueueNotVerifiedEmpty, QueueResetReport, handle_account_change
 
 
@@ -17,3 +22,23 @@ async def run_flow(**parameters):
 
 def methods_called(emulator, id_instance: int) -> list[str]:
     return [call["method"] for call in emulator.state.calls(instance=id_instance)]
+
+
+@contextlib.contextmanager
+def every_log_record() -> Iterator[io.StringIO]:
+    """Every record of the root and Prefect run loggers (which do not propagate) at DEBUG, as text."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)  # httpx logs request URLs at INFO, httpcore at DEBUG
+    try:
+        yield stream
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)

@@ -7,35 +7,23 @@ In no cell is the queue reported verified empty unless the emulator's queue real
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import socket
 import time
 
 import pytest
 
 from flows import Outcome
-from tests.integration.helpers import run_flow
+from tests.integration.helpers import every_log_record, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
 
 
 @pytest.fixture(scope="module")
 def matrix_log():
-    """Every log record of the module's runs (Prefect's run loggers do not propagate), at DEBUG."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setLevel(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    yield stream
-    for lg, level in zip(loggers, levels):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
+    with every_log_record() as stream:
+        yield stream
+
 
 # step -> (method, how many calls of that method come before the step's first call)
 STEPS = {

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +12,7 @@ from prefect.events.clients import get_events_client  # noqa: F401  (imported so
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogHandler
 
-from tests.integration.helpers import run_flow
+from tests.integration.helpers import every_log_record, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -62,20 +60,8 @@ async def _flush_to_server(sqlite_path: str, id_instances: list[int]) -> None:
 
 @pytest.fixture
 def every_log_line():
-    """Formatted records of the root and Prefect loggers (Prefect's do not propagate) at DEBUG."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)  # httpx logs request URLs at INFO, httpcore at DEBUG
-    yield stream
-    for lg, level in zip(loggers, levels):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
+    with every_log_record() as stream:
+        yield stream
 
 
 async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_instance, greenapi_env, capfd, every_log_line, monkeypatch):

@@ -40,10 +40,10 @@ def demo_cases() -> list[DemoCase]:
             clear_outgoing=True,
         ),
         DemoCase(
-            "account changed, queue cleared 3 s ago: GREEN-API answers leftTime",
+            "account changed, queue cleared 1 s ago: GREEN-API answers leftTime",
             "account_changed",
             InstanceSeed(id_instance=1101000002, api_token=token(), wid="79007654321@c.us", notifications=12,
-                         cleared_seconds_ago=3),
+                         cleared_seconds_ago=1),
         ),
         DemoCase(
             "account changed, the count is wrong (says 0, 9 queued): the peek catches it",
@@ -69,7 +69,7 @@ async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
         await GreenApiInstance(
             api_url=server.url, id_instance=case.seed.id_instance, api_token_instance=case.seed.api_token
         ).asave(f"demo-{case.seed.id_instance}", overwrite=True)
-    # Seeded only now that Prefect is up, so "cleared 3 s ago" is still true when the runs start.
+    # Seeded only now that Prefect is up, so "cleared 1 s ago" is still true when the runs start.
     for case in cases:
         server.state.add_instance(case.seed)
         server.state.add_faults(case.seed.id_instance, case.faults)

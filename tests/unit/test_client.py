@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
@@ -23,14 +22,6 @@ from greenapi import (
 
 CANARY = "CANARY0123456789abcdef"
 ID = 1101000001
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def make_client(handler, *, api_url="https://api.green-api.com", **settings) -> GreenAPIClient:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import traceback
 
@@ -38,14 +37,6 @@ NGINX_502 = (
     + f"<!-- upstream: {URL_WITH_TOKEN} -->".encode()
     + b"\r\n</body>\r\n</html>\r\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

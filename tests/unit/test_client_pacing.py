@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 
 import httpx
 import pytest
@@ -16,14 +15,6 @@ from greenapi.pacing import MIN_INTERVAL_SECONDS, Pacer
 
 CANARY = "CANARY0123456789abcdef"
 ID = 1101000001
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 class FakeTime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -24,14 +23,6 @@ from greenapi.retry import RETRYABLE_STATUSES
 
 CANARY = "CANARY0123456789abcdef"
 ID = 1101000001
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 class Script:

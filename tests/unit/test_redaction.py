@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import httpx
 import pytest
@@ -13,14 +12,6 @@ from greenapi.redaction import REDACTED, RedactTokenFilter, install_log_redactio
 
 CANARY = "CANARY0123456789abcdef"
 ID = 1101000001
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

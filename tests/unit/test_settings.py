@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import traceback
 
 import pytest
@@ -11,14 +10,6 @@ from pydantic import SecretStr, ValidationError
 from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, get_settings
 
 CANARY = "CANARY0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith("GREEN_API_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def all_text(exc: BaseException) -> str:

@@ -46,6 +46,7 @@ def main() -> None:
                 sent[instance["id_instance"]] = started
                 time.sleep(SPACING_SECONDS)
             latencies = _clear_latencies(emulator_url, sent, deadline=time.monotonic() + 120)
+            stages = _stages(env["PREFECT_API_URL"], emulator_url, sent)
         finally:
             served.terminate()
             served.wait(timeout=30)
@@ -54,6 +55,8 @@ def main() -> None:
         "events": len(sent), "cleared": len(latencies),
         "p50_seconds": round(percentile(latencies, 0.5), 3), "p95_seconds": round(percentile(latencies, 0.95), 3),
         "max_seconds": round(max(latencies), 3), "min_seconds": round(min(latencies), 3),
+        "stages_p50_seconds": {name: round(percentile(values, 0.5), 3) for name, values in stages.items() if values},
+        "stages_p95_seconds": {name: round(percentile(values, 0.95), 3) for name, values in stages.items() if values},
     }
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
@@ -70,6 +73,30 @@ def _wait_ready(log: Path, timeout: float = 120) -> None:
             return
         time.sleep(0.5)
     raise RuntimeError(f"serve did not come up:\n{log.read_text()[-3000:]}")
+
+
+def _stages(api_url: str, emulator_url: str, sent: dict[int, float]) -> dict[str, list[float]]:
+    """Where each event's time went: POST -> run created -> run started -> clear."""
+    from datetime import datetime
+
+    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
+    calls = httpx.get(f"{emulator_url}/_emulator/calls", params={"method": "clearWebhooksQueue"}, timeout=30).json()
+    first_clear: dict[int, float] = {}
+    for call in calls:
+        first_clear.setdefault(call["instance"], call["started_at"])
+    stages: dict[str, list[float]] = {"post_to_run_created": [], "run_created_to_started": [], "run_started_to_clear": []}
+    for run in runs:
+        instance = run.get("parameters", {}).get("instance")
+        if not (instance and instance.isdigit() and int(instance) in sent and run.get("start_time")):
+            continue
+        iid = int(instance)
+        created = datetime.fromisoformat(run["created"]).timestamp()
+        started = datetime.fromisoformat(run["start_time"]).timestamp()
+        stages["post_to_run_created"].append(created - sent[iid])
+        stages["run_created_to_started"].append(started - created)
+        if iid in first_clear:
+            stages["run_started_to_clear"].append(first_clear[iid] - started)
+    return stages
 
 
 def _clear_latencies(emulator_url: str, sent: dict[int, float], deadline: float) -> list[float]:

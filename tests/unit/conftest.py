@@ -1,10 +1,14 @@
-"""Unit tests see no GREEN_API_* variable and no .env of the developer's: each runs in an empty folder."""
+"""Unit tests see no GREEN_API_* variable and no .env of the developer's: each runs in an empty folder.
+Also the fixtures several unit test modules share."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
+
+from emulator import EmulatorServer
 
 
 @pytest.fixture(autouse=True)
@@ -13,3 +17,21 @@ def _clean_env(monkeypatch, tmp_path):
         if name.upper().startswith("GREEN_API_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One emulator per test module, on a free loopback port."""
+    with EmulatorServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def logs(caplog, monkeypatch):
+    """caplog at DEBUG for the loggers that could print a URL (and so a token)."""
+    for name in ("httpx", "httpcore", "greenapi"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "propagate", True)
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog

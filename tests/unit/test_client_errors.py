@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import pickle
 import traceback
 
@@ -37,16 +36,6 @@ NGINX_502 = (
     + f"<!-- upstream: {URL_WITH_TOKEN} -->".encode()
     + b"\r\n</body>\r\n</html>\r\n"
 )
-
-
-@pytest.fixture
-def logs(caplog, monkeypatch):
-    for name in ("httpx", "httpcore", "greenapi"):
-        logger = logging.getLogger(name)
-        monkeypatch.setattr(logger, "disabled", False)
-        monkeypatch.setattr(logger, "propagate", True)
-        caplog.set_level(logging.DEBUG, logger=name)
-    return caplog
 
 
 def make_client(handler, **settings) -> GreenAPIClient:

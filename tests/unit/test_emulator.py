@@ -9,16 +9,10 @@ import time
 import httpx
 import pytest
 
-from emulator import EmulatorControl, EmulatorServer
+from emulator import EmulatorControl
 
 TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
 ID = 1101000001
-
-
-@pytest.fixture(scope="module")
-def server():
-    with EmulatorServer() as srv:
-        yield srv
 
 
 @pytest.fixture

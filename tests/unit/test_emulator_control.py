@@ -29,12 +29,6 @@ ID = 1103000003
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with EmulatorServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def ctl(server):
     with EmulatorControl(server.url) as control:

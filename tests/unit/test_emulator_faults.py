@@ -7,18 +7,12 @@ import time
 import httpx
 import pytest
 
-from emulator import EmulatorControl, EmulatorServer
+from emulator import EmulatorControl
 
 TOKEN = "fedcba9876543210fedcba9876543210fedcba9876543210fe"
 ID = 7105000042
 
 NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with EmulatorServer() as srv:
-        yield srv
 
 
 @pytest.fixture

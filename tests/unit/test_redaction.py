@@ -14,16 +14,6 @@ CANARY = "CANARY0123456789abcdef"
 ID = 1101000001
 
 
-@pytest.fixture
-def logs(caplog, monkeypatch):
-    for name in ("httpx", "httpcore", "greenapi"):
-        logger = logging.getLogger(name)
-        monkeypatch.setattr(logger, "disabled", False)
-        monkeypatch.setattr(logger, "propagate", True)
-        caplog.set_level(logging.DEBUG, logger=name)
-    return caplog
-
-
 def make_client(handler, **settings):
     async def no_sleep(_):
         return None

@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
     serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new runs (default 1 s)")
+    serve.add_argument("--warm-limit", type=int, default=50,
+                       help="handle-account-change runs started inside this process at once, without a new process (default 50; 0: off)")
+    serve.add_argument("--warm-poll-seconds", type=float, default=0.25,
+                       help="how often to look for due handle-account-change runs to start here (default 0.25 s)")
 
     commands.add_parser(
         "emulator", add_help=False,
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from cli.serve import serve_all
 
-        return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds)
+        return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds,
+                         warm_limit=args.warm_limit, warm_poll_seconds=args.warm_poll_seconds)
     from cli.run import run_once
 
     return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)

@@ -154,9 +154,11 @@ async def _hand_over(
         state = await handle_account_change(**parameters, observed=info, return_state=True)
         finding.handled_by, finding.outcome = "subflow", state.type.value.lower()
         return
-    # The idempotency key makes a retried sweep start each run once.
+    # The idempotency key makes a retried sweep start each run once. The inspection goes along: the run
+    # does not ask GREEN-API again what the sweep has just been told (2 calls saved, and no second
+    # GetStateInstance within GREEN-API's 1 s rate limit when the run starts at once).
     run = await run_deployment(
-        name=deployment_name, parameters=parameters, timeout=0, tags=["greenapi", "sweep"],
+        name=deployment_name, parameters={**parameters, "observed": info.model_dump(mode="json")}, timeout=0, tags=["greenapi", "sweep"],
         idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
     )
     finding.handled_by, finding.outcome = f"run {run.name}", "started"

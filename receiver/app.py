@@ -16,8 +16,9 @@ import asyncio
 import hmac
 import json
 import logging
+import uuid as uuid_module
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -27,6 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from receiver.dedup import TTLCache
+from receiver.dispatch import DeploymentRunStarter, DispatchError, RunStarter
 from receiver.emitter import Emitter, EmitError, PrefectEventEmitter
 from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
 from receiver.models import Accepted, ErrorBody, GreenApiWebhook, Health, Ignored, QueueResetRequest
@@ -55,6 +57,7 @@ class _Seen:
     event: str
     id_instance: int
     reason: Reason
+    flow_run_id: str | None = None
 
 
 class _Unavailable(Exception):
@@ -85,16 +88,21 @@ def create_app(
     emitter: Emitter | None = None,
     wid_store: WidStore | None = None,
     clock: Callable[[], float] | None = None,
+    run_starter: RunStarter | None = None,
 ) -> FastAPI:
     """Build the receiver. ``settings.secret`` is required (ReceiverConfigurationError otherwise).
 
     ``emitter`` defaults to a :class:`PrefectEventEmitter` (opened in the lifespan, using the
     PREFECT_API_URL in effect); ``wid_store`` to Prefect Variables; ``clock`` (monotonic seconds)
-    drives the duplicate cache's expiry.
+    drives the duplicate cache's expiry. With ``settings.dispatch == "direct"``, ``run_starter``
+    (default: a :class:`DeploymentRunStarter` for ``settings.deployment``) starts each run.
     """
     secret = settings.require_secret()
     emitter = emitter if emitter is not None else PrefectEventEmitter()
     wids = wid_store or WidStore()
+    starter: RunStarter | None = None
+    if settings.dispatch == "direct":
+        starter = run_starter if run_starter is not None else DeploymentRunStarter(settings.deployment)
     seen: TTLCache[_Seen] = TTLCache(settings.dedup_ttl_seconds, settings.dedup_max_entries, **({"clock": clock} if clock else {}))
     decide_lock = asyncio.Lock()  # one decision at a time: duplicate check, wid read, emit, wid record
     max_body = settings.max_body_bytes
@@ -102,9 +110,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await emitter.start()
+        if starter is not None:
+            await starter.start()
         try:
             yield
         finally:
+            if starter is not None:
+                await starter.close()
             await emitter.close()
 
     app = FastAPI(
@@ -177,8 +189,9 @@ def create_app(
             raise HTTPException(status_code=422, detail=errors) from None
 
     def accepted(event_id: str, seen_as: _Seen, duplicate: bool) -> JSONResponse:
-        body = Accepted(eventId=event_id, event=seen_as.event, idInstance=seen_as.id_instance, reason=seen_as.reason, duplicate=duplicate)
-        return JSONResponse(status_code=202, content=body.model_dump(mode="json"))
+        body = Accepted(eventId=event_id, event=seen_as.event, idInstance=seen_as.id_instance, reason=seen_as.reason,
+                        duplicate=duplicate, flowRunId=seen_as.flow_run_id)
+        return JSONResponse(status_code=202, content=body.model_dump(mode="json", exclude_none=True))
 
     def ignored(why: str) -> JSONResponse:
         return JSONResponse(status_code=200, content=Ignored(why=why).model_dump(mode="json"))
@@ -193,6 +206,21 @@ def create_app(
             logger.warning("receiver: event %s for instance %s not emitted: %s", event_id, seen_as.id_instance, exc)
             raise _Unavailable("Prefect did not take the event") from None
         logger.info("receiver: emitted %s %s for instance %s", seen_as.event, event_id, seen_as.id_instance)
+
+    async def report(event_id: uuid_module.UUID, seen_as: _Seen, **event_fields: Any) -> _Seen:
+        """Start the run (direct dispatch), then emit the event; what was done, for the answer and the cache."""
+        flow_run = None
+        if starter is not None:
+            try:
+                run = await starter.start_run(event_id=event_id, id_instance=seen_as.id_instance, reason=seen_as.reason)
+            except DispatchError as exc:
+                logger.warning("receiver: no run started for instance %s: %s", seen_as.id_instance, exc)
+                raise _Unavailable("Prefect did not start the run") from None
+            flow_run = (run.id, run.name)
+        event = build_event(event_id=event_id, id_instance=seen_as.id_instance, reason=seen_as.reason, flow_run=flow_run, **event_fields)
+        done = replace(seen_as, event=event.event, flow_run_id=str(flow_run[0]) if flow_run else None)
+        await emit(str(event_id), event, done)
+        return done
 
     async def prefect_call(awaitable: Awaitable, what: str):
         try:
@@ -243,12 +271,10 @@ def create_app(
                     if reason is None:
                         await prefect_call(wids.record(id_instance, wid), "recording the account")
                         return ignored("first account seen on this instance: recorded" if recorded is None else "account unchanged")
-                seen_as = _Seen(EVENT_NAMES[reason], id_instance, reason)
-                event = build_event(
-                    event_id=uuid, id_instance=id_instance, reason=reason, delivery="greenapi-webhook",
-                    source="green-api", wid=wid, state_instance=state,
+                seen_as = await report(
+                    uuid, _Seen(EVENT_NAMES[reason], id_instance, reason),
+                    delivery="greenapi-webhook", source="green-api", wid=wid, state_instance=state,
                 )
-                await emit(event_id, event, seen_as)
                 if state == "authorized":
                     # After the emit: a failed emit must leave the old account recorded, or the re-sent
                     # webhook would look unchanged. A failure here answers 503; the re-sent webhook
@@ -284,10 +310,7 @@ def create_app(
                 before = seen.get(event_id)
                 if before is not None:
                     return accepted(event_id, before, duplicate=True)
-                event = build_event(
-                    event_id=uuid, id_instance=body.idInstance, reason=body.reason, delivery="api", source=body.source, note=body.note,
-                )
-                await emit(event_id, event, seen_as)
+                seen_as = await report(uuid, seen_as, delivery="api", source=body.source, note=body.note)
                 seen.add(event_id, seen_as)
                 return accepted(event_id, seen_as, duplicate=False)
         except _Unavailable as exc:

@@ -17,6 +17,10 @@ EVENT_NAMES: dict[Reason, str] = {
     Reason.account_changed: "greenapi.instance.account-changed",
 }
 
+# With direct dispatch the receiver starts the run itself, so its event must not also fire the
+# deployment's triggers, which expect exactly the names above.
+DISPATCHED_SUFFIX = ".dispatched"
+
 # Fixed namespace for uuid5: the same key gives the same event id in every process, forever.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event")
 
@@ -56,12 +60,22 @@ def build_event(
     note: str | None = None,
     wid: str | None = None,
     state_instance: str | None = None,
+    flow_run: tuple[uuid.UUID, str] | None = None,
 ) -> Event:
-    """The event on ``greenapi.instance.<id>``; ``occurred`` is when the receiver accepted it."""
+    """The event on ``greenapi.instance.<id>``; ``occurred`` is when the receiver accepted it.
+
+    With ``flow_run`` (id, name), the run the receiver started: the name gets DISPATCHED_SUFFIX and
+    the run is a related resource, so the UI links the report to its run.
+    """
+    related = []
+    if flow_run is not None:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run[0]}", "prefect.resource.role": "flow-run",
+                        "prefect.resource.name": flow_run[1]})
     return Event(
         id=event_id,
-        event=EVENT_NAMES[reason],
+        event=EVENT_NAMES[reason] + (DISPATCHED_SUFFIX if flow_run is not None else ""),
         resource=instance_resource(id_instance),
+        related=related,
         payload={
             "id_instance": id_instance,
             "reason": reason.value,
@@ -70,5 +84,6 @@ def build_event(
             "wid": wid or None,
             "state_instance": state_instance,
             "delivery": delivery,
+            **({"flow_run_id": str(flow_run[0])} if flow_run is not None else {}),
         },
     )

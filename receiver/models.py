@@ -95,10 +95,13 @@ class Accepted(BaseModel):
     """The event was handed to Prefect (or had been already: `duplicate`)."""
 
     eventId: str = Field(description="The Prefect event id; the same for every delivery of the same request or webhook.")
-    event: str = Field(description="Event name, `greenapi.instance.number-blocked` or `greenapi.instance.account-changed`.")
+    event: str = Field(
+        description="Event name: `greenapi.instance.number-blocked` or `greenapi.instance.account-changed`, "
+        "with `.dispatched` appended when the receiver started the run itself (`direct` dispatch).")
     idInstance: int
     reason: Reason
     duplicate: bool = Field(description="True when this delivery was seen before; nothing was emitted this time.")
+    flowRunId: str | None = Field(default=None, description="The handle-account-change run started for it; present with `direct` dispatch only.")
 
 
 class Ignored(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +32,15 @@ class ReceiverSettings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1, le=16 * 1024 * 1024, description="Largest request body accepted; larger bodies get 413.")
     dedup_ttl_seconds: float = Field(default=3600.0, ge=0, description="How long an accepted event id is remembered, so a re-delivery is answered as a duplicate and not emitted again.")
     dedup_max_entries: int = Field(default=100_000, ge=1, description="Most event ids remembered at once (oldest forgotten first).")
+
+    dispatch: Literal["trigger", "direct"] = Field(
+        default="trigger",
+        description="How a report becomes a run: `trigger` emits the event and the deployment's event trigger starts the run; `direct` starts the run itself (one API call, no wait on Prefect's trigger services) and emits `<event>.dispatched`. `greenapi-migrate serve` uses `direct` unless this is set.",
+    )
+    deployment: str = Field(
+        default="handle-account-change/handle-account-change", min_length=3,
+        description="The deployment `direct` dispatch starts, as `flow-name/deployment-name`.",
+    )
 
     @field_validator("secret", mode="after")
     @classmethod

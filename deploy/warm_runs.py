@@ -27,7 +27,7 @@ from prefect.logging import get_logger
 from prefect.states import Cancelled, Pending
 from prefect.utilities.engine import propose_state
 
-from deploy.quick_api import QuickPrefectAPI, QuickRetriesExhausted
+from tasks.quick_api import QuickPrefectAPI, QuickRetriesExhausted
 
 logger = get_logger("greenapi.warm_runs")
 

@@ -17,14 +17,13 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.concurrency.asyncio import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
-from greenapi import GreenAPIClient, GreenAPIError, GreenAPISettings, get_settings
+from greenapi import GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials, get_settings
 from tasks import (
     clear_notifications,
     clear_outgoing_messages,
@@ -38,7 +37,7 @@ from tasks import (
 )
 from tasks.accounts import next_clear_allowed_at, record_next_clear_allowed
 from tasks.connections import open_client
-from tasks.locks import ensure_instance_limit
+from tasks.locks import instance_lock
 from tasks.results import InstanceInfo
 from tasks.results import utc_now
 from tasks.wait import WaitKind
@@ -81,13 +80,24 @@ async def handle_account_change(
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
     credentials = await resolve_credentials(instance, settings)
+    return await reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing, observed=observed)
+
+
+async def reset_instance_queue(
+    reason: Reason,
+    credentials: InstanceCredentials,
+    settings: GreenAPISettings,
+    *,
+    clear_outgoing: bool = False,
+    observed: InstanceInfo | None = None,
+) -> QueueResetReport:
+    """The runbook itself, in whatever flow run calls it: this module's flow, or the sweep handling an
+    instance inline, whose run then shows the instance's steps as its own task runs. Raises
+    QueueNotVerifiedEmpty (with the report) unless the queue was verified empty."""
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
-    limit = await ensure_instance_limit(credentials.id_instance)
-    async with concurrency(
-        limit, occupy=1, strict=True,
-        timeout_seconds=settings.instance_lock_timeout_seconds, lease_duration=settings.instance_lock_lease_seconds,
-    ):
+    async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
+                             lease_seconds=settings.instance_lock_lease_seconds):
         report.started_at = utc_now()
         async with open_client(credentials, settings) as client:
             try:

@@ -1,11 +1,12 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
 1. List the registered instances (greenapi-instance blocks) and the accounts recorded last time.
-2. Check them in batches of ``max_concurrency`` (one task run per batch): 2 API calls each, each
-   instance within its own time limit, at most ``max_concurrency`` requests in flight fleet-wide.
+2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
+   2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
+   checked and requests in flight at once, fleet-wide.
 3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
-   worker (``handle="deployment"``), or as a subflow here (``handle="inline"``), which reuses the
+   worker (``handle="deployment"``), or here, its steps as this run's tasks (``handle="inline"``), which reuses the
    inspection and shares this sweep's connections.
 5. Report what was found and done: a progress artifact while it runs, a markdown table at the end.
 """
@@ -22,6 +23,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.models import QueueNotVerifiedEmpty
 from greenapi import get_settings
 from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
 from tasks.connections import open_client, shared_connections
@@ -31,6 +33,7 @@ from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
 PROGRESS_EVERY_SECONDS = 1.0
+BATCHES_IN_FLIGHT = 4
 
 
 class InstanceFinding(BaseModel):
@@ -54,10 +57,6 @@ class SweepReport(BaseModel):
 
 class SweepIncomplete(Exception):
     """Some instances could not be checked or handled; the others were still handled."""
-
-
-def _batches(items: list, size: int) -> list[list]:
-    return [items[index:index + size] for index in range(0, len(items), size)]
 
 
 class _Progress:
@@ -89,7 +88,8 @@ async def sweep_instances(
         check_timeout_seconds: time limit for one instance's check; a slow instance fails alone.
         start_runs: hand affected instances over (off: only report them).
         handle: "deployment" starts a handle-account-change run per affected instance on the work pool
-            (scales with workers); "inline" runs it here as a subflow, right after the check.
+            (scales with workers); "inline" runs the same runbook here, right after the check, its
+            steps as this run's task runs.
         deployment_name: the deployment started per affected instance, as "flow-name/deployment-name".
     """
     logger = get_run_logger()
@@ -101,34 +101,43 @@ async def sweep_instances(
         await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
         len(instances),
     )
-    findings: list[InstanceFinding] = []
+    findings: list[InstanceFinding | None] = [None] * len(instances)
     hand_overs: list[asyncio.Task] = []
-    async with shared_connections(max_concurrency):
-        # Batches of max_concurrency: each check's time limit covers its own requests, not a queue of others.
-        for batch in _batches(instances, max_concurrency):
+    # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
+    # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
+    batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+    check_slots = asyncio.Semaphore(max_concurrency)
+
+    async def check_batch(start: int, batch: list[RegisteredInstance]) -> None:
+        async with batch_window:
             clients = [open_client(r.credentials, settings) for r in batch]
             try:
-                results = await check_instances(clients, check_timeout_seconds, batch[0].id_instance, batch[-1].id_instance)
+                results = await check_instances(clients, check_timeout_seconds, batch[0].id_instance, batch[-1].id_instance, slots=check_slots)
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
-            for registered, result in zip(batch, results):
-                finding = InstanceFinding(
-                    id_instance=registered.id_instance, block_name=registered.block_name,
-                    recorded_wid=recorded.get(registered.id_instance),
-                )
-                findings.append(finding)
-                if isinstance(result, str):
-                    finding.error = result
-                    continue
-                finding.state_instance, finding.wid = result.state_instance, result.wid
-                finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
-                if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
-                    await record_wid(registered.id_instance, result.wid)
-                if finding.reason and start_runs:
-                    # Handed over at once, while the sweep goes on checking the rest.
-                    hand_overs.append(asyncio.create_task(_hand_over(finding, registered, result, handle, deployment_name)))
-            await progress.advance(len(batch))
+        for offset, (registered, result) in enumerate(zip(batch, results)):
+            finding = InstanceFinding(
+                id_instance=registered.id_instance, block_name=registered.block_name,
+                recorded_wid=recorded.get(registered.id_instance),
+            )
+            findings[start + offset] = finding
+            if isinstance(result, str):
+                finding.error = result
+                continue
+            finding.state_instance, finding.wid = result.state_instance, result.wid
+            finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
+            if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
+                await record_wid(registered.id_instance, result.wid)
+            if finding.reason and start_runs:
+                # Handed over at once, while the sweep goes on checking the rest.
+                hand_overs.append(asyncio.create_task(_hand_over(finding, registered, result, handle, deployment_name)))
+        await progress.advance(len(batch))
+
+    async with shared_connections(max_concurrency):
+        size = max_concurrency
+        await asyncio.gather(*(check_batch(start, instances[start:start + size]) for start in range(0, len(instances), size)))
         await asyncio.gather(*hand_overs)
+    findings = [f for f in findings if f is not None]
     if not instances:
         await aupdate_progress_artifact(progress.artifact_id, 100.0)
     report = SweepReport(
@@ -149,10 +158,19 @@ async def _hand_over(
 ) -> None:
     parameters = {"reason": finding.reason.value, "instance": registered.block_name}
     if handle == "inline":
-        from flows.handle_account_change import handle_account_change
+        # The runbook's steps become this sweep run's task runs (named <step>-<idInstance>), not a subflow:
+        # a subflow per instance costs the Prefect server a dozen more writes (bench/NOTES.md).
+        from flows.handle_account_change import reset_instance_queue
 
-        state = await handle_account_change(**parameters, observed=info, return_state=True)
-        finding.handled_by, finding.outcome = "subflow", state.type.value.lower()
+        finding.handled_by = "inline"
+        try:
+            await reset_instance_queue(finding.reason, registered.credentials, get_settings(), observed=info)
+            finding.outcome = "completed"
+        except QueueNotVerifiedEmpty as exc:
+            finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
+        except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
+            finding.outcome = f"failed: {type(exc).__name__}"
+            get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
         return
     # The idempotency key makes a retried sweep start each run once. The inspection goes along: the run
     # does not ask GREEN-API again what the sweep has just been told (2 calls saved, and no second

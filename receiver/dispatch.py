@@ -20,7 +20,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.settings import PREFECT_API_URL
 
-from deploy.quick_api import QuickPrefectAPI, QuickRetriesExhausted
+from tasks.quick_api import QuickPrefectAPI, QuickRetriesExhausted
 from tasks.accounts import Reason
 
 logger = logging.getLogger("greenapi.receiver")

@@ -12,6 +12,8 @@ from enum import Enum
 
 from prefect.variables import Variable
 
+from tasks.quick_api import QuickPrefectAPI, QuickRetriesExhausted
+
 _PAGE = 200
 
 
@@ -63,8 +65,17 @@ async def next_clear_allowed_at(id_instance: int) -> datetime | None:
 
 
 async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
-    """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it."""
-    await Variable.aset(next_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
+    """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it.
+
+    Written between a clear and the wait after it, so it uses quick retries (tasks.quick_api): a local
+    SQLite server's 503 must not hold the run for Prefect's 2 s back-off.
+    """
+    name, value, tags = next_clear_variable_name(id_instance), at.isoformat(), ["greenapi", "clear-window"]
+    try:
+        async with QuickPrefectAPI() as api:
+            await api.set_variable(name, value, tags)
+    except QuickRetriesExhausted:
+        await Variable.aset(name, value, overwrite=True, tags=tags)
 
 
 async def recorded_wids() -> dict[int, str]:

@@ -43,18 +43,21 @@ async def inspect_instance(client: GreenAPIClient) -> InstanceInfo:
 
 @task(name="check-instances", task_run_name="check-instances-{first_id}-to-{last_id}", cache_policy=NO_CACHE)
 async def check_instances(
-    clients: list[GreenAPIClient], timeout_seconds: float, first_id: int, last_id: int
+    clients: list[GreenAPIClient], timeout_seconds: float, first_id: int, last_id: int, slots: asyncio.Semaphore | None = None
 ) -> list[InstanceInfo | str]:
     """The sweep's look at a batch of instances: state, wid and webhookUrl of each, each within its own time limit.
 
     One task run per batch, not per instance: on a fleet of thousands, a task run per healthy instance
     costs the Prefect server more than the check itself. Each answer is an InstanceInfo, or the reason
-    the instance could not be checked.
+    the instance could not be checked. ``slots``, shared by the batches of one sweep, bounds the checks
+    in progress across them; an instance's time limit starts when it gets a slot, not while it queues.
     """
+    slots = slots or asyncio.Semaphore(len(clients) or 1)
 
     async def check(client: GreenAPIClient) -> InstanceInfo | str:
         try:
-            return await asyncio.wait_for(read_instance_info(client), timeout_seconds)
+            async with slots:
+                return await asyncio.wait_for(read_instance_info(client), timeout_seconds)
         except asyncio.TimeoutError:
             return f"instance {client.id_instance}: no answer within {timeout_seconds:g} s"
         except GreenAPIError as exc:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.logging import get_logger
+
+from tasks.quick_api import QuickPrefectAPI
+
+logger = get_logger("greenapi.locks")
 
 
 def instance_limit_name(id_instance: int) -> str:
@@ -23,3 +33,53 @@ async def ensure_instance_limit(id_instance: int) -> str:
             except ObjectAlreadyExists:
                 pass
     return name
+
+
+def _holder() -> dict | None:
+    """Who holds the slot, as Prefect's UI shows it: this task run, or this flow run."""
+    if (task_run := TaskRunContext.get()) and task_run.task_run:
+        return {"type": "task_run", "id": str(task_run.task_run.id)}
+    if (flow_run := FlowRunContext.get()) and flow_run.flow_run:
+        return {"type": "flow_run", "id": str(flow_run.flow_run.id)}
+    return None
+
+
+@contextlib.asynccontextmanager
+async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_seconds: float) -> AsyncIterator[str]:
+    """The instance's one slot, held under a lease that is renewed while the block runs.
+
+    What Prefect's ``concurrency(..., strict=True)`` does, over tasks.quick_api: on a local SQLite
+    server, 50 runs taking their slots at once met 503s that Prefect's client waits out 2, 4, 8 s at a
+    time (up to 30 s per run, bench/NOTES.md). As with strict, a lease that cannot be renewed
+    cancels the block: another run may hold the instance by then.
+    """
+    name = await ensure_instance_limit(id_instance)
+    async with QuickPrefectAPI() as api:
+        lease_id = await api.acquire_slot(name, lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, holder=_holder())
+        renewer = asyncio.create_task(_keep_renewed(api, lease_id, lease_seconds, asyncio.current_task()))
+        try:
+            yield lease_id
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            try:
+                await api.release_slot(lease_id)
+            except Exception as exc:  # the lease runs out by itself after lease_seconds
+                logger.warning("Instance lock %s not released (%s); it frees itself within %g s", name, type(exc).__name__, lease_seconds)
+
+
+async def _keep_renewed(api: QuickPrefectAPI, lease_id: str, lease_seconds: float, holder: asyncio.Task | None) -> None:
+    while True:
+        await asyncio.sleep(lease_seconds / 2)  # two chances to renew before the lease runs out
+        try:
+            await api.renew_lease(lease_id, lease_seconds)
+        except Exception as exc:
+            try:
+                await asyncio.sleep(1)
+                await api.renew_lease(lease_id, lease_seconds)
+            except Exception:
+                logger.error("Instance lock %s lost (%s): stopping, another run may hold the instance now", lease_id, type(exc).__name__)
+                if holder is not None:
+                    holder.cancel()
+                return

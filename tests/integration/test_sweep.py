@@ -90,9 +90,9 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
     report = await sweep_instances(max_concurrency=4, handle="inline")
 
     outcomes = {f.id_instance: (f.reason and f.reason.value, f.handled_by, f.outcome) for f in report.findings}
-    assert outcomes[blocked.id_instance] == ("number_blocked", "subflow", "completed")
-    assert outcomes[changed.id_instance] == ("account_changed", "subflow", "completed")
-    assert outcomes[hooked.id_instance] == ("number_blocked", "subflow", "completed")
+    assert outcomes[blocked.id_instance] == ("number_blocked", "inline", "completed")
+    assert outcomes[changed.id_instance] == ("account_changed", "inline", "completed")
+    assert outcomes[hooked.id_instance] == ("number_blocked", "inline", "completed")
     for seeded, expected in ((blocked, 5), (changed, 5), (hooked, 4)):  # 4: no peek with a webhookUrl
         methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
         assert len(methods) == expected, methods

@@ -46,12 +46,16 @@ def _auth_headers() -> dict[str, str]:
 class QuickPrefectAPI:
     """A plain httpx client on PREFECT_API_URL (with the same credentials Prefect's client would send)."""
 
-    def __init__(self, *, timeout_seconds: float = 10.0, waits: Sequence[float] = QUICK_RETRY_WAITS_SECONDS) -> None:
+    def __init__(
+        self, *, timeout_seconds: float = 10.0, waits: Sequence[float] = QUICK_RETRY_WAITS_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         api_url = PREFECT_API_URL.value()
         if not api_url:
             raise RuntimeError("PREFECT_API_URL is not set")
         self.waits = tuple(waits)
-        self._http = httpx.AsyncClient(base_url=api_url.rstrip("/") + "/", headers=_auth_headers(), timeout=timeout_seconds)
+        self._http = httpx.AsyncClient(base_url=api_url.rstrip("/") + "/", headers=_auth_headers(), timeout=timeout_seconds,
+                                       transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -235,6 +235,10 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
     (run,) = await _wait_final([r.id for r in await _wait_for_runs(str(seeded.id_instance), 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["reason"] == "number_blocked"
+    # serve's receiver starts the run itself (direct dispatch) and the warm runner runs it in the serve process.
+    assert answer.json()["flowRunId"] == str(run.id)
+    assert answer.json()["event"] == "greenapi.instance.number-blocked.dispatched"
+    assert "Downloading flow code" not in served.log.read_text()  # no run was started in a new process
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
     assert seeded.token not in served.log.read_text()  # the served runs' output never shows the token
 

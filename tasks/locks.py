@@ -6,10 +6,7 @@ import asyncio
 import contextlib
 from typing import AsyncIterator
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 
 from tasks.quick_api import QuickPrefectAPI
@@ -21,17 +18,10 @@ def instance_limit_name(id_instance: int) -> str:
     return f"greenapi-instance-{id_instance}"
 
 
-async def ensure_instance_limit(id_instance: int) -> str:
+async def ensure_instance_limit(id_instance: int, api: QuickPrefectAPI) -> str:
     """Create the instance's limit (1 slot) unless it exists; safe when several runs race to create it."""
     name = instance_limit_name(id_instance)
-    async with get_client() as client:
-        try:
-            await client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            try:
-                await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass
+    await api.ensure_concurrency_limit(name, limit=1)
     return name
 
 
@@ -53,8 +43,8 @@ async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_secon
     time (up to 30 s per run, bench/NOTES.md). As with strict, a lease that cannot be renewed
     cancels the block: another run may hold the instance by then.
     """
-    name = await ensure_instance_limit(id_instance)
     async with QuickPrefectAPI() as api:
+        name = await ensure_instance_limit(id_instance, api)
         lease_id = await api.acquire_slot(name, lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, holder=_holder())
         renewer = asyncio.create_task(_keep_renewed(api, lease_id, lease_seconds, asyncio.current_task()))
         try:

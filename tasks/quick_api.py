@@ -66,7 +66,7 @@ class QuickPrefectAPI:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(self, verb: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def _send(self, verb: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
         for wait in (*self.waits, None):
             try:
                 response = await self._http.request(verb, path, json=body)
@@ -83,6 +83,17 @@ class QuickPrefectAPI:
         response = await self._send("POST", path, body)
         response.raise_for_status()
         return response.json()
+
+    async def ensure_concurrency_limit(self, name: str, *, limit: int) -> None:
+        """Create a global concurrency limit unless it exists (read first: after the first run, no write at all)."""
+        found = await self._send("GET", f"v2/concurrency_limits/{name}", None)
+        if found.status_code == 200:
+            return
+        if found.status_code != 404:
+            found.raise_for_status()
+        created = await self._send("POST", "v2/concurrency_limits/", {"name": name, "limit": limit})
+        if created.status_code != 409:  # 409: another run created it meanwhile
+            created.raise_for_status()
 
     async def acquire_slot(self, limit_name: str, *, lease_seconds: float, timeout_seconds: float, holder: dict | None) -> str:
         """One slot of a global concurrency limit under a lease; waits (as the server's Retry-After says)

@@ -99,3 +99,17 @@ async def test_the_api_key_goes_along_as_prefect_s_client_would_send_it():
     await api.propose_pending("f1")
 
     assert seen[0].headers["Authorization"] == "Bearer pnu_CANARYkey"
+
+
+async def test_an_instance_limit_is_created_once_and_only_read_afterwards():
+    seen: list[httpx.Request] = []
+    api = _api([httpx.Response(404), httpx.Response(201, json={}), httpx.Response(200, json={"name": "greenapi-instance-1"})], seen)
+
+    await api.ensure_concurrency_limit("greenapi-instance-1", limit=1)
+    await api.ensure_concurrency_limit("greenapi-instance-1", limit=1)
+
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("GET", "/api/v2/concurrency_limits/greenapi-instance-1"), ("POST", "/api/v2/concurrency_limits/"),
+        ("GET", "/api/v2/concurrency_limits/greenapi-instance-1"),
+    ]
+    assert json.loads(seen[1].content) == {"name": "greenapi-instance-1", "limit": 1}

@@ -113,6 +113,7 @@ class WarmRunner:
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
+                # After the engine has recorded the interrupted run (as Crashed): Cancelled is what happened.
                 await propose_state(client, Cancelled(message="Cancelled while running in the serving process"),
                                     flow_run_id=flow_run.id, force=True)
                 logger.info("warm runs: cancelled run %s", flow_run.name)

@@ -6,9 +6,10 @@ second by webhooks queue behind each other's start-up (bench/NOTES.md). The flow
 imported, and a run starts in this event loop within ``poll_seconds`` of being scheduled.
 
 Runs are claimed the way Prefect's workers and runners claim them: by proposing Pending, which the
-server grants to one claimant only. The runner serving the same deployment then skips them. When
-``limit`` runs are in flight here, further runs are left to that runner, which starts them in
-processes as before. A run cancelled from the UI is cancelled here within one poll.
+server grants to one claimant only, so a run another worker or runner took first is left alone.
+At most ``limit`` runs are in flight here; further runs stay Scheduled until a slot frees (in
+``serve`` this is the deployment's only executor). A run cancelled from the UI is stopped within one
+poll and marked Cancelled.
 """
 
 from __future__ import annotations

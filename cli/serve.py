@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import sys
 
-HANDLE_DEPLOYMENT_NAME = "handle-account-change"
-
 
 def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, warm_limit: int = 50, warm_poll_seconds: float = 0.25) -> int:
     from prefect.settings import PREFECT_API_URL
 
     from deploy.project import deployment_specs, load_flow, runner_deployments
+    from flows.sweep_instances import HANDLE_DEPLOYMENT
 
     if not PREFECT_API_URL.value():
         print(
@@ -49,8 +48,8 @@ def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, wa
     if warm_limit > 0:
         from deploy.warm_runs import WarmRunner
 
-        spec = next(s for s in deployment_specs() if s["name"] == HANDLE_DEPLOYMENT_NAME)
-        warm = WarmRunner(load_flow(spec), f"handle-account-change/{HANDLE_DEPLOYMENT_NAME}",
+        spec = next(s for s in deployment_specs() if s["name"] == HANDLE_DEPLOYMENT.split("/")[1])
+        warm = WarmRunner(load_flow(spec), HANDLE_DEPLOYMENT,
                           poll_seconds=warm_poll_seconds, limit=warm_limit)
     try:
         asyncio.run(_serve(deployments, warm, limit=limit, poll_seconds=poll_seconds))
@@ -70,7 +69,7 @@ async def _serve(deployments: list, warm, *, limit: int | None, poll_seconds: fl
     if warm is not None:
         # Registered (with its triggers) but left out of Prefect's runner: one executor per deployment,
         # so no run of it is ever started in a spawned process that the warm runner would have started faster.
-        handle = next(d for d in deployments if d.name == HANDLE_DEPLOYMENT_NAME)
+        handle = next(d for d in deployments if d.name == warm.deployment_name.split("/")[1])
         await handle.aapply()
         served = [d for d in deployments if d is not handle]
         warm_task = asyncio.create_task(warm.run())

@@ -12,7 +12,9 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -99,14 +101,17 @@ async def reset_instance_queue(
     async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
                              lease_seconds=settings.instance_lock_lease_seconds):
         report.started_at = utc_now()
+        writes = _WritesDuringWaits()
         async with open_client(credentials, settings) as client:
             try:
-                await _reset_queue(client, settings, report, clear_outgoing, observed)
+                await _reset_queue(client, settings, report, clear_outgoing, observed, writes)
             except _Stop as stop:
                 report.outcome, report.message = stop.outcome, stop.message
             except GreenAPIError as exc:
                 failed_step = report.steps[-1].step if report.steps else "start"
                 report.outcome, report.message = Outcome.api_error, f"{failed_step} step failed: {exc}"
+            finally:
+                await writes.settle()  # before the lock is released: the next run must see the window
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)
@@ -116,12 +121,34 @@ async def reset_instance_queue(
     raise QueueNotVerifiedEmpty(report)
 
 
+class _WritesDuringWaits:
+    """Prefect writes started before a wait and finished while it runs, instead of delaying it.
+
+    The clear window is written right after a clear, and the run then waits 10 s (count refresh) or
+    leftTime anyway: on a busy server the write's retries now overlap that wait. All are settled
+    before the instance lock is released, so the next run on any worker still sees the window.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self, write: Coroutine) -> None:
+        self._tasks.append(asyncio.ensure_future(write))
+
+    async def settle(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+
 async def _reset_queue(
     client: GreenAPIClient,
     settings: GreenAPISettings,
     report: QueueResetReport,
     clear_outgoing: bool,
-    observed: InstanceInfo | None = None,
+    observed: InstanceInfo | None,
+    writes: _WritesDuringWaits,
 ) -> None:
     if observed is None:
         info = await record_step(report, "inspect", inspect_instance(client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
@@ -173,7 +200,7 @@ async def _reset_queue(
         attempt = await record_step(report, "clear", clear_notifications(client), _describe_clear)
         report.clear_attempts += 1
         if attempt.kind == "too_early":
-            await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time))
+            writes.start(record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time)))
             if report.clear_attempts >= settings.max_clear_attempts:
                 continue  # no point waiting for a clear the bound forbids
             await wait("left-time", attempt.left_time + settings.left_time_margin_seconds, Outcome.gave_up_waiting,
@@ -189,7 +216,7 @@ async def _reset_queue(
             continue
 
         cleared_at = time.monotonic()
-        await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=settings.clear_interval_seconds))
+        writes.start(record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=settings.clear_interval_seconds)))
         await wait("count-refresh", settings.count_refresh_seconds, Outcome.not_empty,
                    "the count cannot be trusted yet after the clear")
         check = await record_step(report, "verify", verify_empty(client, can_peek), _describe_verification)

@@ -18,7 +18,7 @@ import time
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
@@ -29,6 +29,7 @@ from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
 from tasks.inspect import check_instances
+from tasks.quick_api import publish_markdown_artifact
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -115,6 +116,7 @@ async def sweep_instances(
                 results = await check_instances(clients, check_timeout_seconds, batch[0].id_instance, batch[-1].id_instance, slots=check_slots)
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
+        new_wids: list[tuple[int, str]] = []
         for offset, (registered, result) in enumerate(zip(batch, results)):
             finding = InstanceFinding(
                 id_instance=registered.id_instance, block_name=registered.block_name,
@@ -127,10 +129,12 @@ async def sweep_instances(
             finding.state_instance, finding.wid = result.state_instance, result.wid
             finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
             if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
-                await record_wid(registered.id_instance, result.wid)
+                new_wids.append((registered.id_instance, result.wid))
             if finding.reason and start_runs:
                 # Handed over at once, while the sweep goes on checking the rest.
                 hand_overs.append(asyncio.create_task(_hand_over(finding, registered, result, handle, deployment_name)))
+        # Recorded after the batch's hand-overs have started, all at once: no hand-over waits behind a write.
+        await asyncio.gather(*(record_wid(id_instance, wid) for id_instance, wid in new_wids))
         await progress.advance(len(batch))
 
     async with shared_connections(max_concurrency):
@@ -146,7 +150,7 @@ async def sweep_instances(
         failed_checks=sum(1 for f in findings if f.error),
         findings=findings,
     )
-    await acreate_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
+    await publish_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
     logger.info("Sweep done: %d checked, %d affected, %d could not be checked", report.checked, report.affected, report.failed_checks)
     if report.failed_checks:
         raise SweepIncomplete(f"{report.failed_checks} of {report.checked} instance(s) could not be checked; see the sweep-report artifact")

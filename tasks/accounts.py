@@ -48,7 +48,7 @@ async def last_seen_wid(id_instance: int) -> str | None:
 async def record_wid(id_instance: int, wid: str) -> None:
     """Remember ``wid`` as the instance's account. Empty wids (not authorized yet) are not recorded."""
     if wid:
-        await Variable.aset(wid_variable_name(id_instance), wid, overwrite=True, tags=["greenapi", "wid"])
+        await _set_variable(wid_variable_name(id_instance), wid, ["greenapi", "wid"])
 
 
 def next_clear_variable_name(id_instance: int) -> str:
@@ -65,12 +65,14 @@ async def next_clear_allowed_at(id_instance: int) -> datetime | None:
 
 
 async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
-    """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it.
+    """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it."""
+    await _set_variable(next_clear_variable_name(id_instance), at.isoformat(), ["greenapi", "clear-window"])
 
-    Written between a clear and the wait after it, so it uses quick retries (tasks.quick_api): a local
-    SQLite server's 503 must not hold the run for Prefect's 2 s back-off.
-    """
-    name, value, tags = next_clear_variable_name(id_instance), at.isoformat(), ["greenapi", "clear-window"]
+
+async def _set_variable(name: str, value: str, tags: list[str]) -> None:
+    """Both variables are written on a run's critical path (between a clear and the wait after it; between
+    the sweep's check and the hand-over), so with quick retries (tasks.quick_api): a local SQLite server's
+    503 must not hold the run for Prefect's 2 s back-off."""
     try:
         async with QuickPrefectAPI() as api:
             await api.set_variable(name, value, tags)

@@ -113,3 +113,16 @@ async def test_an_instance_limit_is_created_once_and_only_read_afterwards():
         ("GET", "/api/v2/concurrency_limits/greenapi-instance-1"),
     ]
     assert json.loads(seen[1].content) == {"name": "greenapi-instance-1", "limit": 1}
+
+
+async def test_an_artifact_is_attached_to_the_run_that_writes_it_after_a_busy_answer():
+    seen: list[httpx.Request] = []
+    api = _api([httpx.Response(503), httpx.Response(201, json={"id": "a1"})], seen)
+
+    await api.create_artifact(key="queue-reset-1101", artifact_type="markdown", data="# report", description="d",
+                              flow_run_id="f1", task_run_id=None)
+
+    assert [r.url.path for r in seen] == ["/api/artifacts/", "/api/artifacts/"]
+    body = json.loads(seen[-1].content)
+    assert body == {"key": "queue-reset-1101", "type": "markdown", "data": "# report", "description": "d",
+                    "flow_run_id": "f1", "task_run_id": None}

@@ -7,7 +7,7 @@
 3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
    worker (``handle="deployment"``), or here, its steps as this run's tasks (``handle="inline"``), which reuses the
-   inspection and shares this sweep's connections.
+   inspection and shares this sweep's connections; a batch's affected instances are then locked in one write.
 5. Report what was found and done: a progress artifact while it runs, a markdown table at the end.
 """
 
@@ -29,6 +29,7 @@ from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
 from tasks.inspect import check_instances
+from tasks.locks import instances_locked_together
 from tasks.quick_api import publish_markdown_artifact
 from tasks.results import InstanceInfo, utc_now
 
@@ -117,6 +118,7 @@ async def sweep_instances(
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
         new_wids: list[tuple[int, str]] = []
+        to_handle_inline: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]] = []
         for offset, (registered, result) in enumerate(zip(batch, results)):
             finding = InstanceFinding(
                 id_instance=registered.id_instance, block_name=registered.block_name,
@@ -130,9 +132,13 @@ async def sweep_instances(
             finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
             if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
                 new_wids.append((registered.id_instance, result.wid))
-            if finding.reason and start_runs:
+            if finding.reason and start_runs and handle == "inline":
+                to_handle_inline.append((finding, registered, result))
+            elif finding.reason and start_runs:
                 # Handed over at once, while the sweep goes on checking the rest.
-                hand_overs.append(asyncio.create_task(_hand_over(finding, registered, result, handle, deployment_name)))
+                hand_overs.append(asyncio.create_task(_start_run(finding, registered, result, deployment_name)))
+        if to_handle_inline:
+            hand_overs.append(asyncio.create_task(_handle_inline(to_handle_inline, settings)))
         # Recorded after the batch's hand-overs have started, all at once: no hand-over waits behind a write.
         await asyncio.gather(*(record_wid(id_instance, wid) for id_instance, wid in new_wids))
         await progress.advance(len(batch))
@@ -157,30 +163,41 @@ async def sweep_instances(
     return report
 
 
-async def _hand_over(
-    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, handle: str, deployment_name: str
-) -> None:
-    parameters = {"reason": finding.reason.value, "instance": registered.block_name}
-    if handle == "inline":
-        # The runbook's steps become this sweep run's task runs (named <step>-<idInstance>), not a subflow:
-        # a subflow per instance costs the Prefect server a dozen more writes (bench/NOTES.md).
-        from flows.handle_account_change import reset_instance_queue
+async def _handle_inline(batch: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]], settings) -> None:
+    """The runbook for a batch's affected instances, here: their steps become this sweep run's task runs
+    (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
+    dozen more writes (bench/NOTES.md). Their locks are taken in one write when all are free."""
+    async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
+                                         lease_seconds=settings.instance_lock_lease_seconds) as locked:
+        await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings, locked) for finding, registered, info in batch))
 
-        finding.handled_by = "inline"
-        try:
-            await reset_instance_queue(finding.reason, registered.credentials, get_settings(), observed=info)
-            finding.outcome = "completed"
-        except QueueNotVerifiedEmpty as exc:
-            finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
-        except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
-            finding.outcome = f"failed: {type(exc).__name__}"
-            get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
-        return
-    # The idempotency key makes a retried sweep start each run once. The inspection goes along: the run
-    # does not ask GREEN-API again what the sweep has just been told (2 calls saved, and no second
-    # GetStateInstance within GREEN-API's 1 s rate limit when the run starts at once).
+
+async def _handle_one_inline(
+    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings, locked: bool
+) -> None:
+    from flows.handle_account_change import reset_instance_queue
+
+    finding.handled_by = "inline"
+    try:
+        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info, locked_by_caller=locked)
+        finding.outcome = "completed"
+    except QueueNotVerifiedEmpty as exc:
+        finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
+    except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
+        finding.outcome = f"failed: {type(exc).__name__}"
+        get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
+
+
+async def _start_run(finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, deployment_name: str) -> None:
+    """A handle-account-change run on the work pool, for any worker to pick up.
+
+    The idempotency key makes a retried sweep start each run once. The inspection goes along: the run
+    does not ask GREEN-API again what the sweep has just been told (2 calls saved, and no second
+    GetStateInstance within GREEN-API's 1 s rate limit when the run starts at once).
+    """
+    parameters = {"reason": finding.reason.value, "instance": registered.block_name, "observed": info.model_dump(mode="json")}
     run = await run_deployment(
-        name=deployment_name, parameters={**parameters, "observed": info.model_dump(mode="json")}, timeout=0, tags=["greenapi", "sweep"],
+        name=deployment_name, parameters=parameters, timeout=0, tags=["greenapi", "sweep"],
         idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
     )
     finding.handled_by, finding.outcome = f"run {run.name}", "started"

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import time
+import weakref
 from typing import Any, Sequence
 from uuid import UUID
 
@@ -26,6 +28,20 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_A
 # About 4 s of quick attempts before Prefect's client takes over; each wait is jittered (x0.5-1.5) so
 # 50 runs that collided once do not collide again on the same beat.
 QUICK_RETRY_WAITS_SECONDS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0)
+# Writes this process sends at once. SQLite takes one writer at a time anyway, so 50 runs that write
+# together only make each other fail (and retry); queued here, each waits milliseconds instead.
+WRITES_IN_FLIGHT = 2
+
+_write_gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def _write_gate() -> asyncio.Semaphore:
+    """One gate per event loop: a semaphore must not be shared across loops."""
+    loop = asyncio.get_running_loop()
+    gate = _write_gates.get(loop)
+    if gate is None:
+        gate = _write_gates[loop] = asyncio.Semaphore(WRITES_IN_FLIGHT)
+    return gate
 
 
 def _seconds(value: str | None, default: float) -> float:
@@ -71,9 +87,11 @@ class QuickPrefectAPI:
         await self.aclose()
 
     async def _send(self, verb: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        gate = _write_gate() if verb != "GET" else contextlib.nullcontext()
         for wait in (*self.waits, None):
             try:
-                response = await self._http.request(verb, path, json=body)
+                async with gate:
+                    response = await self._http.request(verb, path, json=body)
             except httpx.TransportError:
                 response = None
             if response is not None and response.status_code != 503:
@@ -99,11 +117,13 @@ class QuickPrefectAPI:
         if created.status_code != 409:  # 409: another run created it meanwhile
             created.raise_for_status()
 
-    async def acquire_slot(self, limit_name: str, *, lease_seconds: float, timeout_seconds: float, holder: dict | None) -> str:
-        """One slot of a global concurrency limit under a lease; waits (as the server's Retry-After says)
-        while the slot is taken. Returns the lease id; TimeoutError after ``timeout_seconds``."""
+    async def acquire_slot(self, *limit_names: str, lease_seconds: float, timeout_seconds: float, holder: dict | None) -> str:
+        """One slot of each named global concurrency limit, all under one lease (all or none); waits (as the
+        server's Retry-After says) while one is taken. Returns the lease id; TimeoutError after ``timeout_seconds``
+        (0: a single try)."""
+        limit_name = ", ".join(limit_names)
         deadline = time.monotonic() + timeout_seconds
-        body: dict[str, Any] = {"names": [limit_name], "slots": 1, "mode": "concurrency", "lease_duration": lease_seconds}
+        body: dict[str, Any] = {"names": list(limit_names), "slots": 1, "mode": "concurrency", "lease_duration": lease_seconds}
         if holder:
             body["holder"] = holder
         while True:

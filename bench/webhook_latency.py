@@ -48,13 +48,21 @@ def main() -> None:
             latencies = _clear_latencies(emulator_url, sent, deadline=time.monotonic() + 120)
             stages = _stages(env["PREFECT_API_URL"], emulator_url, sent)
         finally:
+            # Runs still verifying are cancelled, and release their locks, on the way out; timed, not assumed.
+            stopping = time.monotonic()
             served.terminate()
-            served.wait(timeout=30)
+            try:
+                served.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                served.kill()
+                served.wait()
+            stop_seconds = time.monotonic() - stopping
             log.close()
     result = {
         "events": len(sent), "cleared": len(latencies),
         "p50_seconds": round(percentile(latencies, 0.5), 3), "p95_seconds": round(percentile(latencies, 0.95), 3),
         "max_seconds": round(max(latencies), 3), "min_seconds": round(min(latencies), 3),
+        "serve_stop_seconds": round(stop_seconds, 1),
         "stages_p50_seconds": {name: round(percentile(values, 0.5), 3) for name, values in stages.items() if values},
         "stages_p95_seconds": {name: round(percentile(values, 0.95), 3) for name, values in stages.items() if values},
     }

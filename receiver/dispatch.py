@@ -63,7 +63,7 @@ class DeploymentRunStarter:
         if PREFECT_API_URL.value():
             self._client = get_client()
             await self._client.__aenter__()
-            self._quick = QuickPrefectAPI()
+            self._quick = QuickPrefectAPI(queue_writes=False)
 
     async def start_run(self, *, event_id: UUID, id_instance: int, reason: Reason) -> StartedRun:
         try:

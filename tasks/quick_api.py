@@ -64,16 +64,20 @@ def _auth_headers() -> dict[str, str]:
 
 
 class QuickPrefectAPI:
-    """A plain httpx client on PREFECT_API_URL (with the same credentials Prefect's client would send)."""
+    """A plain httpx client on PREFECT_API_URL (with the same credentials Prefect's client would send).
+
+    ``queue_writes=False`` skips the process's write queue (``WRITES_IN_FLIGHT``): for a lone writer whose
+    latency is the point, such as the receiver starting a run, which must not wait behind runs' bookkeeping.
+    """
 
     def __init__(
         self, *, timeout_seconds: float = 10.0, waits: Sequence[float] = QUICK_RETRY_WAITS_SECONDS,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, queue_writes: bool = True,
     ) -> None:
         api_url = PREFECT_API_URL.value()
         if not api_url:
             raise RuntimeError("PREFECT_API_URL is not set")
-        self.waits = tuple(waits)
+        self.waits, self.queue_writes = tuple(waits), queue_writes
         self._http = httpx.AsyncClient(base_url=api_url.rstrip("/") + "/", headers=_auth_headers(), timeout=timeout_seconds,
                                        transport=transport)
 
@@ -87,7 +91,7 @@ class QuickPrefectAPI:
         await self.aclose()
 
     async def _send(self, verb: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
-        gate = _write_gate() if verb != "GET" else contextlib.nullcontext()
+        gate = _write_gate() if verb != "GET" and self.queue_writes else contextlib.nullcontext()
         for wait in (*self.waits, None):
             try:
                 async with gate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 
-from tasks.quick_api import QuickPrefectAPI, QuickRetriesExhausted
+from tasks.quick_api import WRITES_IN_FLIGHT, QuickPrefectAPI, QuickRetriesExhausted
 
 WAITS = (0.01, 0.02, 0.04)
 
@@ -126,3 +127,22 @@ async def test_an_artifact_is_attached_to_the_run_that_writes_it_after_a_busy_an
     body = json.loads(seen[-1].content)
     assert body == {"key": "queue-reset-1101", "type": "markdown", "data": "# report", "description": "d",
                     "flow_run_id": "f1", "task_run_id": None}
+
+
+@pytest.mark.parametrize("queue_writes, most_at_once", [(True, WRITES_IN_FLIGHT), (False, 6)])
+async def test_a_process_sends_its_writes_two_at_a_time_unless_told_not_to(queue_writes, most_at_once):
+    in_flight, seen_at_once = 0, []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight
+        in_flight += 1
+        seen_at_once.append(in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return httpx.Response(204)
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://prefect.test/api"}):
+        apis = [QuickPrefectAPI(waits=WAITS, transport=httpx.MockTransport(handler), queue_writes=queue_writes) for _ in range(6)]
+    await asyncio.gather(*(api.set_variable(f"v{n}", "x", []) for n, api in enumerate(apis)))
+
+    assert max(seen_at_once) == most_at_once

@@ -73,10 +73,13 @@ async def instances_locked_together(ids: Sequence[int], *, lease_seconds: float)
         yield False
         return
     async with QuickPrefectAPI() as api:
-        names = await asyncio.gather(*(ensure_instance_limit(id_instance, api) for id_instance in ids))
         try:
+            names = await asyncio.gather(*(ensure_instance_limit(id_instance, api) for id_instance in ids))
             lease_id = await api.acquire_slot(*names, lease_seconds=lease_seconds, timeout_seconds=0, holder=_holder())
         except TimeoutError:  # one of them is taken (or the server is too busy to say): each on its own, then
+            lease_id = None
+        except Exception as exc:  # each instance's own lock then meets (and reports) the trouble, one by one
+            logger.warning("Instance locks of %d instance(s) not taken together (%s); taking each on its own", len(ids), type(exc).__name__)
             lease_id = None
         if lease_id is None:
             yield False

@@ -46,17 +46,8 @@ async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_secon
     async with QuickPrefectAPI() as api:
         name = await ensure_instance_limit(id_instance, api)
         lease_id = await api.acquire_slot(name, lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, holder=_holder())
-        renewer = asyncio.create_task(_keep_renewed(api, lease_id, lease_seconds, asyncio.current_task()))
-        try:
+        async with _lease_held(api, lease_id, lease_seconds, f"Instance lock {name}"):
             yield lease_id
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            try:
-                await api.release_slot(lease_id)
-            except Exception as exc:  # the lease runs out by itself after lease_seconds
-                logger.warning("Instance lock %s not released (%s); it frees itself within %g s", name, type(exc).__name__, lease_seconds)
 
 
 @contextlib.asynccontextmanager
@@ -84,18 +75,24 @@ async def instances_locked_together(ids: Sequence[int], *, lease_seconds: float)
         if lease_id is None:
             yield False
             return
-        renewer = asyncio.create_task(_keep_renewed(api, lease_id, lease_seconds, asyncio.current_task()))
-        try:
+        async with _lease_held(api, lease_id, lease_seconds, f"Instance locks of {len(ids)} instance(s)"):
             yield True
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            try:
-                await api.release_slot(lease_id)
-            except Exception as exc:  # the lease runs out by itself after lease_seconds
-                logger.warning("Instance locks of %d instance(s) not released (%s); they free themselves within %g s",
-                               len(ids), type(exc).__name__, lease_seconds)
+
+
+@contextlib.asynccontextmanager
+async def _lease_held(api: QuickPrefectAPI, lease_id: str, lease_seconds: float, what: str) -> AsyncIterator[None]:
+    """Renew the lease while the block runs, release it after."""
+    renewer = asyncio.create_task(_keep_renewed(api, lease_id, lease_seconds, asyncio.current_task()))
+    try:
+        yield
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        try:
+            await api.release_slot(lease_id)
+        except Exception as exc:  # the lease runs out by itself after lease_seconds
+            logger.warning("%s not released (%s); it frees itself within %g s", what, type(exc).__name__, lease_seconds)
 
 
 async def _keep_renewed(api: QuickPrefectAPI, lease_id: str, lease_seconds: float, holder: asyncio.Task | None) -> None:

@@ -73,15 +73,20 @@ async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
     for case in cases:
         server.state.add_instance(case.seed)
         server.state.add_faults(case.seed.id_instance, case.faults)
-    return await asyncio.gather(
-        *(
-            handle_account_change(
-                reason=case.reason, instance=f"demo-{case.seed.id_instance}",
-                clear_outgoing=case.clear_outgoing, return_state=True,
+    try:
+        return await asyncio.gather(
+            *(
+                handle_account_change(
+                    reason=case.reason, instance=f"demo-{case.seed.id_instance}",
+                    clear_outgoing=case.clear_outgoing, return_state=True,
+                )
+                for case in cases
             )
-            for case in cases
         )
-    )
+    finally:
+        # The emulator goes away with the demo: blocks left pointing at it would fail every later sweep.
+        for case in cases:
+            await GreenApiInstance.adelete(f"demo-{case.seed.id_instance}")
 
 
 def _ui_hint() -> str:

@@ -27,11 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the deployments of prefect.yaml and the webhook receiver")
     serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
     serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
-    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new runs (default 1 s)")
-    serve.add_argument("--warm-limit", type=int, default=50,
-                       help="handle-account-change runs started inside this process at once, without a new process (default 50; 0: off)")
-    serve.add_argument("--warm-poll-seconds", type=float, default=0.25,
-                       help="how often to look for due handle-account-change runs to start here (default 0.25 s)")
+    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for scheduled runs (default 1 s)")
+    serve.add_argument("--task-limit", type=int, default=50,
+                       help="reports from the receiver handled at once by this process's task worker (default 50)")
+
+    worker = commands.add_parser("task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)")
+    worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
     commands.add_parser(
         "emulator", add_help=False,
@@ -63,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         from cli.serve import serve_all
 
         return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds,
-                         warm_limit=args.warm_limit, warm_poll_seconds=args.warm_poll_seconds)
+                         task_limit=args.task_limit)
+    if args.command == "task-worker":
+        from cli.task_worker import run_task_worker
+
+        return run_task_worker(limit=args.limit)
     from cli.run import run_once
 
     return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)

@@ -12,10 +12,7 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -23,6 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.cancellation import stop_when_cancelled
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
@@ -83,7 +81,10 @@ async def handle_account_change(
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
     credentials = await resolve_credentials(instance, settings)
-    return await reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing, observed=observed)
+    return await stop_when_cancelled(
+        reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing, observed=observed),
+        poll_seconds=settings.cancel_check_seconds,
+    )
 
 
 async def reset_instance_queue(
@@ -93,30 +94,23 @@ async def reset_instance_queue(
     *,
     clear_outgoing: bool = False,
     observed: InstanceInfo | None = None,
-    locked_by_caller: bool = False,
 ) -> QueueResetReport:
     """The runbook itself, in whatever flow run calls it: this module's flow, or the sweep handling an
     instance inline, whose run then shows the instance's steps as its own task runs. Raises
-    QueueNotVerifiedEmpty (with the report) unless the queue was verified empty. ``locked_by_caller``:
-    the caller holds the instance's lock already (the sweep takes a batch's locks in one write)."""
+    QueueNotVerifiedEmpty (with the report) unless the queue was verified empty."""
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
-    lock = contextlib.nullcontext() if locked_by_caller else instance_lock(
-        credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
-        lease_seconds=settings.instance_lock_lease_seconds)
-    async with lock:
+    async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
+                             lease_seconds=settings.instance_lock_lease_seconds):
         report.started_at = utc_now()
-        writes = _WritesDuringWaits()
         async with open_client(credentials, settings) as client:
             try:
-                await _reset_queue(client, settings, report, clear_outgoing, observed, writes)
+                await _reset_queue(client, settings, report, clear_outgoing, observed)
             except _Stop as stop:
                 report.outcome, report.message = stop.outcome, stop.message
             except GreenAPIError as exc:
                 failed_step = report.steps[-1].step if report.steps else "start"
                 report.outcome, report.message = Outcome.api_error, f"{failed_step} step failed: {exc}"
-            finally:
-                await writes.settle()  # before the lock is released: the next run must see the window
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)
@@ -126,34 +120,12 @@ async def reset_instance_queue(
     raise QueueNotVerifiedEmpty(report)
 
 
-class _WritesDuringWaits:
-    """Prefect writes started before a wait and finished while it runs, instead of delaying it.
-
-    The clear window is written right after a clear, and the run then waits 10 s (count refresh) or
-    leftTime anyway: on a busy server the write's retries now overlap that wait. All are settled
-    before the instance lock is released, so the next run on any worker still sees the window.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: list[asyncio.Task] = []
-
-    def start(self, write: Coroutine) -> None:
-        self._tasks.append(asyncio.ensure_future(write))
-
-    async def settle(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-
 async def _reset_queue(
     client: GreenAPIClient,
     settings: GreenAPISettings,
     report: QueueResetReport,
     clear_outgoing: bool,
     observed: InstanceInfo | None,
-    writes: _WritesDuringWaits,
 ) -> None:
     if observed is None:
         info = await record_step(report, "inspect", inspect_instance(client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
@@ -205,7 +177,7 @@ async def _reset_queue(
         attempt = await record_step(report, "clear", clear_notifications(client), _describe_clear)
         report.clear_attempts += 1
         if attempt.kind == "too_early":
-            writes.start(record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time)))
+            await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time))
             if report.clear_attempts >= settings.max_clear_attempts:
                 continue  # no point waiting for a clear the bound forbids
             await wait("left-time", attempt.left_time + settings.left_time_margin_seconds, Outcome.gave_up_waiting,
@@ -221,7 +193,7 @@ async def _reset_queue(
             continue
 
         cleared_at = time.monotonic()
-        writes.start(record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=settings.clear_interval_seconds)))
+        await record_next_clear_allowed(client.id_instance, attempt.attempted_at + timedelta(seconds=settings.clear_interval_seconds))
         await wait("count-refresh", settings.count_refresh_seconds, Outcome.not_empty,
                    "the count cannot be trusted yet after the clear")
         check = await record_step(report, "verify", verify_empty(client, can_peek), _describe_verification)

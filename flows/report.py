@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from prefect.artifacts import acreate_markdown_artifact
+
 from flows.models import QueueResetReport
 from tasks.events import emit_step_event
-from tasks.quick_api import publish_markdown_artifact
 
 
 def _cell(value: object) -> str:
@@ -48,7 +49,7 @@ def render_markdown(report: QueueResetReport) -> str:
 
 async def publish_report(report: QueueResetReport) -> None:
     """One artifact per run (keyed by instance, so the UI keeps its history) and a closing event."""
-    await publish_markdown_artifact(
+    await acreate_markdown_artifact(
         key=f"queue-reset-{report.id_instance}",
         markdown=render_markdown(report),
         description=f"Queue reset of GREEN-API instance {report.id_instance}: {report.outcome.value if report.outcome else ''}",

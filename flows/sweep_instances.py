@@ -18,19 +18,17 @@ import time
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.models import QueueNotVerifiedEmpty
 from greenapi import get_settings
-from tasks.accounts import Reason, reason_for, record_wid, recorded_wids
+from tasks.accounts import Reason, last_seen_wids, reason_for, record_wid
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
 from tasks.inspect import check_instances
-from tasks.locks import instances_locked_together
-from tasks.quick_api import publish_markdown_artifact
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -97,7 +95,7 @@ async def sweep_instances(
     logger = get_run_logger()
     settings = get_settings()
     instances = await registered_instances()
-    recorded = await recorded_wids()
+    recorded = await last_seen_wids(r.id_instance for r in instances)
     logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
     progress = _Progress(
         await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
@@ -156,7 +154,7 @@ async def sweep_instances(
         failed_checks=sum(1 for f in findings if f.error),
         findings=findings,
     )
-    await publish_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
+    await acreate_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
     logger.info("Sweep done: %d checked, %d affected, %d could not be checked", report.checked, report.affected, report.failed_checks)
     if report.failed_checks:
         raise SweepIncomplete(f"{report.failed_checks} of {report.checked} instance(s) could not be checked; see the sweep-report artifact")
@@ -166,20 +164,18 @@ async def sweep_instances(
 async def _handle_inline(batch: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]], settings) -> None:
     """The runbook for a batch's affected instances, here: their steps become this sweep run's task runs
     (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
-    dozen more writes (bench/NOTES.md). Their locks are taken in one write when all are free."""
-    async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
-                                         lease_seconds=settings.instance_lock_lease_seconds) as locked:
-        await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings, locked) for finding, registered, info in batch))
+    dozen more writes (bench/NOTES.md). Each takes its own instance's lock."""
+    await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings) for finding, registered, info in batch))
 
 
 async def _handle_one_inline(
-    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings, locked: bool
+    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings
 ) -> None:
     from flows.handle_account_change import reset_instance_queue
 
     finding.handled_by = "inline"
     try:
-        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info, locked_by_caller=locked)
+        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info)
         finding.outcome = "completed"
     except QueueNotVerifiedEmpty as exc:
         finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"

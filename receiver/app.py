@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from receiver.dedup import TTLCache
-from receiver.dispatch import DeploymentRunStarter, DispatchError, RunStarter
+from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError, PrefectEventEmitter
 from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
 from receiver.models import Accepted, ErrorBody, GreenApiWebhook, Health, Ignored, QueueResetRequest
@@ -46,10 +46,14 @@ RETRY_AFTER_SECONDS = "5"
 
 @dataclass
 class WidStore:
-    """Where the last account (wid) per instance lives; by default Prefect Variables (tasks.accounts)."""
+    """What the receiver remembers per instance, on the Prefect server by default (Variables, tasks.accounts):
+    the last account (wid), and the reports already handed over, so a re-delivery after a restart starts nothing."""
 
     last_seen: Callable[[int], Awaitable[str | None]] = accounts.last_seen_wid
     record: Callable[[int, str], Awaitable[None]] = accounts.record_wid
+    report_handled: Callable[[int, str], Awaitable[bool]] = accounts.report_already_handled
+    remember_report: Callable[[int, str], Awaitable[None]] = accounts.remember_report
+    forget_report: Callable[[int, str], Awaitable[None]] = accounts.forget_report
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class _Seen:
     event: str
     id_instance: int
     reason: Reason
-    flow_run_id: str | None = None
+    task_run_id: str | None = None
 
 
 class _Unavailable(Exception):
@@ -88,21 +92,22 @@ def create_app(
     emitter: Emitter | None = None,
     wid_store: WidStore | None = None,
     clock: Callable[[], float] | None = None,
-    run_starter: RunStarter | None = None,
+    dispatcher: BackgroundDispatcher | None = None,
 ) -> FastAPI:
     """Build the receiver. ``settings.secret`` is required (ReceiverConfigurationError otherwise).
 
     ``emitter`` defaults to a :class:`PrefectEventEmitter` (opened in the lifespan, using the
     PREFECT_API_URL in effect); ``wid_store`` to Prefect Variables; ``clock`` (monotonic seconds)
-    drives the duplicate cache's expiry. With ``settings.dispatch == "direct"``, ``run_starter``
-    (default: a :class:`DeploymentRunStarter` for ``settings.deployment``) starts each run.
+    drives the duplicate cache's expiry. With ``settings.dispatch == "background"``, ``dispatcher``
+    (default: a :class:`BackgroundDispatcher`) hands each report to a task worker.
     """
     secret = settings.require_secret()
     emitter = emitter if emitter is not None else PrefectEventEmitter()
     wids = wid_store or WidStore()
-    starter: RunStarter | None = None
-    if settings.dispatch == "direct":
-        starter = run_starter if run_starter is not None else DeploymentRunStarter(settings.deployment)
+    if settings.dispatch == "background" and dispatcher is None:
+        dispatcher = BackgroundDispatcher()
+    elif settings.dispatch != "background":
+        dispatcher = None
     seen: TTLCache[_Seen] = TTLCache(settings.dedup_ttl_seconds, settings.dedup_max_entries, **({"clock": clock} if clock else {}))
     decide_lock = asyncio.Lock()  # one decision at a time: duplicate check, wid read, emit, wid record
     max_body = settings.max_body_bytes
@@ -110,13 +115,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await emitter.start()
-        if starter is not None:
-            await starter.start()
         try:
             yield
         finally:
-            if starter is not None:
-                await starter.close()
             await emitter.close()
 
     app = FastAPI(
@@ -190,7 +191,7 @@ def create_app(
 
     def accepted(event_id: str, seen_as: _Seen, duplicate: bool) -> JSONResponse:
         body = Accepted(eventId=event_id, event=seen_as.event, idInstance=seen_as.id_instance, reason=seen_as.reason,
-                        duplicate=duplicate, flowRunId=seen_as.flow_run_id)
+                        duplicate=duplicate, taskRunId=seen_as.task_run_id)
         return JSONResponse(status_code=202, content=body.model_dump(mode="json", exclude_none=True))
 
     def ignored(why: str) -> JSONResponse:
@@ -207,19 +208,27 @@ def create_app(
             raise _Unavailable("Prefect did not take the event") from None
         logger.info("receiver: emitted %s %s for instance %s", seen_as.event, event_id, seen_as.id_instance)
 
-    async def report(event_id: uuid_module.UUID, seen_as: _Seen, **event_fields: Any) -> _Seen:
-        """Start the run (direct dispatch), then emit the event; what was done, for the answer and the cache."""
-        flow_run = None
-        if starter is not None:
+    async def report(event_id: uuid_module.UUID, seen_as: _Seen, **event_fields: Any) -> _Seen | None:
+        """Hand the report over (to a task worker, or to the trigger through the event); None when it was
+        handed over before, by this process or another one since."""
+        id_instance, key = seen_as.id_instance, str(event_id)
+        if await prefect_call(wids.report_handled(id_instance, key), "reading the reports handled"):
+            return None
+        task_run_id = None
+        if dispatcher is not None:
+            # Remembered first: a re-delivery racing this one must find it. Forgotten again if the hand-over fails.
+            await prefect_call(wids.remember_report(id_instance, key), "remembering the report")
             try:
-                run = await starter.start_run(event_id=event_id, id_instance=seen_as.id_instance, reason=seen_as.reason)
+                task_run_id = await dispatcher.dispatch(event_id=event_id, id_instance=id_instance, reason=seen_as.reason)
             except DispatchError as exc:
-                logger.warning("receiver: no run started for instance %s: %s", seen_as.id_instance, exc)
-                raise _Unavailable("Prefect did not start the run") from None
-            flow_run = (run.id, run.name)
-        event = build_event(event_id=event_id, id_instance=seen_as.id_instance, reason=seen_as.reason, flow_run=flow_run, **event_fields)
-        done = replace(seen_as, event=event.event, flow_run_id=str(flow_run[0]) if flow_run else None)
-        await emit(str(event_id), event, done)
+                logger.warning("receiver: report for instance %s not handed over: %s", id_instance, exc)
+                await prefect_call(wids.forget_report(id_instance, key), "forgetting the report")
+                raise _Unavailable("Prefect did not take the report") from None
+        event = build_event(event_id=event_id, id_instance=id_instance, reason=seen_as.reason, task_run_id=task_run_id, **event_fields)
+        done = replace(seen_as, event=event.event, task_run_id=str(task_run_id) if task_run_id else None)
+        await emit(key, event, done)
+        if dispatcher is None:  # the trigger starts the run once the event is in: remembered only now
+            await prefect_call(wids.remember_report(id_instance, key), "remembering the report")
         return done
 
     async def prefect_call(awaitable: Awaitable, what: str):
@@ -271,10 +280,11 @@ def create_app(
                     if reason is None:
                         await prefect_call(wids.record(id_instance, wid), "recording the account")
                         return ignored("first account seen on this instance: recorded" if recorded is None else "account unchanged")
-                seen_as = await report(
-                    uuid, _Seen(EVENT_NAMES[reason], id_instance, reason),
-                    delivery="greenapi-webhook", source="green-api", wid=wid, state_instance=state,
-                )
+                first = _Seen(EVENT_NAMES[reason], id_instance, reason)
+                seen_as = await report(uuid, first, delivery="greenapi-webhook", source="green-api", wid=wid, state_instance=state)
+                if seen_as is None:
+                    seen.add(event_id, first)
+                    return accepted(event_id, first, duplicate=True)
                 if state == "authorized":
                     # After the emit: a failed emit must leave the old account recorded, or the re-sent
                     # webhook would look unchanged. A failure here answers 503; the re-sent webhook
@@ -310,7 +320,11 @@ def create_app(
                 before = seen.get(event_id)
                 if before is not None:
                     return accepted(event_id, before, duplicate=True)
-                seen_as = await report(uuid, seen_as, delivery="api", source=body.source, note=body.note)
+                done = await report(uuid, seen_as, delivery="api", source=body.source, note=body.note)
+                if done is None:
+                    seen.add(event_id, seen_as)
+                    return accepted(event_id, seen_as, duplicate=True)
+                seen_as = done
                 seen.add(event_id, seen_as)
                 return accepted(event_id, seen_as, duplicate=False)
         except _Unavailable as exc:

@@ -17,8 +17,8 @@ EVENT_NAMES: dict[Reason, str] = {
     Reason.account_changed: "greenapi.instance.account-changed",
 }
 
-# With direct dispatch the receiver starts the run itself, so its event must not also fire the
-# deployment's triggers, which expect exactly the names above.
+# With background dispatch the receiver hands the report to a task worker itself, so its event must not
+# also fire the deployment's triggers, which expect exactly the names above.
 DISPATCHED_SUFFIX = ".dispatched"
 
 # Fixed namespace for uuid5: the same key gives the same event id in every process, forever.
@@ -60,20 +60,19 @@ def build_event(
     note: str | None = None,
     wid: str | None = None,
     state_instance: str | None = None,
-    flow_run: tuple[uuid.UUID, str] | None = None,
+    task_run_id: uuid.UUID | None = None,
 ) -> Event:
     """The event on ``greenapi.instance.<id>``; ``occurred`` is when the receiver accepted it.
 
-    With ``flow_run`` (id, name), the run the receiver started: the name gets DISPATCHED_SUFFIX and
-    the run is a related resource, so the UI links the report to its run.
+    With ``task_run_id``, the background task the receiver handed the report to: the name gets
+    DISPATCHED_SUFFIX and the task run is a related resource, so the UI links the report to its run.
     """
     related = []
-    if flow_run is not None:
-        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run[0]}", "prefect.resource.role": "flow-run",
-                        "prefect.resource.name": flow_run[1]})
+    if task_run_id is not None:
+        related.append({"prefect.resource.id": f"prefect.task-run.{task_run_id}", "prefect.resource.role": "task-run"})
     return Event(
         id=event_id,
-        event=EVENT_NAMES[reason] + (DISPATCHED_SUFFIX if flow_run is not None else ""),
+        event=EVENT_NAMES[reason] + (DISPATCHED_SUFFIX if task_run_id is not None else ""),
         resource=instance_resource(id_instance),
         related=related,
         payload={
@@ -84,6 +83,6 @@ def build_event(
             "wid": wid or None,
             "state_instance": state_instance,
             "delivery": delivery,
-            **({"flow_run_id": str(flow_run[0])} if flow_run is not None else {}),
+            **({"task_run_id": str(task_run_id)} if task_run_id is not None else {}),
         },
     )

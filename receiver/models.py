@@ -97,11 +97,11 @@ class Accepted(BaseModel):
     eventId: str = Field(description="The Prefect event id; the same for every delivery of the same request or webhook.")
     event: str = Field(
         description="Event name: `greenapi.instance.number-blocked` or `greenapi.instance.account-changed`, "
-        "with `.dispatched` appended when the receiver started the run itself (`direct` dispatch).")
+        "with `.dispatched` appended when the receiver handed the report to a task worker itself (`background` dispatch).")
     idInstance: int
     reason: Reason
     duplicate: bool = Field(description="True when this delivery was seen before; nothing was emitted this time.")
-    flowRunId: str | None = Field(default=None, description="The handle-account-change run started for it; present with `direct` dispatch only.")
+    taskRunId: str | None = Field(default=None, description="The background task run that handles it (it starts the handle-account-change run); present with `background` dispatch only.")
 
 
 class Ignored(BaseModel):

@@ -33,13 +33,9 @@ class ReceiverSettings(BaseSettings):
     dedup_ttl_seconds: float = Field(default=3600.0, ge=0, description="How long an accepted event id is remembered, so a re-delivery is answered as a duplicate and not emitted again.")
     dedup_max_entries: int = Field(default=100_000, ge=1, description="Most event ids remembered at once (oldest forgotten first).")
 
-    dispatch: Literal["trigger", "direct"] = Field(
+    dispatch: Literal["trigger", "background"] = Field(
         default="trigger",
-        description="How a report becomes a run: `trigger` emits the event and the deployment's event trigger starts the run; `direct` starts the run itself (one API call, no wait on Prefect's trigger services) and emits `<event>.dispatched`. `greenapi-migrate serve` uses `direct` unless this is set.",
-    )
-    deployment: str = Field(
-        default="handle-account-change/handle-account-change", min_length=3,
-        description="The deployment `direct` dispatch starts, as `flow-name/deployment-name`.",
+        description="How a report becomes a run: `trigger` emits the event and the deployment's event trigger starts the run (Prefect's runner, a new process per run); `background` hands it to a Prefect task worker (`handle-reported-change`, no new process) and emits `<event>.dispatched`. `greenapi-migrate serve` uses `background` unless this is set.",
     )
 
     @field_validator("secret", mode="after")

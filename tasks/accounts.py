@@ -1,20 +1,25 @@
 """What happened to the account on an instance, and what runs remember about each instance.
 
-The last account seen (``greenapi-wid-<idInstance>``) and the end of the clear window (``greenapi-next-clear-<idInstance>``)
-live in Prefect Variables, so the sweep, the webhook receiver and every worker share them through the
-Prefect server.
+All of it lives in Prefect Variables, so the sweep, the receiver and every worker share it through the
+Prefect server: the last account seen (``greenapi-wid-<idInstance>``), the end of the clear window
+(``greenapi-next-clear-<idInstance>``) and the reports already handed to a run
+(``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import datetime, timedelta, timezone
 from enum import Enum
+from typing import Iterable
 
 from prefect.variables import Variable
 
-from tasks.quick_api import QuickPrefectAPI, QuickRetriesExhausted
-
-_PAGE = 200
+# Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
+REPORTS_KEPT = 20
+REPORT_MEMORY = timedelta(hours=24)
+# Variables read at once when the sweep looks up a whole fleet's recorded accounts.
+READS_IN_FLIGHT = 16
 
 
 class Reason(str, Enum):
@@ -26,6 +31,14 @@ class Reason(str, Enum):
 
 def wid_variable_name(id_instance: int) -> str:
     return f"greenapi-wid-{id_instance}"
+
+
+def next_clear_variable_name(id_instance: int) -> str:
+    return f"greenapi-next-clear-{id_instance}"
+
+
+def reports_variable_name(id_instance: int) -> str:
+    return f"greenapi-reports-{id_instance}"
 
 
 def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | None) -> Reason | None:
@@ -45,14 +58,21 @@ async def last_seen_wid(id_instance: int) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+async def last_seen_wids(ids: Iterable[int]) -> dict[int, str]:
+    """The recorded account of each instance that has one, read a few at a time."""
+    slots = asyncio.Semaphore(READS_IN_FLIGHT)
+
+    async def read(id_instance: int) -> tuple[int, str | None]:
+        async with slots:
+            return id_instance, await last_seen_wid(id_instance)
+
+    return {id_instance: wid for id_instance, wid in await asyncio.gather(*(read(i) for i in ids)) if wid}
+
+
 async def record_wid(id_instance: int, wid: str) -> None:
     """Remember ``wid`` as the instance's account. Empty wids (not authorized yet) are not recorded."""
     if wid:
-        await _set_variable(wid_variable_name(id_instance), wid, ["greenapi", "wid"])
-
-
-def next_clear_variable_name(id_instance: int) -> str:
-    return f"greenapi-next-clear-{id_instance}"
+        await Variable.aset(wid_variable_name(id_instance), wid, overwrite=True, tags=["greenapi", "wid"])
 
 
 async def next_clear_allowed_at(id_instance: int) -> datetime | None:
@@ -66,38 +86,40 @@ async def next_clear_allowed_at(id_instance: int) -> datetime | None:
 
 async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
     """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it."""
-    await _set_variable(next_clear_variable_name(id_instance), at.isoformat(), ["greenapi", "clear-window"])
+    await Variable.aset(next_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
 
 
-async def _set_variable(name: str, value: str, tags: list[str]) -> None:
-    """Both variables are written on a run's critical path (between a clear and the wait after it; between
-    the sweep's check and the hand-over), so with quick retries (tasks.quick_api): a local SQLite server's
-    503 must not hold the run for Prefect's 2 s back-off."""
+async def _reports(id_instance: int) -> dict[str, str]:
+    value = await Variable.aget(reports_variable_name(id_instance), default=None)
+    return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
+
+
+async def report_already_handled(id_instance: int, report_id: str) -> bool:
+    """True when this report (an event id) was handed to a run before, by any receiver process."""
+    return report_id in await _reports(id_instance)
+
+
+async def remember_report(id_instance: int, report_id: str) -> None:
+    """Remember that this report was handed to a run; the oldest are forgotten after a day, or past REPORTS_KEPT."""
+    now = datetime.now(timezone.utc)
+    kept = {
+        key: at for key, at in (await _reports(id_instance)).items()
+        if _parse(at) is not None and now - _parse(at) < REPORT_MEMORY
+    }
+    kept[report_id] = now.isoformat()
+    newest = dict(sorted(kept.items(), key=lambda item: item[1])[-REPORTS_KEPT:])
+    await Variable.aset(reports_variable_name(id_instance), newest, overwrite=True, tags=["greenapi", "reports"])
+
+
+async def forget_report(id_instance: int, report_id: str) -> None:
+    """Undo :func:`remember_report` when the run could not be handed over after all (the sender re-sends)."""
+    kept = await _reports(id_instance)
+    if kept.pop(report_id, None) is not None:
+        await Variable.aset(reports_variable_name(id_instance), kept, overwrite=True, tags=["greenapi", "reports"])
+
+
+def _parse(value: str) -> datetime | None:
     try:
-        async with QuickPrefectAPI() as api:
-            await api.set_variable(name, value, tags)
-    except QuickRetriesExhausted:
-        await Variable.aset(name, value, overwrite=True, tags=tags)
-
-
-async def recorded_wids() -> dict[int, str]:
-    """Every recorded wid in a few paged API calls (a fleet sweep must not make one per instance)."""
-    from prefect.client.orchestration import get_client
-
-    prefix = wid_variable_name(0)[:-1]
-    found: dict[int, str] = {}
-    async with get_client() as client:
-        offset = 0
-        while True:
-            response = await client.request(
-                "POST", "/variables/filter",
-                json={"variables": {"name": {"like_": prefix}}, "offset": offset, "limit": _PAGE},
-            )
-            page = response.json()
-            for variable in page:
-                suffix = variable["name"][len(prefix):]
-                if variable["name"].startswith(prefix) and suffix.isdigit() and isinstance(variable["value"], str):
-                    found[int(suffix)] = variable["value"]
-            if len(page) < _PAGE:
-                return found
-            offset += _PAGE
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -11,7 +11,6 @@ from pydantic import Field, SecretStr
 from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
-_PAGE = 200
 
 
 class GreenApiInstance(Block):
@@ -44,31 +43,15 @@ class RegisteredInstance:
 
 
 async def registered_instances() -> list[RegisteredInstance]:
-    """Every greenapi-instance block, read in pages of 200 (a few API calls, not one per block).
-
-    ``/block_types/slug/{slug}/block_documents`` ignores offset and limit, so the paged filter
-    endpoint is used instead, sorted by name so pages do not overlap.
-    """
-    from prefect.client.schemas.objects import BlockDocument
-
-    found: list[RegisteredInstance] = []
+    """Every greenapi-instance block, in one API call, ordered by idInstance."""
     async with get_client() as client:
-        offset = 0
-        while True:
-            response = await client.request(
-                "POST", "/block_documents/filter",
-                json={
-                    "block_types": {"slug": {"any_": [BLOCK_TYPE_SLUG]}},
-                    "include_secrets": True, "sort": "NAME_ASC", "offset": offset, "limit": _PAGE,
-                },
-            )
-            page = BlockDocument.model_validate_list(response.json())
-            for document in page:
-                if document.name and not document.is_anonymous:
-                    found.append(RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials()))
-            if len(page) < _PAGE:
-                return sorted(found, key=lambda r: r.id_instance)
-            offset += _PAGE
+        documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=True)
+    found = [
+        RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials())
+        for document in documents
+        if document.name and not document.is_anonymous
+    ]
+    return sorted(found, key=lambda r: r.id_instance)
 
 
 async def resolve_credentials(instance: str | None, settings: GreenAPISettings) -> InstanceCredentials:

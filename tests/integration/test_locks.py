@@ -1,54 +1,56 @@
-"""tasks.locks against the session's Prefect server: one slot per instance, and a batch's slots in one lease."""
+"""tasks.locks against the session's Prefect server: one slot per instance, taken through Prefect's concurrency."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
+from prefect.client.orchestration import get_client
 
-from tasks.locks import instance_limit_name, instance_lock, instances_locked_together
-from tasks.quick_api import QuickPrefectAPI
+from tasks.locks import instance_limit_name, instance_lock
 
 LEASE = 60.0
 _ids = itertools.count(4_100_000_001)
 
 
-async def _is_free(id_instance: int) -> bool:
-    """Take and give back the instance's slot at once; False when someone holds it."""
-    async with QuickPrefectAPI() as api:
-        try:
-            lease = await api.acquire_slot(instance_limit_name(id_instance), lease_seconds=LEASE, timeout_seconds=0, holder=None)
-        except TimeoutError:
-            return False
-        await api.release_slot(lease)
-        return True
+async def _slots_taken(id_instance: int) -> int:
+    """What the Prefect server says of the instance's limit (read with Prefect's own client)."""
+    async with get_client() as client:
+        return (await client.read_global_concurrency_limit_by_name(instance_limit_name(id_instance))).active_slots
 
 
 @pytest.fixture
-def ids(prefect_server):
-    return [next(_ids) for _ in range(3)]
+def id_instance(prefect_server):
+    return next(_ids)
 
 
-async def test_a_batch_is_locked_in_one_lease_and_released_together(ids):
-    async with instance_lock(ids[0], timeout_seconds=5, lease_seconds=LEASE):
-        pass  # the limit exists from now on; the batch must cope with existing and new limits alike
-
-    async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
-        assert locked is True
-        assert [await _is_free(i) for i in ids] == [False, False, False]
-
-    assert [await _is_free(i) for i in ids] == [True, True, True]
+async def test_the_slot_is_held_inside_the_block_and_free_after(id_instance):
+    async with instance_lock(id_instance, timeout_seconds=5, lease_seconds=LEASE):
+        assert await _slots_taken(id_instance) == 1
+    assert await _slots_taken(id_instance) == 0
 
 
-async def test_one_busy_instance_leaves_the_batch_to_lock_each_on_its_own(ids):
-    async with instance_lock(ids[1], timeout_seconds=5, lease_seconds=LEASE):
-        async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
-            assert locked is False
-            # All or none: the free ones were not taken, so each can now be locked on its own.
-            assert await _is_free(ids[0]) and await _is_free(ids[2])
-            assert not await _is_free(ids[1])
+async def test_a_second_holder_times_out_while_the_first_holds_it(id_instance):
+    async with instance_lock(id_instance, timeout_seconds=5, lease_seconds=LEASE):
+        with pytest.raises(TimeoutError):
+            async with instance_lock(id_instance, timeout_seconds=1.5, lease_seconds=LEASE):
+                pytest.fail("two holders of one instance's slot")
 
 
-async def test_an_empty_batch_locks_nothing():
-    async with instances_locked_together([], lease_seconds=LEASE) as locked:
-        assert locked is False
+async def test_runs_racing_for_a_new_instance_take_turns(id_instance):
+    inside, most_inside = 0, 0
+
+    async def hold() -> None:
+        nonlocal inside, most_inside
+        async with instance_lock(id_instance, timeout_seconds=30, lease_seconds=LEASE):
+            inside += 1
+            most_inside = max(most_inside, inside)
+            await asyncio.sleep(0.2)
+            inside -= 1
+
+    await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(4))), 60)
+    assert most_inside == 1
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name(instance_limit_name(id_instance))
+    assert (limit.limit, limit.active_slots) == (1, 0)

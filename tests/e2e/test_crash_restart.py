@@ -24,14 +24,9 @@ def _run(env, tmp_path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture(scope="module")
-def real_prefect_server():
-    """`prefect server start`: unlike the test harness's ephemeral server, it runs the service that
-    reclaims the leases of dead runs (here every second instead of every 15 s)."""
-    from bench.infra import prefect_server
-
-    with prefect_server(PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="1") as env:
-        yield env
+# `real_prefect_server` (tests/e2e/conftest.py): the session's `prefect server start`, on each back-end;
+# unlike the test harness's ephemeral server it runs the service that reclaims the leases of dead runs
+# (there every second instead of every 15 s).
 
 
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):

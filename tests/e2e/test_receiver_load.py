@@ -8,8 +8,8 @@ none. The measured numbers are printed (``-s``); on 2 cores, loopback, sqlite, t
 50 in flight (every emit waits for Prefect's acknowledgement, one at a time, so latency grows with
 the queue). The bound asserted below is generous.
 
-The helpers here (start a receiver subprocess, read events from Prefect's sqlite database, search
-that database for the secret) are shared with test_receiver_restart.py.
+The helpers here (start a receiver subprocess, read events from Prefect's database, SQLite or
+PostgreSQL, search that database for the secret) are shared with test_receiver_restart.py.
 """
 
 from __future__ import annotations
@@ -116,8 +116,17 @@ class Receiver:
 
 
 def events_in_prefect(sqlite_path: str, resource_ids: list[str]) -> list[tuple[str, str, str]]:
-    """(event id, event name, resource id) of every event on these resources in Prefect's database."""
+    """(event id, event name, resource id) of every event on these resources in Prefect's database
+    (`sqlite_path`: the SQLite file, or on the postgres back-end the database URL)."""
     rows: list[tuple[str, str, str]] = []
+    if sqlite_path.startswith("postgresql"):
+        import psycopg
+
+        from tests.servers import psycopg_dsn
+
+        with psycopg.connect(psycopg_dsn(sqlite_path), connect_timeout=10) as db:
+            rows = db.execute("SELECT id, event, resource_id FROM events WHERE resource_id = ANY(%s)", (resource_ids,)).fetchall()
+        return [(str(uuid.UUID(str(i))), e, r) for i, e, r in rows]
     with sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10) as db:
         for start in range(0, len(resource_ids), 500):
             chunk = resource_ids[start : start + 500]
@@ -136,8 +145,15 @@ def wait_for_events(sqlite_path: str, resource_ids: list[str], expected_ids: set
 
 
 def secret_in_prefect_db(sqlite_path: str, secret: str) -> list[str]:
-    """Where the secret appears: any row of any table, or the raw bytes of the database, -wal and -shm files."""
+    """Where the secret appears: any row of any table, or the raw bytes of the database, -wal and -shm files
+    (on the postgres back-end, `sqlite_path` is the database URL: any row of any table)."""
     found = []
+    if sqlite_path.startswith("postgresql"):
+        from tests.servers import database_tables_text
+
+        tables = database_tables_text(sqlite_path)
+        assert "events" in tables, sorted(tables)
+        return [table for table, text in tables.items() if secret in text]
     with sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10) as db:
         tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         assert "events" in tables, tables

@@ -1,0 +1,298 @@
+"""Real servers for the e2e tests and the benchmarks: `prefect server start` as a subprocess on a
+SQLite file or a PostgreSQL database, and a throwaway PostgreSQL cluster (pytest-postgresql's
+executor) to hold the latter. The one home of this code: bench/infra.py imports from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# pytest-postgresql's executor runs this as its pg_ctl: Debian's, as the postgres user when we are root.
+PG_CTL = Path(__file__).resolve().parent / "bin" / "pg_ctl"
+
+SERVER_START_TIMEOUT_S = 90
+SERVER_STOP_TIMEOUT_S = 10  # then SIGKILL: after its database went away, SIGTERM can hang for 30 s
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any PREFECT_* or GREEN_API_* variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GREEN_API_"))}
+    env.update(extra)
+    return env
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+# ------------------------------------------------------------------------------ the Prefect server
+
+
+class PrefectServer:
+    """`prefect server start --host 127.0.0.1 --port <free>` on one database, as a subprocess.
+
+    `database_url` None: a SQLite file in the server's temporary PREFECT_HOME. Otherwise any URL
+    Prefect takes (``postgresql+asyncpg://...``). The server's log is kept in ``log_path`` and quoted
+    when it fails to start. ``restart()`` stops it and starts it again on the same port and database.
+    """
+
+    def __init__(self, database_url: str | None = None, *, home: str | Path | None = None, **server_settings: str):
+        self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="prefect-server-"))
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.database_url = database_url or f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
+        self.backend = "sqlite" if self.database_url.startswith("sqlite") else "postgres"
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.log_path = self.home / "server.log"
+        self.settings = {
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Expired concurrency leases (a killed run's lock) are reclaimed within a second.
+            "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1",
+            # Set, so the server never creates one: on a fresh database two concurrent first saves of
+            # a block with secret fields race to insert it (UniqueViolation on uq_configuration__key, a 500).
+            "PREFECT_SERVER_ENCRYPTION_KEY": _fernet_key(),
+            **server_settings,
+        }
+        self.process: subprocess.Popen | None = None
+        self.started_in_s: float | None = None  # how long the last start took
+
+    @property
+    def sqlite_path(self) -> str | None:
+        return self.database_url.split(":///", 1)[1] if self.backend == "sqlite" else None
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """A clean environment pointing Prefect clients at this server."""
+        return clean_env(PREFECT_API_URL=self.api_url, PREFECT_HOME=str(self.home))
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def healthy(self, timeout: float = 2) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self) -> "PrefectServer":
+        if self.process is not None:
+            raise RuntimeError("the Prefect server is already running")
+        began = time.monotonic()
+        with open(self.log_path, "a") as log:
+            log.write(f"--- prefect server start on port {self.port} ({self.backend})\n")
+            log.flush()
+            self.process = subprocess.Popen(
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=clean_env(**self.settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.home, start_new_session=True,
+            )
+        deadline = began + SERVER_START_TIMEOUT_S
+        while not self.healthy():
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise RuntimeError(f"the Prefect server exited with {code} before answering /api/health; "
+                                   f"{self.log_path}:\n{self.log_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Prefect server did not answer /api/health within {SERVER_START_TIMEOUT_S} s; "
+                                   f"{self.log_path}:\n{self.log_text()[-4000:]}")
+            time.sleep(0.25)
+        self.started_in_s = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, SERVER_STOP_TIMEOUT_S), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Whatever it started in its session (uvicorn workers) goes with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def restart(self) -> "PrefectServer":
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> "PrefectServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def prefect_server(database_url: str | None = None, **server_settings: str) -> Iterator[PrefectServer]:
+    """A started `PrefectServer`, stopped afterwards."""
+    with PrefectServer(database_url, **server_settings) as server:
+        yield server
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+def postgres_unavailable() -> str | None:
+    """Why the suite cannot run a PostgreSQL cluster here, or None when it can."""
+    try:
+        done = subprocess.run([str(PG_CTL), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run {PG_CTL}: {exc}"
+    if done.returncode != 0:
+        return (done.stderr.strip() or done.stdout.strip() or f"{PG_CTL} --version exited {done.returncode}") + \
+            " (`make test` installs Debian's postgresql package when it runs as root)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser, so the cluster cannot run as the postgres user"
+    return None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a random port: pytest-postgresql's executor
+    (pg_ctl initdb/start/stop) with its data, socket and log in one temporary directory, which the
+    `postgres` user owns when we are root. ``restart()`` stops and starts the same cluster."""
+
+    user = "postgres"
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        from pytest_postgresql.executors import PostgreSQLExecutor
+
+        self.dir = Path(tempfile.mkdtemp(prefix="greenapi-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.port = free_port()
+        self.executor = PostgreSQLExecutor(
+            executable=str(PG_CTL), host=self.host, port=self.port, datadir=str(self.dir / "data"),
+            unixsocketdir=str(self.dir), logfile=str(self.dir / "postgresql.log"), startparams="-w -t 60",
+            dbname="greenapi_tests", user=self.user, password=None, timeout=90,
+            # A test cluster: no durability, room for a few Prefect servers' pools.
+            postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        )
+        self._databases = 0
+
+    def start(self) -> "PostgresCluster":
+        self.executor.start()
+        return self
+
+    def stop(self) -> None:
+        if self.executor.running():
+            self.executor.stop()
+
+    def restart(self) -> "PostgresCluster":
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        try:
+            return Path(self.executor.logfile).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def create_database(self, prefix: str = "prefect") -> str:
+        """A new empty database; returns its URL for Prefect (asyncpg driver)."""
+        import psycopg
+
+        self._databases += 1
+        name = f"{prefix}_{os.getpid()}_{self._databases}"
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{name}"
+
+    def __enter__(self) -> "PostgresCluster":
+        try:
+            return self.start()
+        except BaseException:
+            log = self.log_text()
+            self.close()
+            if log:
+                sys.stderr.write(f"PostgreSQL log:\n{log[-4000:]}\n")
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------ what the database holds
+
+
+def psycopg_dsn(database_url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+asyncpg://...``) as a libpq one."""
+    parts = urlsplit(database_url)
+    return parts._replace(scheme="postgresql").geturl()
+
+
+def database_tables_text(database_url: str) -> dict[str, str]:
+    """Every table of the database, each as the text of all its rows."""
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        path = database_url.split(":///", 1)[1]
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            return {table: "\n".join(repr(row) for row in db.execute(f'SELECT * FROM "{table}"')) for table in tables}
+    import psycopg
+
+    with psycopg.connect(psycopg_dsn(database_url), connect_timeout=10) as conn:
+        tables = [name for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+        return {table: "\n".join(text for (text,) in conn.execute(f'SELECT t::text FROM "{table}" t'))
+                for table in tables}
+
+
+def database_dump_text(server) -> str:
+    """All the text the server's database holds, for a canary search that works on both back-ends.
+
+    `server`: anything with a ``database_url`` (a `PrefectServer`, the e2e ``prefect_server``), or the URL.
+    SQLite: the raw bytes of the database file and its -wal/-shm files, and every row. PostgreSQL: every
+    row of every table as text.
+    """
+    url = server if isinstance(server, str) else server.database_url
+    parts = [f"-- {table}\n{text}" for table, text in database_tables_text(url).items()]
+    if url.startswith("sqlite"):
+        base = Path(url.split(":///", 1)[1])
+        for path in sorted(base.parent.glob(base.name + "*")):
+            parts.append(f"-- file {path.name}\n" + path.read_bytes().decode("utf-8", errors="replace"))
+    return "\n".join(parts)

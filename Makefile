@@ -4,13 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean lock
+.PHONY: demo test bench venv clean lock postgresql
 
 demo: $(STAMP)
 	$(BIN)/greenapi-migrate demo
 
-test: $(STAMP)
+test: $(STAMP) postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The e2e suite also runs on PostgreSQL, a cluster it starts itself from Debian's server binaries
+# (tests/bin/pg_ctl). Installed here when missing, as root (or with password-less sudo); otherwise
+# one line says so and the postgres half of the e2e tests is skipped.
+APT_PG := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "make test: installing Debian's postgresql (server binaries for the e2e suite's postgres back-end)"; \
+	  { apt-get update -qq && $(APT_PG) >/dev/null; } || echo "make test: installing postgresql failed: the postgres e2e tests will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "make test: installing Debian's postgresql with sudo (server binaries for the e2e suite's postgres back-end)"; \
+	  { sudo -n apt-get update -qq && sudo -n env $(APT_PG) >/dev/null; } || echo "make test: installing postgresql failed: the postgres e2e tests will be skipped"; \
+	else echo "make test: no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/pg_ctl) and no root to install them: the postgres e2e tests will be skipped"; fi
 
 # Benchmarks against the emulator with GREEN-API's real timing; writes bench/RESULTS.md (~15 min).
 bench: $(STAMP)

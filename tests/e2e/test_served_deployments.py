@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.client.schemas.filters import (
+    DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterDeploymentId,
+)
+from prefect.states import Cancelling
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
 
@@ -95,6 +98,23 @@ async def _handle_runs(instance_param: str | None = None):
         deployment = await client.read_deployment_by_name(HANDLE)
         runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
     return [r for r in runs if instance_param is None or r.parameters.get("instance") == instance_param]
+
+
+async def _reported_runs(id_instance: int):
+    """handle-account-change runs that a task worker ran for the receiver (no deployment: nested in a task run)."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["handle-account-change"])))
+    return [r for r in runs if r.deployment_id is None and r.parameters.get("instance") == str(id_instance)]
+
+
+async def _wait_for_reported_runs(id_instance: int, count: int, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = await _reported_runs(id_instance)
+        if len(runs) >= count:
+            return runs
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"expected {count} reported run(s) for instance {id_instance}, found {len(await _reported_runs(id_instance))}")
 
 
 async def _wait_final(flow_run_ids, timeout: float = 90):
@@ -233,13 +253,14 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
     answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked", "source": "e2e"})
 
     assert answer.status_code == 202, answer.text
-    (run,) = await _wait_final([r.id for r in await _wait_for_runs(str(seeded.id_instance), 1)])
+    (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["reason"] == "number_blocked"
-    # serve's receiver starts the run itself (direct dispatch) and the warm runner runs it in the serve process.
-    assert answer.json()["flowRunId"] == str(run.id)
+    # serve's receiver hands the report to the task worker inside serve: the run is nested in that task run.
+    assert str(run.parent_task_run_id) == answer.json()["taskRunId"]
     assert answer.json()["event"] == "greenapi.instance.number-blocked.dispatched"
     assert "Downloading flow code" not in served.log.read_text()[log_before:]  # no new process was started for it
+    assert await _handle_runs(str(seeded.id_instance)) == []  # and the trigger did not start another
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
     assert seeded.token not in served.log.read_text()  # the served runs' output never shows the token
 
@@ -259,10 +280,37 @@ async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, em
 
     assert first.status_code == again.status_code == 202
     assert first.json()["eventId"] == again.json()["eventId"] and again.json()["duplicate"] is True
-    (run,) = await _wait_final([r.id for r in await _wait_for_runs(str(seeded.id_instance), 1)])
+    (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
-    await asyncio.sleep(3)  # time enough for a second run to appear, were one started
-    assert len(await _handle_runs(str(seeded.id_instance))) == 1
+    # A second run would have been a second task run handed over; the one answer with a taskRunId is the only one.
+    assert "taskRunId" not in again.json()
+    assert len(await _reported_runs(seeded.id_instance)) == 1 and await _handle_runs(str(seeded.id_instance)) == []
+
+
+async def test_a_run_cancelled_from_the_ui_stops_in_the_task_worker_and_frees_its_instance(served, emulator, seed_instance):
+    from tasks.locks import instance_limit_name
+
+    emulator.state.set_config({"clear_window_seconds": 40})
+    seeded = seed_instance(state="blocked", notifications=5, cleared_seconds_ago=1)  # leftTime 39 s: a long wait
+    await _register(seeded, emulator)
+
+    answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked"})
+    assert answer.status_code == 202, answer.text
+    (run,) = await _wait_for_reported_runs(seeded.id_instance, 1)
+    deadline = time.monotonic() + 30
+    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=seeded.id_instance, method="clearWebhooksQueue")):
+        assert time.monotonic() < deadline, "the run never reached its leftTime wait"
+        await asyncio.sleep(0.2)
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Cancelling(message="cancelled by the e2e test, as the UI does"))
+
+    (final,) = await _wait_final([run.id], timeout=30)
+    assert final.state.type.value == "CANCELLED", final.state.message
+    async with get_client() as client:
+        assert (await client.read_global_concurrency_limit_by_name(instance_limit_name(seeded.id_instance))).active_slots == 0
+    clears = emulator.state.calls(instance=seeded.id_instance, method="clearWebhooksQueue")
+    assert len(clears) == 1  # stopped in its wait: it never cleared again
+    assert emulator.state.instance(seeded.id_instance)["queue_length"] == 5
 
 
 async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, seed_instance):
@@ -282,5 +330,5 @@ async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, se
     assert [a.status_code for a in answers][:2] == [401, 401]
     assert all(400 <= a.status_code < 500 for a in answers[2:]), [a.text for a in answers]
     await asyncio.sleep(4)  # longer than event -> automation -> run takes in the tests above
-    assert await _handle_runs(str(seeded.id_instance)) == []
+    assert await _handle_runs(str(seeded.id_instance)) == [] and await _reported_runs(seeded.id_instance) == []
     assert RECEIVER_SECRET not in served.log.read_text()

@@ -42,3 +42,36 @@ def every_log_record() -> Iterator[io.StringIO]:
         for lg, level in zip(loggers, levels):
             lg.removeHandler(handler)
             lg.setLevel(level)
+
+
+class MemoryWidStore:
+    """The receiver's per-instance memory (accounts, reports handed over) in this process, for tests that
+    drive the receiver without a Prefect server; ``writes`` counts account records."""
+
+    def __init__(self, seed: dict[int, str] | None = None) -> None:
+        self.wids: dict[int, str] = dict(seed or {})
+        self.reports: set[tuple[int, str]] = set()
+        self.writes = 0
+
+    async def last_seen(self, id_instance: int) -> str | None:
+        return self.wids.get(id_instance)
+
+    async def record(self, id_instance: int, wid: str) -> None:
+        self.writes += 1
+        if wid:
+            self.wids[id_instance] = wid
+
+    async def report_handled(self, id_instance: int, report_id: str) -> bool:
+        return (id_instance, report_id) in self.reports
+
+    async def remember_report(self, id_instance: int, report_id: str) -> None:
+        self.reports.add((id_instance, report_id))
+
+    async def forget_report(self, id_instance: int, report_id: str) -> None:
+        self.reports.discard((id_instance, report_id))
+
+    def store(self):
+        from receiver.app import WidStore
+
+        return WidStore(last_seen=self.last_seen, record=self.record, report_handled=self.report_handled,
+                        remember_report=self.remember_report, forget_report=self.forget_report)

@@ -27,7 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from receiver.app import WidStore, create_app
+from receiver.app import create_app
+from tests.integration.helpers import MemoryWidStore
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 
@@ -57,22 +58,8 @@ class RecordingEmitter:
         pass
 
 
-class MemoryWids:
-    def __init__(self) -> None:
-        self.wids: dict[int, str] = {}
-        self.writes = 0
-
-    async def last_seen(self, id_instance: int) -> str | None:
-        return self.wids.get(id_instance)
-
-    async def record(self, id_instance: int, wid: str) -> None:
-        self.writes += 1
-        if wid:
-            self.wids[id_instance] = wid
-
-
-EMITTER, WIDS = RecordingEmitter(), MemoryWids()
-APP = create_app(SETTINGS, emitter=EMITTER, wid_store=WidStore(last_seen=WIDS.last_seen, record=WIDS.record))
+EMITTER, WIDS = RecordingEmitter(), MemoryWidStore()
+APP = create_app(SETTINGS, emitter=EMITTER, wid_store=WIDS.store())
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 

@@ -35,7 +35,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from receiver.app import WidStore, create_app
+from receiver.app import create_app
+from tests.integration.helpers import MemoryWidStore
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 
@@ -393,21 +394,6 @@ class RecordingEmitter:
         pass
 
 
-class MemoryWids:
-    def __init__(self, seed: dict[int, str] | None = None) -> None:
-        self.wids: dict[int, str] = dict(seed or {})
-
-    async def last_seen(self, id_instance: int) -> str | None:
-        return self.wids.get(id_instance)
-
-    async def record(self, id_instance: int, wid: str) -> None:
-        if wid:
-            self.wids[id_instance] = wid
-
-    def store(self) -> WidStore:
-        return WidStore(last_seen=self.last_seen, record=self.record)
-
-
 @dataclass
 class Step:
     path: str
@@ -468,7 +454,7 @@ RESPONSES: list[httpx.Response] = []  # every response of the module, for the ca
 
 
 async def _exchange(requests: list[tuple[str, bytes]], seed: dict[int, str] | None = None, headers: dict | None = None) -> list[Step]:
-    emitter, wids = RecordingEmitter(), MemoryWids(seed)
+    emitter, wids = RecordingEmitter(), MemoryWidStore(seed)
     app = create_app(SETTINGS, emitter=emitter, wid_store=wids.store())
     steps = []
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

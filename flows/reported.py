@@ -8,7 +8,7 @@ with its steps, artifact and events as when it starts from the UI.
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.handle_account_change import handle_account_change
@@ -29,6 +29,7 @@ async def handle_reported_change(id_instance: int, reason: Reason, report_id: st
         The final state of the handle-account-change run (Completed, Failed, Cancelled...).
     """
     get_run_logger().info("Report %s: instance %s, %s", report_id, id_instance, reason.value)
-    state = await handle_account_change(reason=reason, instance=str(id_instance), clear_outgoing=clear_outgoing,
-                                        return_state=True)
+    with tags("greenapi", "receiver"):
+        state = await handle_account_change(reason=reason, instance=str(id_instance), clear_outgoing=clear_outgoing,
+                                            return_state=True)
     return state.type.value

@@ -101,7 +101,7 @@ async def _handle_runs(instance_param: str | None = None):
 
 
 async def _reported_runs(id_instance: int):
-    """handle-account-change runs that a task worker ran for the receiver (no deployment: nested in a task run)."""
+    """handle-account-change runs that a task worker ran for the receiver (no deployment, tagged receiver)."""
     async with get_client() as client:
         runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["handle-account-change"])))
     return [r for r in runs if r.deployment_id is None and r.parameters.get("instance") == str(id_instance)]
@@ -256,8 +256,11 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
     (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["reason"] == "number_blocked"
-    # serve's receiver hands the report to the task worker inside serve: the run is nested in that task run.
-    assert str(run.parent_task_run_id) == answer.json()["taskRunId"]
+    # serve's receiver hands the report to the task worker inside serve, which ran it to the end.
+    assert "receiver" in run.tags
+    async with get_client() as client:
+        task_run = await client.read_task_run(answer.json()["taskRunId"])
+    assert task_run.name == f"handle-reported-change-{seeded.id_instance}" and task_run.state.type.value == "COMPLETED"
     assert answer.json()["event"] == "greenapi.instance.number-blocked.dispatched"
     assert "Downloading flow code" not in served.log.read_text()[log_before:]  # no new process was started for it
     assert await _handle_runs(str(seeded.id_instance)) == []  # and the trigger did not start another
@@ -282,8 +285,7 @@ async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, em
     assert first.json()["eventId"] == again.json()["eventId"] and again.json()["duplicate"] is True
     (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
-    # A second run would have been a second task run handed over; the one answer with a taskRunId is the only one.
-    assert "taskRunId" not in again.json()
+    assert again.json()["taskRunId"] == first.json()["taskRunId"]  # the re-delivery names the one hand-over
     assert len(await _reported_runs(seeded.id_instance)) == 1 and await _handle_runs(str(seeded.id_instance)) == []
 
 

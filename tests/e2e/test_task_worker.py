@@ -88,7 +88,7 @@ async def test_a_task_worker_runs_a_handed_over_report_to_completion(task_worker
 
     run = await _wait_state((await _run_for(seeded.id_instance)).id, FINAL, timeout=90)
     assert run.state.type.value == "COMPLETED", run.state.message
-    assert run.parent_task_run_id is not None and run.deployment_id is None
+    assert run.deployment_id is None and "receiver" in run.tags  # run by the task worker, not a deployment's process
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
     assert seeded.token not in task_worker[1].read_text()
 

@@ -19,7 +19,9 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
@@ -94,6 +96,10 @@ async def sweep_instances(
     """
     logger = get_run_logger()
     settings = get_settings()
+    if handle == "deployment" and start_runs and not await _deployment_exists(deployment_name):
+        # Called as a plain flow (Prefect's temporary server, nothing deployed): the runbook runs here instead.
+        logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
+        handle = "inline"
     instances = await registered_instances()
     recorded = await last_seen_wids(r.id_instance for r in instances)
     logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
@@ -182,6 +188,15 @@ async def _handle_one_inline(
     except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
         finding.outcome = f"failed: {type(exc).__name__}"
         get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
+
+
+async def _deployment_exists(name: str) -> bool:
+    async with get_client() as client:
+        try:
+            await client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
 
 
 async def _start_run(finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, deployment_name: str) -> None:

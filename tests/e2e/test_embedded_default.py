@@ -1,0 +1,77 @@
+"""The embedded default, as a new user meets it: no PREFECT_API_URL, no profile, a fresh PREFECT_HOME.
+Prefect starts its own temporary server in each process; the demo, `run` and the sweep work on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+CANARY = "CANARYembedded" + "c0ffee" * 6
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    """Nothing of Prefect's or ours set, PREFECT_API_URL and PREFECT_PROFILE included; a new PREFECT_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "fresh-home")
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_works_on_the_temporary_server(embedded_env, emulator, seed_instance, tmp_path):
+    instance = seed_instance(token=CANARY, state="blocked", notifications=6)
+    embedded_env.update(GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
+                        GREEN_API_API_TOKEN_INSTANCE=CANARY, GREEN_API_COUNT_REFRESH_SECONDS="1",
+                        GREEN_API_CLEAR_INTERVAL_SECONDS="3")
+
+    done = _run([CLI, "run", "--reason", "number_blocked", "--json"], embedded_env, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "cleared" and result["verified_empty"] is True and result["count_before"] == 6
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
+    assert "temporary server" in done.stderr  # it really ran on Prefect's own server, not one set up for it
+    assert CANARY not in done.stdout + done.stderr
+
+
+def test_demo_then_a_sweep_as_a_flow_on_the_same_temporary_database(embedded_env, emulator, seed_instance, tmp_path):
+    demo = _run([CLI, "demo"], embedded_env, tmp_path)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert demo.stdout.count("COMPLETED: cleared") == 3
+
+    blocked = seed_instance(token=CANARY, state="blocked", notifications=5)
+    embedded_env.update(GREEN_API_COUNT_REFRESH_SECONDS="1", GREEN_API_CLEAR_INTERVAL_SECONDS="3")
+    script = textwrap.dedent(f"""
+        import asyncio, json
+        from flows import sweep_instances
+        from tasks import GreenApiInstance
+
+        async def main():
+            await GreenApiInstance(api_url={emulator.url!r}, id_instance={blocked.id_instance},
+                                   api_token_instance={CANARY!r}).asave("sweep-me", overwrite=True)
+            report = await sweep_instances(max_concurrency=4)
+            print(json.dumps(report.model_dump(mode="json")))
+
+        asyncio.run(main())
+    """)
+    sweep = _run([sys.executable, "-c", script], embedded_env, tmp_path)
+
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    report = json.loads(sweep.stdout.strip().splitlines()[-1])
+    # Only the block registered here: the demo removed its own, whose emulator is gone.
+    assert [f["id_instance"] for f in report["findings"]] == [blocked.id_instance]
+    assert report["failed_checks"] == 0 and report["findings"][0]["outcome"] == "completed"
+    assert emulator.state.instance(blocked.id_instance)["queue_length"] == 0
+    assert CANARY not in sweep.stdout + sweep.stderr

@@ -87,7 +87,8 @@ async def sweep_instances(
 
     Args:
         max_concurrency: GREEN-API requests in flight at once, across the fleet (1-200).
-        check_timeout_seconds: time limit for one instance's check; a slow instance fails alone.
+        check_timeout_seconds: time limit for each request of one instance's check, counted while the request is
+            on the wire (not while it queues behind others); a slow instance fails alone.
         start_runs: hand affected instances over (off: only report them).
         handle: "deployment" starts a handle-account-change run per affected instance on the work pool
             (scales with workers); "inline" runs the same runbook here, right after the check, its
@@ -112,13 +113,18 @@ async def sweep_instances(
     # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
     # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
     batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+    # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
+    check_settings = settings.model_copy(update={
+        "read_timeout_seconds": check_timeout_seconds,
+        "connect_timeout_seconds": min(settings.connect_timeout_seconds, check_timeout_seconds),
+    })
     check_slots = asyncio.Semaphore(max_concurrency)
 
     async def check_batch(start: int, batch: list[RegisteredInstance]) -> None:
         async with batch_window:
-            clients = [open_client(r.credentials, settings) for r in batch]
+            clients = [open_client(r.credentials, check_settings) for r in batch]
             try:
-                results = await check_instances(clients, check_timeout_seconds, batch[0].id_instance, batch[-1].id_instance, slots=check_slots)
+                results = await check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=check_slots)
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
         new_wids: list[tuple[int, str]] = []

@@ -43,23 +43,31 @@ async def inspect_instance(client: GreenAPIClient) -> InstanceInfo:
 
 @task(name="check-instances", task_run_name="check-instances-{first_id}-to-{last_id}", cache_policy=NO_CACHE)
 async def check_instances(
-    clients: list[GreenAPIClient], timeout_seconds: float, first_id: int, last_id: int, slots: asyncio.Semaphore | None = None
+    clients: list[GreenAPIClient], first_id: int, last_id: int, slots: asyncio.Semaphore | None = None
 ) -> list[InstanceInfo | str]:
-    """The sweep's look at a batch of instances: state, wid and webhookUrl of each, each within its own time limit.
+    """The sweep's look at a batch of instances: state, wid and webhookUrl of each.
 
     One task run per batch, not per instance: on a fleet of thousands, a task run per healthy instance
     costs the Prefect server more than the check itself. Each answer is an InstanceInfo, or the reason
     the instance could not be checked. ``slots``, shared by the batches of one sweep, bounds the checks
-    in progress across them; an instance's time limit starts when it gets a slot, not while it queues.
+    in progress across them. An instance's time limit is its clients' own timeouts, which count only
+    while a request is on the wire: time spent queueing here, or on a busy CPU, is not the instance's.
+
+    Args:
+        clients: one client per instance, with the check's timeouts.
+        first_id: the batch's first idInstance (for the task run's name).
+        last_id: the batch's last idInstance.
+        slots: checks in progress at once, shared across batches.
+
+    Returns:
+        An InstanceInfo per instance, or the error text of those that could not be checked, in order.
     """
     slots = slots or asyncio.Semaphore(len(clients) or 1)
 
     async def check(client: GreenAPIClient) -> InstanceInfo | str:
         try:
             async with slots:
-                return await asyncio.wait_for(read_instance_info(client), timeout_seconds)
-        except asyncio.TimeoutError:
-            return f"instance {client.id_instance}: no answer within {timeout_seconds:g} s"
+                return await read_instance_info(client)
         except GreenAPIError as exc:
             return str(exc)
 

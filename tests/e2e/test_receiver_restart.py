@@ -3,8 +3,8 @@
 Senders post deliveries continuously; the receiver subprocess is stopped mid-stream and started
 again. Whatever got a 2xx must be an event in Prefect; whatever did not got a connection error or a
 non-2xx, so its sender re-sends it, and that re-send succeeds after the restart. Nothing accepted
-is lost and nothing is stored twice (the restarted receiver does not remember what the first one
-accepted; Prefect's server drops the repeated event ids). The secret is in no output, response or
+is lost and nothing is stored twice: the restarted receiver knows what the first one accepted,
+from the reports remembered on the Prefect server, and answers a re-delivery as a duplicate. The secret is in no output, response or
 table. The receiver runs with Prefect's logging at DEBUG, so its logs are in the output searched.
 """
 
@@ -101,7 +101,7 @@ def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             for i in failed:
                 resent.append(post(http, i, "resent"))
-            # and a re-delivery of something the first receiver accepted: accepted again, same id, stored once
+            # and a re-delivery of something the first receiver accepted: a duplicate, same id, stored once
             again = [a.index for a in attempts if a.phase == "first" and a.status == 202][:20]
             redelivered = [post(http, i, "redelivered") for i in again]
     finally:
@@ -117,7 +117,7 @@ def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
     # a failure is a connection error, or a non-2xx the sender knows to re-send (503 + Retry-After)
     assert all(a.status is None or a.status == 503 for a in attempts if a.status is None or a.status >= 300), {a.status for a in attempts}
     assert [(a.index, a.status, a.error) for a in resent if a.status != 202] == []
-    assert all(a.status == 202 and a.duplicate is False for a in redelivered), [(a.status, a.duplicate) for a in redelivered]
+    assert all(a.status == 202 and a.duplicate is True for a in redelivered), [(a.status, a.duplicate) for a in redelivered]
 
     accepted: dict[int, str] = {}
     for a in attempts + resent + redelivered:

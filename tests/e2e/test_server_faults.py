@@ -1,0 +1,101 @@
+"""Faults of the Prefect side while runs work, on both back-ends: the Prefect server restarted during a
+leftTime wait, and (PostgreSQL) the database restarted during a sweep. A run may fail saying so; it
+never reports a queue empty that is not, and never clears inside a window it knows of."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+WINDOW_SECONDS = 20
+
+
+def _client_env(prefect_server, tmp_path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "client-home"),
+               GREEN_API_COUNT_REFRESH_SECONDS="1", GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS), **extra)
+    return env
+
+
+def _wait_for_left_time(emulator, id_instance: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=id_instance, method="clearWebhooksQueue")):
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never reached its leftTime wait"
+        time.sleep(0.1)
+
+
+def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefect_server, emulator, seed_instance, tmp_path):
+    emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
+    instance = seed_instance(notifications=6, cleared_seconds_ago=1)  # leftTime 19 s
+    env = _client_env(prefect_server, tmp_path, GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
+                      GREEN_API_API_TOKEN_INSTANCE=instance.token)
+    run = subprocess.Popen([CLI, "run", "--reason", "account_changed", "--json"], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_left_time(emulator, instance.id_instance, run)
+
+    restart_began = time.monotonic()
+    prefect_server.server.restart()
+    restart_seconds = time.monotonic() - restart_began
+    out, err = run.communicate(timeout=180)
+
+    assert restart_seconds < WINDOW_SECONDS - 2, f"the restart took {restart_seconds:.1f} s: longer than the wait it was to fall in"
+    assert run.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["outcome"] == "cleared" and report["verified_empty"] is True
+    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
+    assert emulator.state.violations() == []  # no clear inside the window leftTime announced
+
+
+def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect_server, emulator, seed_instance, tmp_path):
+    if prefect_server.backend != "postgres":
+        pytest.skip("restarts the PostgreSQL cluster behind the Prefect server")
+    emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
+    affected = [seed_instance(state="blocked", notifications=4, cleared_seconds_ago=1) for _ in range(3)]
+    healthy = [seed_instance(notifications=2) for _ in range(3)]
+    blocks = "\n    ".join(
+        f"await GreenApiInstance(api_url={emulator.url!r}, id_instance={s.id_instance}, api_token_instance={s.token!r})"
+        f".asave('pg-{s.id_instance}', overwrite=True)" for s in (*affected, *healthy))
+    script = textwrap.dedent("""
+        import asyncio, json
+        from flows import sweep_instances
+        from tasks import GreenApiInstance
+
+        async def main():
+        {blocks}
+            state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
+            result = await state.aresult(raise_on_failure=False)
+            print(json.dumps({{"state": state.type.value, "message": state.message,
+                              "findings": [f.model_dump(mode="json") for f in result.findings] if hasattr(result, "findings") else None}}))
+
+        asyncio.run(main())
+    """).format(blocks=blocks)
+    sweep = subprocess.Popen([sys.executable, "-c", script], env=_client_env(prefect_server, tmp_path), cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_left_time(emulator, affected[0].id_instance, sweep)
+
+    prefect_server.cluster.restart()
+    out, err = sweep.communicate(timeout=240)
+
+    assert prefect_server.server.healthy(timeout=10)
+    assert out.strip(), f"the sweep printed nothing (exit {sweep.returncode}):\n{err[-3000:]}"
+    outcome = json.loads(out.strip().splitlines()[-1])
+    assert outcome["state"] in ("COMPLETED", "FAILED"), outcome
+    if outcome["state"] == "FAILED":
+        assert outcome["message"], "a failed sweep says why"
+    for finding in outcome["findings"] or []:
+        if finding["outcome"] == "completed":  # reported verified: the queue must really be empty
+            assert emulator.state.instance(finding["id_instance"])["queue_length"] == 0, finding
+    for seeded in healthy:
+        assert "clearWebhooksQueue" not in [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
+    assert emulator.state.violations() == []

@@ -213,6 +213,10 @@ async def _get_calls(request: Request) -> Response:
     return JSONResponse(_st(request).calls(int(instance) if instance else None, method))
 
 
+async def _get_counts(request: Request) -> Response:
+    return JSONResponse(_st(request).counts())
+
+
 async def _delete_calls(request: Request) -> Response:
     _st(request).clear_calls()
     return JSONResponse({"cleared": True})
@@ -268,6 +272,7 @@ _CONTROL_ROUTES = [
     Route("/instances/{id_instance}/faults", _clear_faults, methods=["DELETE"]),
     Route("/calls", _get_calls, methods=["GET"]),
     Route("/calls", _delete_calls, methods=["DELETE"]),
+    Route("/counts", _get_counts, methods=["GET"]),
     Route("/violations", _get_violations, methods=["GET"]),
     Route("/violations", _delete_violations, methods=["DELETE"]),
     Route("/clock/advance", _advance_clock, methods=["POST"]),

@@ -44,6 +44,8 @@ class EmulatorConfig(_Strict):
     max_receive_wait_seconds: float | None = Field(default=None, ge=0)
     #: "No more than N calls in any 1 s window per instance". Only recorded as violations.
     rate_limits_per_second: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    #: Entries the call log keeps (the oldest go first). The call counts (``GET /_emulator/counts``) have no cap.
+    call_log_limit: int = Field(default=10_000, ge=1)
 
 
 class RefuseClears(_Strict):

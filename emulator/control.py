@@ -106,6 +106,11 @@ class EmulatorControl:
     def calls(self, instance: int | None = None, method: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/calls", params={"instance": instance, "method": method})
 
+    def counts(self) -> dict[str, Any]:
+        """Calls since the last reset, not capped like the log: ``{"total", "by_method",
+        "by_instance_method", "answered_by_instance_method"}`` (instance ids as strings)."""
+        return self._call("GET", "/counts")
+
     def clear_calls(self) -> dict[str, Any]:
         return self._call("DELETE", "/calls")
 

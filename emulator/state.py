@@ -1,5 +1,5 @@
 """GREEN-API's rules, without HTTP: instances, queues, the clear window, the count snapshot,
-arrivals, injected faults, the call log and the violations list.
+arrivals, injected faults, the call log, the call counts and the violations list.
 
 All public methods take one lock, so the server thread and test code can share one state.
 Tokens are kept only in ``_Instance.token`` and are never returned, logged or summarised.
@@ -12,7 +12,7 @@ import hmac
 import math
 import re
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -28,7 +28,7 @@ from .config import (
 
 _PATH_RE = re.compile(r"^/waInstance(?P<id>[^/]*)/(?P<method>[^/]+)(?:/(?P<rest>.*))?$")
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
-CALL_LOG_LIMIT = 10_000
+CALL_LOG_LIMIT = 10_000  # the default of EmulatorConfig.call_log_limit
 VIOLATION_LIMIT = 10_000
 
 
@@ -129,6 +129,8 @@ class EmulatorState:
         self._config = self._coerce_config(config)
         self._instances: dict[int, _Instance] = {}
         self._calls: list[dict[str, Any]] = []
+        # Every call since the last reset (or clear_calls), by (instance, method, answered): never capped.
+        self._counts: Counter[tuple[int | None, str | None, bool]] = Counter()
         self._violations: list[dict[str, Any]] = []
         self._seq = 0
 
@@ -164,6 +166,7 @@ class EmulatorState:
             self._config = self._coerce_config(config)
             self._instances.clear()
             self._calls.clear()
+            self._counts.clear()
             self._violations.clear()
             self._seq = 0
 
@@ -589,8 +592,10 @@ class EmulatorState:
                 "body_summary": body_summary,
             }
             self._calls.append(entry)
-            if len(self._calls) > CALL_LOG_LIMIT:
-                del self._calls[: len(self._calls) - CALL_LOG_LIMIT]
+            self._counts[(instance, method, status is not None and 200 <= status < 300)] += 1
+            limit = self._config.call_log_limit
+            if len(self._calls) > limit:
+                del self._calls[: len(self._calls) - limit]
             return dict(entry)
 
     def calls(self, instance: int | None = None, method: str | None = None) -> list[dict[str, Any]]:
@@ -602,8 +607,38 @@ class EmulatorState:
             ]
 
     def clear_calls(self) -> None:
+        """Forget the call log and the call counts."""
         with self._lock:
             self._calls.clear()
+            self._counts.clear()
+
+    def counts(self) -> dict[str, Any]:
+        """How many calls were made since the last reset (or clear_calls), however many the log has dropped.
+
+        ``total``; ``by_method`` {method: n}; ``by_instance_method`` {"<idInstance>": {method: n}};
+        ``answered_by_instance_method``: the same, only the calls answered with a 2xx status. Calls that
+        named no known method count under method ``null`` in ``by_method``; those without a numeric
+        instance id are left out of the per-instance maps.
+        """
+        with self._lock:
+            items = list(self._counts.items())
+        by_method: Counter[str | None] = Counter()
+        by_instance: dict[str, Counter[str | None]] = {}
+        answered: dict[str, Counter[str | None]] = {}
+        for (instance, method, ok), n in items:
+            by_method[method] += n
+            if instance is None:
+                continue
+            by_instance.setdefault(str(instance), Counter())[method] += n
+            if ok:
+                answered.setdefault(str(instance), Counter())[method] += n
+        name = lambda m: m if m is not None else "null"  # noqa: E731  (JSON object keys are strings)
+        return {
+            "total": sum(n for _, n in items),
+            "by_method": {name(m): n for m, n in by_method.items()},
+            "by_instance_method": {i: {name(m): n for m, n in c.items()} for i, c in by_instance.items()},
+            "answered_by_instance_method": {i: {name(m): n for m, n in c.items()} for i, c in answered.items()},
+        }
 
     def violations(self, kind: str | None = None) -> list[dict[str, Any]]:
         with self._lock:

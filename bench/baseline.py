@@ -1,6 +1,6 @@
 """What an operator would write without Prefect: plain asyncio + httpx, the same API calls, the same bound.
 
-Checks every instance (GetStateInstance, GetSettings); for each blocked or changed one: clear (waiting
+`python -m bench.baseline SPEC.json`. Checks every instance (GetStateInstance, GetSettings); for each blocked or changed one: clear (waiting
 out leftTime), wait for the count refresh, verify (GetWebhooksCount, and a peek when no webhookUrl).
 """
 
@@ -30,8 +30,11 @@ async def sweep(api_url: str, instances: list[dict], recorded_wids: dict[int, st
 
         async def one(instance: dict) -> dict:
             iid, token = instance["id_instance"], instance["api_token"]
-            state = (await call("GET", iid, token, "getStateInstance"))["stateInstance"]
-            settings = await call("GET", iid, token, "getSettings")
+            try:
+                state = (await call("GET", iid, token, "getStateInstance"))["stateInstance"]
+                settings = await call("GET", iid, token, "getSettings")
+            except httpx.HTTPError as exc:  # this instance could not be checked; the others go on
+                return {"id": iid, "affected": False, "error": type(exc).__name__}
             recorded = recorded_wids.get(iid)
             affected = state == "blocked" or (state == "authorized" and recorded and settings["wid"] != recorded)
             if not affected:
@@ -58,11 +61,14 @@ async def sweep(api_url: str, instances: list[dict], recorded_wids: dict[int, st
 def main() -> None:
     spec = json.load(open(sys.argv[1]))
     outcome = asyncio.run(sweep(spec["api_url"], spec["instances"], {int(k): v for k, v in spec["recorded_wids"].items()}, spec["max_concurrency"]))
-    import resource
+    from bench.memory import own_peak_mb
 
-    outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    affected = [r for r in outcome.pop("results") if r["affected"]]
-    outcome.update(affected=len(affected), verified=sum(1 for r in affected if r["verified"]))
+    outcome["peak_memory_mb"] = own_peak_mb()  # this process's VmHWM
+    results = outcome.pop("results")
+    affected = [r for r in results if r["affected"]]
+    outcome.update(affected=len(affected), verified=sum(1 for r in affected if r["verified"]),
+                   affected_ids=sorted(r["id"] for r in affected),
+                   not_checked_ids=sorted(r["id"] for r in results if r.get("error")))
     print(json.dumps(outcome))
 
 

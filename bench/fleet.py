@@ -1,23 +1,44 @@
-"""Benchmark 1: the fleet sweep (100 and 1,000 instances, 5% affected) against a plain asyncio + httpx script."""
+"""Benchmark 1: the fleet sweep (5% affected) against a plain asyncio + httpx script, side by side on one server.
+
+    python -m bench.fleet [SIZE ...] [--backend sqlite|postgres] [--rounds N]
+
+Sizes default to 1000; the back-end to BENCH_BACKEND (sqlite). BENCH_SMALL=1 replaces the sizes with 20 (a smoke
+test). Per size, one emulator and one Prefect server: the fleet is registered once (blocks and recorded wids,
+through Prefect's client; not measured), then each round runs the baseline and then the product's sweep
+(`bench.sweep_runner`), each in its own process against a freshly seeded emulator. Between rounds the Prefect
+state a sweep leaves behind (new wids, clear windows) is put back, so a round measures what the first did.
+Writes bench/out/fleet-<size>-<backend>.json.
+
+Counted per run, from the emulator's call counts (`GET /_emulator/counts`, not capped like its call log): calls
+per healthy and per affected instance, every instance the run reported as could not be checked and, of those,
+the ones whose two check calls the emulator had answered; from the emulator's instance views: affected
+instances actually cleared (queue empty, a clear done); from the run's own report: affected found, verified.
+Peak memory: each process's own VmHWM (bench/memory.py).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
 import tempfile
-from collections import Counter
-from pathlib import Path
+import time
+from collections import defaultdict
 
 import httpx
 
-from bench.infra import ROOT, emulator, prefect_server
+from bench.infra import ROOT, backend, emulator, prefect_server
 
 MAX_CONCURRENCY = 20
 AFFECTED_SHARE = 0.05
 RECENT_CLEAR_SECONDS_AGO = 40  # within GREEN-API's 60 s window: leftTime 20 s applies
+SMALL_SIZE = 20
+TARGET_RATIO = {"postgres": 1.2, "sqlite": 1.5}
+CHECK_METHODS = ("getStateInstance", "getSettings")
 
 
 def fleet(size: int) -> tuple[list[dict], dict[int, str], set[int]]:
@@ -42,23 +63,66 @@ def fleet(size: int) -> tuple[list[dict], dict[int, str], set[int]]:
 
 
 def seed_emulator(url: str, instances: list[dict]) -> None:
+    """A fresh emulator (instances, windows, queues, call counts and log, violations)."""
     httpx.post(f"{url}/_emulator/reset", timeout=30).raise_for_status()
-    httpx.post(f"{url}/_emulator/instances", json=instances, timeout=60).raise_for_status()
+    httpx.post(f"{url}/_emulator/instances", json=instances, timeout=120).raise_for_status()
 
 
-def call_stats(url: str, affected: set[int]) -> dict:
-    calls = httpx.get(f"{url}/_emulator/calls", timeout=60).json()
-    per_instance = Counter(c["instance"] for c in calls)
-    healthy = [n for iid, n in per_instance.items() if iid not in affected]
-    hit = [per_instance[iid] for iid in affected]
-    violations = httpx.get(f"{url}/_emulator/violations", timeout=30).json()
-    return {
-        "api_calls": len(calls),
+def measure(url: str, instances: list[dict], affected: set[int], run: dict, started_at: float) -> dict:
+    """What the emulator saw during one run, next to what the run reported (``run``: the script's JSON)."""
+    counts = httpx.get(f"{url}/_emulator/counts", timeout=60).json()
+    per_instance = {iid: sum(methods.values()) for iid, methods in counts["by_instance_method"].items()}
+    ids = [str(s["id_instance"]) for s in instances]
+    healthy = [per_instance.get(iid, 0) for iid in ids if int(iid) not in affected]
+    hit = [per_instance.get(str(iid), 0) for iid in affected]
+    answered = counts["answered_by_instance_method"]
+    not_checked = run.get("not_checked_ids", [])
+    views = {v["id_instance"]: v for v in httpx.get(f"{url}/_emulator/instances", timeout=120).json()}
+    violations = httpx.get(f"{url}/_emulator/violations", params={"kind": "clear_inside_window"}, timeout=60).json()
+    stats = {
+        "api_calls": counts["total"],
+        "calls_by_method": counts["by_method"],
         "calls_per_healthy_max": max(healthy, default=0),
         "calls_per_affected_max": max(hit, default=0),
         "calls_per_affected_mean": round(sum(hit) / max(len(hit), 1), 2),
-        "clear_inside_known_window": sum(1 for v in violations if v.get("kind") == "clear_inside_window"),
+        "clear_inside_known_window": len(violations),
+        "affected_found": len(set(run.get("affected_ids", [])) & affected),
+        "affected_misreported": sorted(set(run.get("affected_ids", [])) ^ affected)[:20],
+        "not_checked": len(not_checked),
+        # Reported as could not be checked although the emulator answered both of its check calls (2xx).
+        "not_checked_but_answered": sum(1 for iid in not_checked
+                                        if all(answered.get(str(iid), {}).get(m, 0) for m in CHECK_METHODS)),
+        "emulator_cleared": sum(1 for iid in affected if views[iid]["clears_done"] and not views[iid]["queue_length"]),
     }
+    stats.update(_timeline(url, affected, started_at, counts["total"]))
+    return stats
+
+
+def _timeline(url: str, affected: set[int], started: float, total_calls: int) -> dict:
+    """When the checks ended, the last call, and the slowest affected instances' calls (seconds from the run's
+    start), from the call log: only when the log still holds every call of the run."""
+    calls = httpx.get(f"{url}/_emulator/calls", timeout=120).json()
+    if not calls or len(calls) < total_calls:
+        return {"timeline": f"call log holds {len(calls)} of {total_calls} calls"}
+    per_instance: dict[int, list] = defaultdict(list)
+    for call in calls:
+        if call["instance"] in affected:
+            per_instance[call["instance"]].append((call["method"], round(call["started_at"] - started, 2)))
+    slowest = sorted(per_instance.items(), key=lambda item: item[1][-1][1])[-3:]
+    checks = [c["finished_at"] for c in calls if c["method"] == "getSettings"]
+    return {"timeline": {
+        "checks_done_at": round(max(checks) - started, 2) if checks else None,
+        "last_call_at": round(max(c["finished_at"] for c in calls) - started, 2),
+        "slowest": {str(iid): steps for iid, steps in slowest},
+    }}
+
+
+def _with_prefect(env: dict, coroutine_function, *args):
+    """Run ``coroutine_function(*args)`` with Prefect's client pointed at the benchmark's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        return asyncio.run(coroutine_function(*args))
 
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
@@ -68,7 +132,8 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
     from tasks.credentials import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
-    slots = asyncio.Semaphore(2)  # SQLite answers 503 under many concurrent writers
+    # SQLite answers 503 under many concurrent writers (Prefect's client then backs off for seconds).
+    slots = asyncio.Semaphore(8 if backend() == "postgres" else 2)
 
     async def one(seed: dict) -> None:
         async with slots:
@@ -81,40 +146,72 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
 
 def register(env: dict, emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
     """Blocks and recorded wids on the benchmark's Prefect server (setup, not measured)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        asyncio.run(_register(emulator_url, instances, recorded))
+    _with_prefect(env, _register, emulator_url, instances, recorded)
 
 
-def count_task_runs(api_url: str) -> int:
-    return int(httpx.post(f"{api_url}/task_runs/count", json={}, timeout=30).json())
+async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
+    """Undo what a sweep wrote for the affected instances: their clear windows and new wids."""
+    from prefect.variables import Variable
+
+    from tasks.accounts import next_clear_variable_name, wid_variable_name
+
+    slots = asyncio.Semaphore(2)
+
+    async def one(iid: int) -> None:
+        async with slots:
+            await Variable.aunset(next_clear_variable_name(iid))
+            await Variable.aset(wid_variable_name(iid), recorded[iid], overwrite=True)
+
+    await asyncio.gather(*(one(iid) for iid in affected))
 
 
-def run_size(size: int) -> dict:
+async def _count_task_runs() -> int:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        response = await client.request("POST", "/task_runs/count", json={})
+        return int(response.json())
+
+
+def _run_script(args: list[str], env: dict | None = None) -> dict:
+    done = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_size(size: int, rounds: int = 1) -> dict:
     instances, recorded, affected = fleet(size)
+    results = []
     with emulator() as emulator_url, prefect_server() as env:
+        began = time.monotonic()
         register(env, emulator_url, instances, recorded)
-
-        seed_emulator(emulator_url, instances)
+        register_seconds = time.monotonic() - began
         spec = _dump({"api_url": emulator_url, "instances": instances, "recorded_wids": recorded, "max_concurrency": MAX_CONCURRENCY})
-        baseline = json.loads(subprocess.run([sys.executable, str(ROOT / "bench" / "baseline.py"), spec],
-                                             capture_output=True, text=True, check=True, cwd=ROOT).stdout)
-        baseline.update(call_stats(emulator_url, affected))
+        for number in range(rounds):
+            if number:
+                _with_prefect(env, _put_back, affected, recorded)
+            seed_emulator(emulator_url, instances)
+            started = time.time()
+            baseline = _run_script(["bench.baseline", spec])
+            baseline.update(measure(emulator_url, instances, affected, baseline, started))
 
-        seed_emulator(emulator_url, instances)  # fresh windows and queues for the product
-        tasks_before = count_task_runs(env["PREFECT_API_URL"])
-        done = subprocess.run([sys.executable, "-m", "bench.sweep_runner", str(MAX_CONCURRENCY)], env=env,
-                              capture_output=True, text=True, cwd=ROOT)
-        if done.returncode:
-            raise RuntimeError(done.stderr[-3000:])
-        product = json.loads(done.stdout.strip().splitlines()[-1])
-        product.update(call_stats(emulator_url, affected))
-        product["task_runs_created"] = count_task_runs(env["PREFECT_API_URL"]) - tasks_before
+            seed_emulator(emulator_url, instances)  # fresh windows and queues for the product
+            tasks_before, started = _with_prefect(env, _count_task_runs), time.time()
+            product = _run_script(["bench.sweep_runner", str(MAX_CONCURRENCY)], env=env)
+            product.update(measure(emulator_url, instances, affected, product, started))
+            product["task_runs_created"] = _with_prefect(env, _count_task_runs) - tasks_before
+            for side in (baseline, product):  # the ids are in the counts above; the file stays readable
+                side.pop("affected_ids", None)
+                side["not_checked_ids"] = side.get("not_checked_ids", [])[:20]
+            result = {"round": number, "baseline": baseline, "product": product,
+                      "wall_ratio": round(product["wall_seconds"] / baseline["wall_seconds"], 3)}
+            results.append(result)
+            print(json.dumps({"size": size, "backend": backend(), **result}), flush=True)
+    os.unlink(spec)
     return {
-        "size": size, "affected": len(affected), "max_concurrency": MAX_CONCURRENCY,
-        "baseline": baseline, "product": product,
-        "wall_ratio": round(product["wall_seconds"] / baseline["wall_seconds"], 3),
+        "size": size, "backend": backend(), "affected": len(affected), "max_concurrency": MAX_CONCURRENCY,
+        "target_ratio": TARGET_RATIO.get(backend()), "register_seconds": round(register_seconds, 1), "rounds": results,
     }
 
 
@@ -125,14 +222,20 @@ def _dump(value) -> str:
     return handle.name
 
 
-def main() -> None:
-    sizes = [int(s) for s in sys.argv[1:]] or [100, 1000]
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000])
+    parser.add_argument("--backend", choices=sorted(TARGET_RATIO), help="the Prefect server's database (default: BENCH_BACKEND or sqlite)")
+    parser.add_argument("--rounds", type=int, default=1, help="baseline and product rounds on one registered fleet")
+    args = parser.parse_args(argv)
+    if args.backend:
+        os.environ["BENCH_BACKEND"] = args.backend
+    sizes = [SMALL_SIZE] if os.environ.get("BENCH_SMALL") else args.sizes
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     for size in sizes:
-        result = run_size(size)
-        (out / f"fleet-{size}.json").write_text(json.dumps(result, indent=2))
-        print(json.dumps(result))
+        result = run_size(size, args.rounds)
+        (out / f"fleet-{size}-{backend()}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,33 @@
-"""Real processes for the benchmarks: a local Prefect server (SQLite) and the emulator, on loopback."""
+"""Real processes for the benchmarks: a local Prefect server (SQLite, or PostgreSQL with BENCH_BACKEND=postgres)
+and the emulator, on loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
 from typing import Iterator
 
-from tests.servers import BIN, ROOT, PrefectServer, clean_env, free_port  # noqa: F401  (bench.infra's names)
+from tests.servers import BIN, ROOT, PostgresCluster, PrefectServer, clean_env, free_port  # noqa: F401  (bench.infra's names)
+
+
+def backend() -> str:
+    """The Prefect server's database for this benchmark run: BENCH_BACKEND, sqlite (default) or postgres."""
+    return os.environ.get("BENCH_BACKEND", "sqlite")
 
 
 @contextlib.contextmanager
 def prefect_server(**server_settings: str) -> Iterator[dict[str, str]]:
-    """`prefect server start` on a fresh SQLite database; yields the env that points clients at it."""
+    """`prefect server start` on a fresh database of ``backend()``; yields the env that points clients at it."""
     # Prefect's default repossessor loop (15 s) unless told: the numbers stay comparable with earlier runs.
     server_settings.setdefault("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "15")
-    with PrefectServer(**server_settings) as server:
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if backend() == "postgres":
+            database_url = stack.enter_context(PostgresCluster()).create_database("bench")
+        server = stack.enter_context(PrefectServer(database_url, **server_settings))
         yield server.client_env
 
 

@@ -1,23 +1,36 @@
-"""Benchmark 3: `greenapi-migrate run` on one instance against an already running local Prefect server."""
+"""Benchmark 3: `greenapi-migrate run` on one instance against an already running local Prefect server.
+
+    python -m bench.single_run [--backend sqlite|postgres]
+
+Writes bench/out/single-run-<backend>.json (BENCH_SMALL=1: one run instead of three, single-run-small-<backend>.json).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import secrets
 import subprocess
 import time
 
 import httpx
 
-from bench.infra import BIN, ROOT, emulator, prefect_server
+from bench.infra import BIN, ROOT, backend, emulator, prefect_server
 
 RUNS = 3
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.single_run")
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), help="the Prefect server's database (default: BENCH_BACKEND or sqlite)")
+    args = parser.parse_args(argv)
+    if args.backend:
+        os.environ["BENCH_BACKEND"] = args.backend
+    small = bool(os.environ.get("BENCH_SMALL"))
     results = []
     with emulator() as emulator_url, prefect_server() as env:
-        for attempt in range(RUNS):
+        for attempt in range(1 if small else RUNS):
             iid, token = 3_300_000_000 + attempt, secrets.token_hex(25)
             httpx.post(f"{emulator_url}/_emulator/instances", json={"id_instance": iid, "api_token": token, "notifications": 12},
                        timeout=30).raise_for_status()
@@ -33,11 +46,11 @@ def main() -> None:
                 "exit_status": done.returncode, "wall_seconds": round(wall, 3), "api_calls": len(calls),
                 "waiting_on_greenapi_seconds": round(report["waited_seconds"] + in_api, 3),
                 "prefect_and_startup_seconds": round(wall - report["waited_seconds"] - in_api, 3),
-                "outcome": report["outcome"],
+                "outcome": report["outcome"], "backend": backend(),
             })
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "single-run.json").write_text(json.dumps(results, indent=2))
+    (out / f"single-run{'-small' if small else ''}-{backend()}.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results))
 
 

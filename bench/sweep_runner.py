@@ -1,32 +1,77 @@
-"""Runs the product's sweep (inline hand-over) in its own process and prints its measurements as JSON."""
+"""Runs the product's sweep (inline hand-over) in its own process and prints its measurements as JSON.
+
+`python -m bench.sweep_runner MAX_CONCURRENCY`, with PREFECT_API_URL pointing at the benchmark's server.
+The last stdout line: wall, final state, this process's own peak memory (VmHWM), and per instance what the
+sweep itself reported: affected, verified (its runbook completed), could not be checked. A Failed sweep
+(SweepIncomplete: some instance could not be checked) returns no report, so the findings are then read
+from its sweep-report artifact, through Prefect's client.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import time
+
+from bench.memory import own_peak_mb
+
+
+def _findings_from_report(report) -> list[dict]:
+    return [{"id": f.id_instance, "affected": f.reason is not None, "error": f.error, "outcome": f.outcome}
+            for f in report.findings]
+
+
+async def _findings_from_artifact(flow_run_id) -> list[dict]:
+    """The sweep-report artifact's table: | instance | block | state | wid | recorded wid | finding | action |."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["sweep-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    findings = []
+    for artifact in artifacts[:1]:
+        for line in str(artifact.data).splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) != 7 or not cells[0].isdigit():
+                continue
+            finding, action = cells[5], cells[6]
+            error = finding.removeprefix("check failed: ") if finding.startswith("check failed: ") else None
+            findings.append({"id": int(cells[0]), "affected": finding in ("number_blocked", "account_changed"),
+                             "error": error, "outcome": action.split(": ", 1)[1] if ": " in action else None})
+    return findings
 
 
 def main() -> None:
     max_concurrency = int(sys.argv[1])
     imported = time.perf_counter()
     from flows import sweep_instances
+    from flows.sweep_instances import SweepReport
 
     started = time.perf_counter()
     state = asyncio.run(sweep_instances(max_concurrency=max_concurrency, handle="inline", return_state=True))
     wall = time.perf_counter() - started
     report = state.result(raise_on_failure=False)
-    findings = getattr(report, "findings", [])
+    if isinstance(report, SweepReport):
+        findings, source = _findings_from_report(report), "result"
+    else:
+        findings, source = asyncio.run(_findings_from_artifact(state.state_details.flow_run_id)), "sweep-report artifact"
+    affected = [f for f in findings if f["affected"]]
+    errors = sorted({f["error"] for f in findings if f["error"]})
     print(json.dumps({
         "wall_seconds": wall,
         "import_seconds": started - imported,
         "state": state.type.value,
         "state_message": state.message,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "affected": sum(1 for f in findings if f.reason),
-        "verified": sum(1 for f in findings if f.outcome == "completed"),
+        "peak_memory_mb": own_peak_mb(),  # this process's VmHWM
+        "findings_from": source,
+        "checked": len(findings),
+        "affected": len(affected),
+        "verified": sum(1 for f in affected if f["outcome"] == "completed"),
+        "affected_ids": sorted(f["id"] for f in affected),
+        "not_checked_ids": sorted(f["id"] for f in findings if f["error"]),
+        "check_errors": errors[:10],
     }))
 
 

@@ -20,7 +20,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 from prefect.deployments import run_deployment
-from prefect.events import emit_event
+from prefect.events import Event
+from prefect.events.clients import get_events_client
 
 from tasks import GreenApiInstance
 from tasks.accounts import last_seen_wid, record_wid
@@ -108,13 +109,7 @@ async def _reported_runs(id_instance: int):
 
 
 async def _wait_for_reported_runs(id_instance: int, count: int, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = await _reported_runs(id_instance)
-        if len(runs) >= count:
-            return runs
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"expected {count} reported run(s) for instance {id_instance}, found {len(await _reported_runs(id_instance))}")
+    return await _wait_for_runs(str(id_instance), count, timeout, read=lambda _: _reported_runs(id_instance))
 
 
 async def _wait_final(flow_run_ids, timeout: float = 90):
@@ -129,14 +124,15 @@ async def _wait_final(flow_run_ids, timeout: float = 90):
             await asyncio.sleep(0.5)
 
 
-async def _wait_for_runs(instance_param: str, count: int, timeout: float = 60):
+async def _wait_for_runs(instance_param: str, count: int, timeout: float = 60, read=_handle_runs):
+    """At least ``count`` runs for the instance, as ``read`` finds them (deployment runs by default)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = await _handle_runs(instance_param)
+        runs = await read(instance_param)
         if len(runs) >= count:
             return runs
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"expected {count} run(s) for instance {instance_param}, found {len(await _handle_runs(instance_param))}")
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"expected {count} run(s) for instance {instance_param}, found {len(await read(instance_param))}")
 
 
 @pytest.mark.usefixtures("served")
@@ -144,8 +140,10 @@ async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulato
     seeded = seed_instance(state="blocked", notifications=6)
     await _register(seeded, emulator)
 
-    emit_event(event="greenapi.instance.number-blocked", resource=instance_resource(seeded.id_instance),
-               payload={"source": "e2e"})
+    # A client of its own: the process-wide events worker may still point at a server an earlier test stopped.
+    async with get_events_client(checkpoint_every=1) as events:
+        await events.emit(Event(event="greenapi.instance.number-blocked", resource=instance_resource(seeded.id_instance),
+                                payload={"source": "e2e"}))
 
     runs = await _wait_for_runs(str(seeded.id_instance), 1)
     (run,) = await _wait_final([r.id for r in runs])

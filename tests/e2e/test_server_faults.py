@@ -72,7 +72,7 @@ def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect
         from tasks import GreenApiInstance
 
         async def main():
-        {blocks}
+            {blocks}
             state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
             result = await state.aresult(raise_on_failure=False)
             print(json.dumps({{"state": state.type.value, "message": state.message,

@@ -33,7 +33,7 @@ TARGETS = {"postgres": {"p50": 1.0, "p95": 2.0}, "sqlite": {"p50": 2.0, "p95": 5
 STAGES = ("post_to_task_run_created", "task_run_created_to_flow_run_started", "flow_run_started_to_clear")
 
 
-def run(events: int) -> dict:
+def run(events: int, dispatch: str = "background") -> dict:
     from bench.fleet import register
 
     secret = secrets.token_hex(32)
@@ -42,7 +42,8 @@ def run(events: int) -> dict:
         httpx.post(f"{emulator_url}/_emulator/instances", json=instances, timeout=30).raise_for_status()
         register(env, emulator_url, instances, {i["id_instance"]: "" for i in instances})
         port = free_port()
-        serve_env = {**env, "GREEN_API_RECEIVER_SECRET": secret, "GREEN_API_RECEIVER_PORT": str(port)}
+        serve_env = {**env, "GREEN_API_RECEIVER_SECRET": secret, "GREEN_API_RECEIVER_PORT": str(port),
+                     "GREEN_API_RECEIVER_DISPATCH": dispatch}
         log = open(Path(env["PREFECT_HOME"]) / "serve.log", "w")
         launched = time.monotonic()
         served = subprocess.Popen([str(BIN / "greenapi-migrate"), "serve"], env=serve_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -78,7 +79,7 @@ def run(events: int) -> dict:
             log.close()
     latencies = [first_clear[i] - sent[i] for i in sent if i in first_clear]
     return {
-        "backend": backend(), "targets_seconds": TARGETS.get(backend()),
+        "backend": backend(), "dispatch": dispatch, "targets_seconds": TARGETS.get(backend()),
         "events": len(sent), "handed_over": len(task_run_ids), "cleared": len(latencies),
         "p50_seconds": round(percentile(latencies, 0.5), 3) if latencies else None,
         "p95_seconds": round(percentile(latencies, 0.95), 3) if latencies else None,
@@ -177,14 +178,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.webhook_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=sorted(TARGETS), help="the Prefect server's database (default: BENCH_BACKEND or sqlite)")
     parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--dispatch", choices=["background", "trigger"], default="background",
+                        help="the receiver's hand-over: a task worker (serve's default), or the deployment trigger and Prefect's runner")
     args = parser.parse_args(argv)
     if args.backend:
         os.environ["BENCH_BACKEND"] = args.backend
     events = args.events or (SMALL_EVENTS if os.environ.get("BENCH_SMALL") else EVENTS)
-    result = run(events)
+    result = run(events, args.dispatch)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     name = f"webhook-latency-{backend()}.json" if events == EVENTS else f"webhook-latency-{events}-{backend()}.json"
+    if args.dispatch != "background":
+        name = name.replace(".json", f"-{args.dispatch}.json")
     (out / name).write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -68,7 +69,7 @@ class GreenApiWebhook(BaseModel):
 
     typeWebhook: str = Field(min_length=1, max_length=100, description="Webhook type; only `stateInstanceChanged` is acted on.")
     instanceData: InstanceData
-    timestamp: JsonInt | None = Field(default=None, ge=0, description="When GREEN-API produced the webhook (Unix seconds); not every type carries one.")
+    timestamp: Annotated[int, Ge(0), BeforeValidator(_json_integer)] | None = Field(default=None, description="When GREEN-API produced the webhook (Unix seconds); not every type carries one.")
     stateInstance: str | None = Field(
         default=None, max_length=100,
         description="New instance state (`stateInstanceChanged` only): `blocked` and `authorized` matter, others are ignored.",

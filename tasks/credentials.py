@@ -82,9 +82,18 @@ async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> I
 
 
 async def registered_ids() -> set[int]:
-    """The idInstance of every greenapi-instance block, in one API call, without reading any secret."""
+    """The idInstance of every greenapi-instance block, in one API call, without reading any secret.
+
+    Empty when the block type itself is not registered yet (the server answers 404: no block was ever saved)."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
     async with get_client() as client:
-        documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
+        try:
+            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return set()
+            raise
     found: set[int] = set()
     for document in documents:
         if not document.name or document.is_anonymous:

@@ -16,6 +16,7 @@ Completed only when the queue is verified empty. Otherwise the run raises QueueN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -114,14 +115,18 @@ async def reset_instance_queue(
     clear_outgoing: bool = False,
     detach_webhook: bool = False,
     observed: InstanceInfo | None = None,
+    already_locked: bool = False,
 ) -> QueueResetReport:
     """The runbook itself, in whatever flow run calls it: this module's flow, or the sweep handling an
     instance inline, whose run then shows the instance's steps as its own task runs. Raises
-    QueueNotVerifiedEmpty (with the report) unless the queue was verified empty."""
+    QueueNotVerifiedEmpty (with the report) unless the queue was verified empty. ``already_locked``:
+    the caller holds the instance's slot (the sweep locks a batch's instances together)."""
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
-    async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
-                             lease_seconds=settings.instance_lock_lease_seconds):
+    lock = contextlib.nullcontext() if already_locked else instance_lock(
+        credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
+        lease_seconds=settings.instance_lock_lease_seconds)
+    async with lock:
         report.started_at = utc_now()
         async with open_client(credentials, settings) as client:
             runbook = _Runbook(client, settings, report)

@@ -1,9 +1,9 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
-1. List the registered instances (greenapi-instance blocks) and the accounts recorded last time.
+1. List the registered instances (greenapi-instance blocks).
 2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
-   checked and requests in flight at once, fleet-wide.
+   checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
 3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
    worker (``handle="deployment"``), or here, its steps as this run's tasks (``handle="inline"``), which reuses the
@@ -31,6 +31,7 @@ from tasks.accounts import Reason, last_seen_wids, reason_for, record_wid
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, registered_instances
 from tasks.inspect import check_instances
+from tasks.locks import instances_locked_together
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -102,7 +103,6 @@ async def sweep_instances(
         logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
         handle = "inline"
     instances = await registered_instances()
-    recorded = await last_seen_wids(r.id_instance for r in instances)
     logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
     progress = _Progress(
         await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
@@ -124,7 +124,11 @@ async def sweep_instances(
         async with batch_window:
             clients = [open_client(r.credentials, check_settings) for r in batch]
             try:
-                results = await check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=check_slots)
+                # The accounts recorded last time are read while the batch is checked, not all before the sweep starts.
+                results, recorded = await asyncio.gather(
+                    check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=check_slots),
+                    last_seen_wids(r.id_instance for r in batch),
+                )
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
         new_wids: list[tuple[int, str]] = []
@@ -176,18 +180,22 @@ async def sweep_instances(
 async def _handle_inline(batch: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]], settings) -> None:
     """The runbook for a batch's affected instances, here: their steps become this sweep run's task runs
     (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
-    dozen more writes (bench/NOTES.md). Each takes its own instance's lock."""
-    await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings) for finding, registered, info in batch))
+    dozen more writes (bench/NOTES.md). The batch's instances are locked together when all are free (one
+    write to take their slots, one to release them); otherwise each takes its own lock."""
+    async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
+                                         lease_seconds=settings.instance_lock_lease_seconds) as locked:
+        await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings, already_locked=locked)
+                               for finding, registered, info in batch))
 
 
 async def _handle_one_inline(
-    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings
+    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings, *, already_locked: bool
 ) -> None:
     from flows.handle_account_change import reset_instance_queue
 
     finding.handled_by = "inline"
     try:
-        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info)
+        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info, already_locked=already_locked)
         finding.outcome = "completed"
     except QueueNotVerifiedEmpty as exc:
         finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"

@@ -8,8 +8,9 @@ repossessor reclaims expired leases; Prefect's temporary server does not run it)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -51,3 +52,30 @@ async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_secon
     async with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, lease_duration=lease_seconds,
                            strict=True, holder=_holder()):
         yield
+
+
+# How long a batch waits for all its slots before each instance takes its own lock instead.
+BATCH_LOCK_WAIT_SECONDS = 1.0
+
+
+@contextlib.asynccontextmanager
+async def instances_locked_together(ids: Sequence[int], *, lease_seconds: float) -> AsyncIterator[bool]:
+    """The slots of several instances under one lease: one write to take them, one to release them.
+
+    Yields True when all were free and are now held. When any one is held by another run, nothing is
+    taken and it yields False: each instance then takes its own lock, so one busy instance does not
+    hold up the others.
+    """
+    if not ids:
+        yield False
+        return
+    names = list(await asyncio.gather(*(ensure_instance_limit(id_instance) for id_instance in ids)))
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(concurrency(
+                names, occupy=1, timeout_seconds=BATCH_LOCK_WAIT_SECONDS, lease_duration=lease_seconds,
+                strict=True, holder=_holder()))
+        except TimeoutError:  # one of them is taken: each on its own, then
+            yield False
+            return
+        yield True

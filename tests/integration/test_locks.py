@@ -54,3 +54,24 @@ async def test_runs_racing_for_a_new_instance_take_turns(id_instance):
     async with get_client() as client:
         limit = await client.read_global_concurrency_limit_by_name(instance_limit_name(id_instance))
     assert (limit.limit, limit.active_slots) == (1, 0)
+
+
+async def test_a_batch_is_locked_together_and_released_together(prefect_server):
+    from tasks.locks import instances_locked_together
+
+    ids = [next(_ids) for _ in range(3)]
+    async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
+        assert locked is True
+        assert [await _slots_taken(i) for i in ids] == [1, 1, 1]
+    assert [await _slots_taken(i) for i in ids] == [0, 0, 0]
+
+
+async def test_one_busy_instance_leaves_each_of_the_batch_to_its_own_lock(prefect_server):
+    from tasks.locks import instances_locked_together
+
+    ids = [next(_ids) for _ in range(3)]
+    async with instance_lock(ids[1], timeout_seconds=5, lease_seconds=LEASE):
+        async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
+            assert locked is False
+            # All or none: the free ones were not taken, the busy one is still the other holder's.
+            assert [await _slots_taken(i) for i in ids] == [0, 1, 0]

@@ -130,12 +130,15 @@ def main() -> None:
             + f" | {w['serve_ready_seconds']:.0f} s / {w['serve_stop_seconds']:.1f} s |")
     lines += ["", "## 3. Single run", "",
               "`greenapi-migrate run --reason number_blocked --json` against a running local server, 12 queued notifications.", "",
-              "| back-end | run | exit | wall | API calls | waiting on GREEN-API (waits + calls) | Prefect and process start-up |",
-              "|---|---|---|---|---|---|---|"]
+              "*Floor*: GREEN-API's own minimum, max(count refresh 10 s, receiveTimeout 5 s) + the other calls' times "
+              "(the peek runs during the count-refresh wait).", "",
+              "| back-end | run | exit | wall | floor | API calls | waiting on GREEN-API (waits + calls) | Prefect and process start-up |",
+              "|---|---|---|---|---|---|---|---|"]
     for backend in BACKENDS:
         s = _load(f"single-run{'-small' if small else ''}-{backend}.json")
         for index, run in enumerate(s or [], start=1):
-            lines.append(f"| {BACKEND_NAMES[backend]} | {index} | {run['exit_status']} | {run['wall_seconds']:.2f} s | {run['api_calls']} | "
+            floor = f"{run['floor_seconds']:.2f} s" if "floor_seconds" in run else "—"
+            lines.append(f"| {BACKEND_NAMES[backend]} | {index} | {run['exit_status']} | {run['wall_seconds']:.2f} s | {floor} | {run['api_calls']} | "
                          f"{run['waiting_on_greenapi_seconds']:.2f} s | {run['prefect_and_startup_seconds']:.2f} s |")
     lines.append("")
     notes = Path(__file__).parent / "NOTES.md"

@@ -18,10 +18,22 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the flow against the bundled emulator on Prefect's local server")
     demo.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
-    run = commands.add_parser("run", help="run the flow on the configured instance (GREEN_API_* settings or a block)")
+    run = commands.add_parser(
+        "run", help="run the flow on the configured instance (GREEN_API_* settings or a block)",
+        description="Clear and verify one instance's incoming queue: count, clear (waiting out leftTime), then peek while "
+                    "the count snapshot refreshes (about 10 s on the happy path) and count again. With a webhookUrl set "
+                    "no peek is possible: it verifies by the count only and says so, unless --detach-webhook.",
+    )
     run.add_argument("--reason", required=True, choices=[r.value for r in Reason], help="why the queue is reset")
     run.add_argument("--block", metavar="NAME", help="name of a greenapi-instance block (default: GREEN_API_* settings)")
     run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
+    run.add_argument(
+        "--detach-webhook", action="store_true",
+        help="with a webhookUrl set (no peek possible, and clears reported to fail, GREEN-API #1107): remember the "
+             "webhookUrl and webhookUrlToken (a Prefect Secret block), SetSettings an empty webhookUrl, clear, verify "
+             "with a peek, then SetSettings both back, whatever happens in between; a crashed run's are put back by the "
+             "next run. SetSettings restarts the instance and takes up to 5 minutes to apply",
+    )
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
     serve = commands.add_parser("serve", help="serve the deployments of prefect.yaml and the webhook receiver")
@@ -71,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_task_worker(limit=args.limit)
     from cli.run import run_once
 
-    return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing, as_json=args.json)
+    return run_once(reason=Reason(args.reason), block=args.block, clear_outgoing=args.clear_outgoing,
+                    detach_webhook=args.detach_webhook, as_json=args.json)
 
 
 if __name__ == "__main__":

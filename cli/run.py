@@ -20,7 +20,7 @@ def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
     return None, result if isinstance(result, BaseException) else None
 
 
-def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json: bool) -> int:
+def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json: bool, detach_webhook: bool = False) -> int:
     try:
         settings = get_settings()
         if not block:
@@ -30,7 +30,8 @@ def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json
         return EXIT_CONFIG
 
     state = asyncio.run(
-        handle_account_change(reason=reason, instance=block, clear_outgoing=clear_outgoing, return_state=True)
+        handle_account_change(reason=reason, instance=block, clear_outgoing=clear_outgoing,
+                              detach_webhook=detach_webhook, return_state=True)
     )
     report, error = _report_of(state)
     if report is None:

@@ -89,7 +89,8 @@ async def _green_api(request: Request) -> Response:
     started = state.clock.wall()
     out = Outcome(status=500, payload={"error": "emulator error"})
     try:
-        out = state.dispatch(request.method, request.url.path, dict(request.query_params))
+        body = await request.body() if request.method == "POST" else b""
+        out = state.dispatch(request.method, request.url.path, dict(request.query_params), body)
         if out.delay_seconds > 0:
             await _sleep(request, out.delay_seconds)
             out = state.answer(out)

@@ -21,7 +21,44 @@ METHOD_VERBS: dict[str, str] = {
     "clearMessagesQueue": "GET",
     "receiveNotification": "GET",
     "deleteNotification": "DELETE",
+    "setSettings": "POST",
 }
+
+#: GetSettings' documented fields (https://green-api.com/en/docs/api/account/GetSettings), with the values
+#: an instance starts with when ``settings_fields`` is ``"documented"``.
+DOCUMENTED_SETTINGS: dict[str, Any] = {
+    "wid": "",
+    "countryInstance": "",
+    "typeAccount": "",
+    "webhookUrl": "",
+    "webhookUrlToken": "",
+    "delaySendMessagesMilliseconds": 1000,
+    "markIncomingMessagesReaded": "no",
+    "markIncomingMessagesReadedOnReply": "no",
+    "sharedSession": "no",
+    "outgoingWebhook": "yes",
+    "outgoingMessageWebhook": "yes",
+    "outgoingAPIMessageWebhook": "yes",
+    "incomingWebhook": "yes",
+    "deviceWebhook": "no",
+    "statusInstanceWebhook": "no",
+    "stateWebhook": "yes",
+    "enableMessagesHistory": "no",
+    "keepOnlineStatus": "no",
+    "pollMessageWebhook": "no",
+    "incomingBlockWebhook": "yes",
+    "incomingCallWebhook": "yes",
+    "editedMessageWebhook": "no",
+    "deletedMessageWebhook": "no",
+}
+#: What GetSettings answered before ``settings_fields`` existed (the default, kept for other tests).
+MINIMAL_SETTINGS_FIELDS = ("wid", "webhookUrl", "webhookUrlToken", "stateWebhook", "incomingWebhook", "outgoingWebhook",
+                           "delaySendMessagesMilliseconds", "markIncomingMessagesReaded")
+#: What SetSettings cannot change (the account, and two deprecated read-only fields).
+READ_ONLY_SETTINGS = ("wid", "typeAccount")
+#: The reason clearWebhooksQueue gives with ``clear_fails_with_webhook_url`` set to true (bug #1107; the real
+#: error's form is not documented, this one is a plausible stand-in).
+WEBHOOK_URL_CLEAR_REASON = "queue cannot be cleared while webhookUrl is set"
 
 DEFAULT_RATE_LIMITS: dict[str, float] = {
     "getStateInstance": 1,
@@ -71,6 +108,49 @@ class InstanceSeed(_Strict):
     arrival_rate_per_second: float = Field(default=0, ge=0)
     cyrillic_count: bool = False
     refuse_clears: RefuseClears | None = None
+    #: ``whatsapp``, or ``v3`` (MAX): a v3 instance also answers under ``/v3/waInstance...``.
+    type_instance: Literal["whatsapp", "v3"] = "whatsapp"
+    #: With ``type_instance: v3``: whether the plain ``/waInstance...`` path is refused (404); GREEN-API's docs
+    #: say the prefix became optional, so by default both answer.
+    v3_prefix_required: bool = False
+    #: Bug #1108: getWebhooksCount answers 0 while the queue holds at least this many notifications
+    #: (1: whenever anything is queued). None: the count is right.
+    count_zero_at: int | None = Field(default=None, ge=1)
+    #: Bug #1100: the instance's webhookUrl does not answer; while a webhookUrl is set, getWebhooksCount answers 0.
+    webhook_url_unreachable: bool = False
+    #: Bug #1107: clearWebhooksQueue fails while a webhookUrl is set: ``{"isCleared": false, "reason": ...}``
+    #: (true: WEBHOOK_URL_CLEAR_REASON; a string: that reason). The workaround works: remove the
+    #: webhookUrl (PATCH, or setSettings), clear, set it back.
+    clear_fails_with_webhook_url: bool | str = False
+    #: receiveNotification refuses a receiveTimeout outside 5-60 (or not an integer) with 400, as GREEN-API
+    #: documents; false keeps the emulator lenient (any non-negative integer, 0 included).
+    strict_receive_timeout: bool = False
+    #: GetSettings answers ``minimal`` (8 fields, the emulator's historical answer) or ``documented`` (every
+    #: field of DOCUMENTED_SETTINGS).
+    settings_fields: Literal["minimal", "documented"] = "minimal"
+    #: Initial values of settings fields (e.g. ``{"stateWebhook": "no"}``); wid and webhookUrl come from
+    #: ``wid`` and ``webhook_url``.
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: setSettings answers at once; the new values apply this many seconds later (GREEN-API: within 5
+    #: minutes). 0 applies them at once.
+    settings_apply_delay_seconds: float = Field(default=0, ge=0)
+
+    @field_validator("settings")
+    @classmethod
+    def _documented_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(DOCUMENTED_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown settings fields {unknown}; use GetSettings' documented fields")
+        if "wid" in value or "webhookUrl" in value:
+            raise ValueError("set wid and webhookUrl with the wid and webhook_url fields")
+        return value
+
+    @field_validator("clear_fails_with_webhook_url")
+    @classmethod
+    def _reason_not_empty(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and not value:
+            raise ValueError("a reason must not be empty (use false to turn it off)")
+        return value
 
     def __repr__(self) -> str:  # keep the token out of reprs and tracebacks
         fields = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(exclude={"api_token"}).items())
@@ -88,6 +168,10 @@ class InstancePatch(_Strict):
     arrival_rate_per_second: float | None = Field(default=None, ge=0)
     cyrillic_count: bool | None = None
     refuse_clears: RefuseClears | None = None  # explicit null removes it
+    count_zero_at: int | None = Field(default=None, ge=1)  # explicit null removes it
+    webhook_url_unreachable: bool | None = None
+    clear_fails_with_webhook_url: bool | str | None = None
+    strict_receive_timeout: bool | None = None
     add_notifications: int = Field(default=0, ge=0)
     add_outgoing: int = Field(default=0, ge=0)
 

@@ -102,7 +102,27 @@ class EmulatorServer:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m emulator", description="Local GREEN-API emulator.")
+    p = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Local GREEN-API emulator.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""seed file (--seed): {"config": {...}, "instances": [{...}, ...]}; each instance:
+  id_instance, api_token (required); state, wid, webhook_url, notifications, outgoing_messages,
+  cleared_seconds_ago, count_snapshot, arrival_rate_per_second, cyrillic_count,
+  refuse_clears {"reason", "times"};
+  reported behaviours (off by default):
+  count_zero_at N                     getWebhooksCount answers 0 while >= N are queued (#1108)
+  webhook_url_unreachable true        getWebhooksCount answers 0 while a webhookUrl is set (#1100)
+  clear_fails_with_webhook_url true|"reason"
+                                      clearWebhooksQueue fails while a webhookUrl is set (#1107)
+  type_instance "v3", v3_prefix_required
+                                      MAX: answers under /v3/waInstance... too (or only there)
+  strict_receive_timeout true         receiveTimeout outside 5-60 -> 400
+  settings_fields "documented"        GetSettings answers every documented field
+  settings {...}                      initial settings values
+  settings_apply_delay_seconds S      setSettings applies its values S seconds later
+see emulator/README.md""",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("--seed", help='JSON seed file: {"config": {...}, "instances": [...]}')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import re
 import threading
@@ -18,7 +19,11 @@ from typing import Any, Iterable
 
 from .clock import Clock
 from .config import (
+    DOCUMENTED_SETTINGS,
     METHOD_VERBS,
+    MINIMAL_SETTINGS_FIELDS,
+    READ_ONLY_SETTINGS,
+    WEBHOOK_URL_CLEAR_REASON,
     EmulatorConfig,
     FaultRule,
     InstancePatch,
@@ -26,7 +31,8 @@ from .config import (
     RefuseClears,
 )
 
-_PATH_RE = re.compile(r"^/waInstance(?P<id>[^/]*)/(?P<method>[^/]+)(?:/(?P<rest>.*))?$")
+_PATH_RE = re.compile(r"^(?P<v3>/v3)?/waInstance(?P<id>[^/]*)/(?P<method>[^/]+)(?:/(?P<rest>.*))?$")
+RECEIVE_TIMEOUT_RANGE = (5, 60)
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 CALL_LOG_LIMIT = 10_000  # the default of EmulatorConfig.call_log_limit
 VIOLATION_LIMIT = 10_000
@@ -60,6 +66,7 @@ class Outcome:
     poll_until: float | None = None  # receiveNotification long-poll deadline (clock time)
     query: dict[str, str] = field(default_factory=dict)
     extra: str | None = None
+    body: bytes = b""  # the request body (setSettings); never logged
     received_at: float | None = None  # clock time the request arrived (a delayed answer comes later)
 
 
@@ -96,6 +103,18 @@ class _Instance:
     refuse: RefuseClears | None = None
     faults: list[_PendingFault] = field(default_factory=list)
     rate_hits: dict[str, deque] = field(default_factory=dict)
+    type_instance: str = "whatsapp"
+    v3_prefix_required: bool = False
+    count_zero_at: int | None = None
+    webhook_url_unreachable: bool = False
+    clear_fails_with_webhook_url: bool | str = False
+    strict_receive_timeout: bool = False
+    settings_fields: str = "minimal"
+    #: Every settings field but wid and webhookUrl (those are ``wid`` and ``webhook_url``).
+    settings: dict[str, Any] = field(default_factory=dict)
+    settings_apply_delay: float = 0.0
+    pending_settings: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (apply at, changes)
+    settings_saved: int = 0
 
     def __repr__(self) -> str:  # never show the token
         return f"_Instance(id={self.id}, state={self.state!r}, queue={len(self.queue)})"
@@ -108,7 +127,9 @@ def summarise(payload: Any) -> Any:
     if isinstance(payload, dict):
         out: dict[str, Any] = {}
         for key, value in payload.items():
-            if isinstance(value, str):
+            if "token" in key.lower() and isinstance(value, str):
+                out[key] = "***" if value else ""  # webhookUrlToken: a secret of the user's webhook server
+            elif isinstance(value, str):
                 out[key] = value if len(value) <= 120 else value[:117] + "..."
             elif value is None or isinstance(value, (bool, int, float)):
                 out[key] = value
@@ -197,6 +218,15 @@ class EmulatorState:
                     refuse=seed.refuse_clears.model_copy() if seed.refuse_clears else None,
                     arrival_rate=seed.arrival_rate_per_second,
                     arrival_anchor=now,
+                    type_instance=seed.type_instance,
+                    v3_prefix_required=seed.v3_prefix_required,
+                    count_zero_at=seed.count_zero_at,
+                    webhook_url_unreachable=seed.webhook_url_unreachable,
+                    clear_fails_with_webhook_url=seed.clear_fails_with_webhook_url,
+                    strict_receive_timeout=seed.strict_receive_timeout,
+                    settings_fields=seed.settings_fields,
+                    settings={k: v for k, v in {**DOCUMENTED_SETTINGS, **seed.settings}.items() if k not in ("wid", "webhookUrl")},
+                    settings_apply_delay=seed.settings_apply_delay_seconds,
                 )
                 if seed.cleared_seconds_ago is not None:
                     inst.last_clear = now - seed.cleared_seconds_ago
@@ -255,6 +285,11 @@ class EmulatorState:
                 inst.cyrillic_count = patch.cyrillic_count
             if "refuse_clears" in given:
                 inst.refuse = patch.refuse_clears.model_copy() if patch.refuse_clears else None
+            if "count_zero_at" in given:
+                inst.count_zero_at = patch.count_zero_at
+            for name in ("webhook_url_unreachable", "clear_fails_with_webhook_url", "strict_receive_timeout"):
+                if getattr(patch, name) is not None:
+                    setattr(inst, name, getattr(patch, name))
             self._enqueue(inst, patch.add_notifications)
             inst.outgoing += patch.add_outgoing
             return self._view(inst, now)
@@ -295,6 +330,15 @@ class EmulatorState:
             "arrival_rate_per_second": inst.arrival_rate,
             "cyrillic_count": inst.cyrillic_count,
             "refuse_clears": inst.refuse.model_dump() if inst.refuse else None,
+            "type_instance": inst.type_instance,
+            "v3_prefix_required": inst.v3_prefix_required,
+            "count_zero_at": inst.count_zero_at,
+            "webhook_url_unreachable": inst.webhook_url_unreachable,
+            "clear_fails_with_webhook_url": inst.clear_fails_with_webhook_url,
+            "strict_receive_timeout": inst.strict_receive_timeout,
+            "settings_fields": inst.settings_fields,
+            "settings_saved": inst.settings_saved,
+            "settings_pending": len(inst.pending_settings),
         }
 
     # ------------------------------------------------------------ queue internals
@@ -306,7 +350,10 @@ class EmulatorState:
             inst.next_receipt += 1
 
     def _materialise(self, inst: _Instance, now: float) -> None:
-        """Let notifications that 'arrived' since the last look appear in the queue."""
+        """Let notifications that 'arrived' since the last look appear in the queue, and settings saved
+        by setSettings apply once their delay is over."""
+        while inst.pending_settings and inst.pending_settings[0][0] <= now:
+            self._apply_settings(inst, inst.pending_settings.pop(0)[1])
         if inst.arrival_rate > 0 and now > inst.arrival_anchor:
             inst.arrival_fraction += (now - inst.arrival_anchor) * inst.arrival_rate
             whole = int(inst.arrival_fraction)
@@ -321,7 +368,7 @@ class EmulatorState:
             "receiptId": receipt,
             "body": {
                 "typeWebhook": "incomingMessageReceived",
-                "instanceData": {"idInstance": inst.id, "wid": inst.wid, "typeInstance": "whatsapp"},
+                "instanceData": {"idInstance": inst.id, "wid": inst.wid, "typeInstance": inst.type_instance},
                 "timestamp": ts,
                 "idMessage": id_message,
                 "senderData": {
@@ -339,7 +386,7 @@ class EmulatorState:
 
     # ------------------------------------------------------------ GREEN-API dispatch
 
-    def dispatch(self, verb: str, path: str, query: dict[str, str] | None = None) -> Outcome:
+    def dispatch(self, verb: str, path: str, query: dict[str, str] | None = None, body: bytes = b"") -> Outcome:
         """Route, authenticate and answer one GREEN-API request.
 
         Order: bad URL / unknown method -> 404; wrong verb -> 404 (+violation);
@@ -352,7 +399,7 @@ class EmulatorState:
             m = _PATH_RE.match(path)
             if not m:
                 return Outcome(404, {"error": "unknown URL"})
-            id_text, method, rest = m.group("id"), m.group("method"), m.group("rest")
+            id_text, method, rest, v3 = m.group("id"), m.group("method"), m.group("rest"), m.group("v3") is not None
             id_instance = int(id_text) if id_text.isdigit() and len(id_text) <= 12 else None
             if method not in METHOD_VERBS:
                 return Outcome(404, {"error": "unknown method"}, instance=id_instance,
@@ -368,12 +415,17 @@ class EmulatorState:
             if inst is None:
                 out.status, out.payload = 403, {"error": "unknown idInstance"}
                 return out
+            if v3 != (inst.type_instance == "v3") and (v3 or inst.v3_prefix_required):
+                # /v3/... is MAX's (typeInstance v3); with v3_prefix_required a v3 instance needs it.
+                out.status, out.payload = 404, {"error": "unknown URL"}
+                return out
             token, _, extra = (rest or "").partition("/")
             out.token_ok = bool(token) and hmac.compare_digest(token.encode(), inst.token.encode())
             if not out.token_ok:
                 out.status, out.payload = 401, {"error": "wrong apiTokenInstance"}
                 return out
             out.extra = extra or None
+            out.body = body
             now = self.clock.now()
             out.received_at = now
             self._count_rate(inst, method, now)
@@ -391,7 +443,7 @@ class EmulatorState:
                                method=outcome.method, token_ok=None, fault=outcome.fault)
             fresh = Outcome(instance=outcome.instance, method=outcome.method, token_ok=outcome.token_ok,
                             fault=outcome.fault, query=outcome.query, extra=outcome.extra,
-                            received_at=outcome.received_at)
+                            received_at=outcome.received_at, body=outcome.body)
             return self._answer_locked(fresh, inst, self.clock.now())
 
     def poll_notification(self, id_instance: int) -> dict[str, Any] | None:
@@ -480,22 +532,22 @@ class EmulatorState:
         if method == "getStateInstance":
             out.payload = {"stateInstance": inst.state}
         elif method == "getSettings":
-            out.payload = {
-                "wid": inst.wid,
-                "webhookUrl": inst.webhook_url,
-                "webhookUrlToken": "",
-                "stateWebhook": "yes",
-                "incomingWebhook": "yes",
-                "outgoingWebhook": "yes",
-                "delaySendMessagesMilliseconds": 1000,
-                "markIncomingMessagesReaded": "no",
-            }
+            every = {"wid": inst.wid, "webhookUrl": inst.webhook_url, **inst.settings}
+            names = MINIMAL_SETTINGS_FIELDS if inst.settings_fields == "minimal" else tuple(DOCUMENTED_SETTINGS)
+            out.payload = {name: every[name] for name in names}
+        elif method == "setSettings":
+            self._set_settings(out, inst, now)
         elif method == "getWebhooksCount":
             if inst.snapshot_at is None or now - inst.snapshot_at >= cfg.count_refresh_seconds:
                 inst.snapshot_value = len(inst.queue)
                 inst.snapshot_at = now
             key = "\u0441ount" if inst.cyrillic_count else "count"
-            out.payload = {key: inst.snapshot_value}
+            value = inst.snapshot_value
+            if inst.count_zero_at is not None and len(inst.queue) >= inst.count_zero_at:
+                value = 0  # bug #1108: 0 on a full queue
+            if inst.webhook_url_unreachable and inst.webhook_url:
+                value = 0  # bug #1100: 0 while the webhookUrl does not answer
+            out.payload = {key: value}
         elif method == "getMessagesCount":
             key = "\u0441ount" if inst.cyrillic_count else "count"
             out.payload = {key: inst.outgoing}
@@ -529,6 +581,9 @@ class EmulatorState:
             elif inst.window_known is None:
                 inst.window_known, inst.window_known_at = "left_time", now
             return {"isCleared": False, "reason": "Too many requests", "leftTime": left}
+        if inst.clear_fails_with_webhook_url and inst.webhook_url:  # bug #1107
+            failing = inst.clear_fails_with_webhook_url
+            return {"isCleared": False, "reason": failing if isinstance(failing, str) else WEBHOOK_URL_CLEAR_REASON}
         if inst.refuse is not None:
             reason = inst.refuse.reason
             if inst.refuse.times is not None:
@@ -542,6 +597,42 @@ class EmulatorState:
         inst.clears_done += 1
         return {"isCleared": True, "reason": ""}
 
+    def _set_settings(self, out: Outcome, inst: _Instance, now: float) -> None:
+        """setSettings: any non-empty subset of GetSettings' writable fields; answers ``{"saveSettings": true}``
+        and applies them after ``settings_apply_delay`` (at once when 0). Error bodies name fields, never values."""
+        try:
+            changes = json.loads(out.body.decode("utf-8")) if out.body.strip() else None
+        except (UnicodeDecodeError, ValueError):
+            out.status, out.payload = 400, {"error": "the body is not JSON"}
+            return
+        if not isinstance(changes, dict) or not changes:
+            out.status, out.payload = 400, {"error": "give at least one setting as a JSON object"}
+            return
+        unknown = sorted(k for k in changes if k not in DOCUMENTED_SETTINGS or k in READ_ONLY_SETTINGS)
+        if unknown:
+            shown = [k if _SAFE_NAME_RE.match(k) else "<unrecognised>" for k in unknown]
+            out.status, out.payload = 400, {"error": f"fields that cannot be set: {shown}"}
+            return
+        wrong = sorted(k for k, v in changes.items()
+                       if not isinstance(v, type(DOCUMENTED_SETTINGS[k])) or isinstance(v, bool))
+        if wrong:
+            out.status, out.payload = 400, {"error": f"fields of the wrong type: {wrong}"}
+            return
+        inst.settings_saved += 1
+        if inst.settings_apply_delay > 0:
+            inst.pending_settings.append((now + inst.settings_apply_delay, dict(changes)))
+        else:
+            self._apply_settings(inst, changes)
+        out.payload = {"saveSettings": True}
+
+    @staticmethod
+    def _apply_settings(inst: _Instance, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            if name == "webhookUrl":
+                inst.webhook_url = value
+            else:
+                inst.settings[name] = value
+
     def _receive(self, out: Outcome, inst: _Instance, now: float) -> None:
         raw = out.query.get("receiveTimeout", "5")
         try:
@@ -550,6 +641,10 @@ class EmulatorState:
             timeout = -1
         if timeout < 0:
             out.status, out.payload = 400, {"error": "receiveTimeout must be a non-negative integer"}
+            return
+        low, high = RECEIVE_TIMEOUT_RANGE
+        if inst.strict_receive_timeout and not low <= timeout <= high:
+            out.status, out.payload = 400, {"error": f"receiveTimeout must be an integer from {low} to {high}"}
             return
         if inst.webhook_url:
             out.payload = None

@@ -45,6 +45,9 @@ class QueueResetReport(BaseModel):
     count_after: int | None = None
     verified_by: str | None = Field(default=None, description="'count+peek', 'count', or None when not verified")
     verified_empty: bool = False
+    caveat: str = Field(default="", description="What the verification could not prove (a webhookUrl set: count only).")
+    webhook_detached: bool = Field(default=False, description="The webhookUrl was removed for the clear (detach_webhook, or by an earlier run that did not put it back).")
+    webhook_restored: bool | None = Field(default=None, description="The remembered webhookUrl and webhookUrlToken were put back; None when there was nothing to put back.")
     outcome: Outcome | None = None
     message: str = ""
     started_at: datetime

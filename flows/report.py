@@ -12,6 +12,13 @@ def _cell(value: object) -> str:
     return "—" if value is None else str(value).replace("|", "\\|")
 
 
+def _webhook_summary(report: QueueResetReport) -> str:
+    done = "removed for the clear (SetSettings, remembered in a Prefect Secret block)" if report.webhook_detached else "left as it was"
+    back = {True: "put back with its webhookUrlToken (SetSettings; GREEN-API applies it within 5 minutes)",
+            False: "NOT put back: the next run puts it back", None: "nothing to put back"}[report.webhook_restored]
+    return f"{done}; {back}"
+
+
 def render_markdown(report: QueueResetReport) -> str:
     verdict = "verified empty" if report.verified_empty else "NOT verified empty"
     lines = [
@@ -19,6 +26,8 @@ def render_markdown(report: QueueResetReport) -> str:
         "",
         f"**Outcome:** `{report.outcome.value if report.outcome else 'unknown'}`: {report.message}",
         "",
+        *([f"**Caveat:** {report.caveat}", ""] if report.caveat else []),
+        *([f"**webhookUrl:** {_webhook_summary(report)}", ""] if report.webhook_detached or report.webhook_restored is not None else []),
         "| reason | state | account (wid) | webhookUrl | before | after | verified by | clear calls | waited | outgoing |",
         "|---|---|---|---|---|---|---|---|---|---|",
         "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} s | {}{} |".format(

@@ -16,7 +16,7 @@ from greenapi.errors import (
     QuotaExceededError,
     RateLimitError,
 )
-from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, SaveSettings, StateInstance
 from greenapi.settings import ConfigurationError, GreenAPISettings, get_settings
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "QueueCount",
     "QuotaExceededError",
     "RateLimitError",
+    "SaveSettings",
     "StateInstance",
     "get_settings",
 ]

@@ -6,10 +6,10 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from greenapi.credentials import InstanceCredentials
 from greenapi.errors import (
@@ -19,7 +19,7 @@ from greenapi.errors import (
     GreenAPIError,
     status_error,
 )
-from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, SaveSettings, StateInstance
 from greenapi.pacing import Pacer
 from greenapi.redaction import install_log_redaction, redact_url_text
 from greenapi.retry import RETRYABLE_STATUSES, RetryPolicy
@@ -94,6 +94,12 @@ class GreenAPIClient:
     async def get_settings(self) -> InstanceSettings:
         return await self._call("GET", "getSettings", InstanceSettings)
 
+    async def set_settings(self, changes: Mapping[str, str | bool | int | SecretStr]) -> SaveSettings:
+        """SetSettings (POST) with the given GetSettings fields. SecretStr values are unwrapped only into the
+        request body, which is never logged. GREEN-API restarts the instance; the values apply within 5 minutes."""
+        body = {key: value.get_secret_value() if isinstance(value, SecretStr) else value for key, value in changes.items()}
+        return await self._call("POST", "setSettings", SaveSettings, json_body=body)
+
     async def get_webhooks_count(self) -> QueueCount:
         return await self._call("GET", "getWebhooksCount", QueueCount)
 
@@ -139,6 +145,7 @@ class GreenAPIClient:
         params: dict[str, Any] | None = None,
         nullable: bool = False,
         timeout: httpx.Timeout | None = None,
+        json_body: dict[str, Any] | None = None,
     ) -> Model | None:
         async with self._pacer.turn(method):
             attempt = 0
@@ -147,7 +154,7 @@ class GreenAPIClient:
                 attempt += 1
                 await self._pacer.wait(method, at_least=backoff)
                 try:
-                    outcome, retry_after = await self._attempt(verb, method, params, timeout)
+                    outcome, retry_after = await self._attempt(verb, method, params, timeout, json_body)
                 finally:
                     self._pacer.done(method)
                 if isinstance(outcome, httpx.Response):
@@ -175,7 +182,8 @@ class GreenAPIClient:
                 )
 
     async def _attempt(
-        self, verb: str, method: str, params: dict[str, Any] | None, timeout: httpx.Timeout | None
+        self, verb: str, method: str, params: dict[str, Any] | None, timeout: httpx.Timeout | None,
+        json_body: dict[str, Any] | None = None,
     ) -> tuple[httpx.Response | GreenAPIError, str | None]:
         """One HTTP exchange. Returns the 2xx response, or the error to raise or retry.
 
@@ -185,7 +193,7 @@ class GreenAPIClient:
         failure: GreenAPIError | None = None
         try:
             response = await self._http.request(
-                verb, self._url(method), params=params, timeout=timeout or self._timeout
+                verb, self._url(method), params=params, json=json_body, timeout=timeout or self._timeout
             )
         except httpx.TimeoutException as exc:
             failure = APITimeoutError(

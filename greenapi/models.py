@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 # The method pages print the key with a Cyrillic "с" (U+0441); clients and other pages use ASCII.
 COUNT_KEYS = ("count", "\u0441ount")
@@ -44,6 +44,8 @@ class InstanceSettings(_Answer):
 
     wid: str = ""
     webhook_url: str = Field(default="", alias="webhookUrl")
+    # The secret GREEN-API sends as ``Authorization: Bearer`` to the webhookUrl: never logged, never shown.
+    webhook_url_token: SecretStr = Field(default=SecretStr(""), alias="webhookUrlToken")
     state_webhook: str = Field(default="", alias="stateWebhook")
 
     @model_validator(mode="before")
@@ -56,6 +58,12 @@ class InstanceSettings(_Answer):
     @property
     def webhook_url_set(self) -> bool:
         return bool(self.webhook_url.strip())
+
+
+class SaveSettings(_Answer):
+    """SetSettings: ``{"saveSettings": true}``. GREEN-API restarts the instance; the values apply within 5 minutes."""
+
+    save_settings: bool = Field(alias="saveSettings")
 
 
 class QueueCount(_Answer):

@@ -45,6 +45,8 @@ class GreenAPISettings(BaseSettings):
     instance_lock_lease_seconds: float = Field(default=60.0, ge=60, le=3600, description="If a run dies holding its instance's lock, the lock frees after this long (Prefect's minimum lease is 60 s).")
     cancel_check_seconds: float = Field(default=2.0, gt=0, le=60, description="How often a run asks Prefect whether it was cancelled (from the UI or the API), so it stops where it runs.")
     receive_timeout_seconds: int = Field(default=5, ge=5, le=60, description="receiveTimeout of the verification peek (GREEN-API accepts 5-60).")
+    settings_apply_timeout_seconds: float = Field(default=300.0, ge=0, le=900, description="With detach_webhook: how long to wait for SetSettings' empty webhookUrl to apply (GREEN-API: within 5 minutes) before giving up.")
+    settings_poll_seconds: float = Field(default=5.0, ge=1, le=60, description="With detach_webhook: how often GetSettings is read while waiting for the empty webhookUrl to apply.")
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> "GreenAPISettings":

@@ -6,8 +6,9 @@ Routes
 - ``GET  /health``              no authentication.
 
 Order of checks on the POST routes: bearer token (401, the body is not read), body size (413),
-JSON (400), schema (422), then the decision and the emit (202, or 503 when Prefect did not take it).
-Error bodies never echo the request's values.
+JSON (400), schema (422), whether the instance is registered (a greenapi-instance block), then the
+decision and the emit (200 on the GREEN-API endpoint, 202 on the other; 503 when Prefect did not take it).
+Error bodies never echo the request's values (an unknown instance is named by its validated idInstance).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import uuid as uuid_module
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar, Union
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.openapi.utils import get_openapi
@@ -32,9 +33,11 @@ from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError, PrefectEventEmitter
 from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
 from receiver.models import Accepted, ErrorBody, GreenApiWebhook, Health, Ignored, QueueResetRequest
+from receiver.registry import InstanceRegistry, PrefectInstanceRegistry
 from receiver.settings import ReceiverSettings
 from tasks import accounts
 from tasks.accounts import Reason
+from tasks.credentials import BLOCK_TYPE_SLUG
 
 logger = logging.getLogger("greenapi.receiver")
 
@@ -93,17 +96,21 @@ def create_app(
     wid_store: WidStore | None = None,
     clock: Callable[[], float] | None = None,
     dispatcher: BackgroundDispatcher | None = None,
+    registry: InstanceRegistry | None = None,
 ) -> FastAPI:
     """Build the receiver. ``settings.secret`` is required (ReceiverConfigurationError otherwise).
 
     ``emitter`` defaults to a :class:`PrefectEventEmitter` (opened in the lifespan, using the
     PREFECT_API_URL in effect); ``wid_store`` to Prefect Variables; ``clock`` (monotonic seconds)
     drives the duplicate cache's expiry. With ``settings.dispatch == "background"``, ``dispatcher``
-    (default: a :class:`BackgroundDispatcher`) hands each report to a task worker.
+    (default: a :class:`BackgroundDispatcher`) hands each report to a task worker. ``registry`` says which
+    instances are registered (default: the greenapi-instance blocks on the Prefect server, cached for
+    ``settings.registry_ttl_seconds``); reports for any other instance start nothing.
     """
     secret = settings.require_secret()
     emitter = emitter if emitter is not None else PrefectEventEmitter()
     wids = wid_store or WidStore()
+    registry = registry if registry is not None else PrefectInstanceRegistry(ttl_seconds=settings.registry_ttl_seconds)
     if settings.dispatch == "background" and dispatcher is None:
         dispatcher = BackgroundDispatcher()
     elif settings.dispatch != "background":
@@ -189,10 +196,17 @@ def create_app(
             ]
             raise HTTPException(status_code=422, detail=errors) from None
 
-    def accepted(event_id: str, seen_as: _Seen, duplicate: bool) -> JSONResponse:
+    def accepted(event_id: str, seen_as: _Seen, duplicate: bool, status_code: int = 202) -> JSONResponse:
         body = Accepted(eventId=event_id, event=seen_as.event, idInstance=seen_as.id_instance, reason=seen_as.reason,
                         duplicate=duplicate, taskRunId=seen_as.task_run_id)
-        return JSONResponse(status_code=202, content=body.model_dump(mode="json", exclude_none=True))
+        return JSONResponse(status_code=status_code, content=body.model_dump(mode="json", exclude_none=True))
+
+    def webhook_accepted(event_id: str, seen_as: _Seen, duplicate: bool) -> JSONResponse:
+        # GREEN-API re-sends every minute for 24 h whatever is not answered 200 (a 202 included).
+        return accepted(event_id, seen_as, duplicate, status_code=200)
+
+    async def registered(id_instance: int) -> bool:
+        return await prefect_call(registry.is_registered(id_instance), "reading the registered instances")
 
     def ignored(why: str) -> JSONResponse:
         return JSONResponse(status_code=200, content=Ignored(why=why).model_dump(mode="json"))
@@ -247,11 +261,16 @@ def create_app(
             "Point the instance's `webhookUrl` here and set `webhookUrlToken` to the receiver's secret. "
             "`stateInstanceChanged` with `blocked` emits `greenapi.instance.number-blocked`; with `authorized` and "
             "another account (`instanceData.wid`) than last recorded, `greenapi.instance.account-changed`. "
-            "Everything else is answered 200 `ignored` so GREEN-API does not re-send it."
+            "Every webhook GREEN-API sends is answered **200** (GREEN-API re-sends anything else every minute for 24 h): "
+            "the `Accepted` body when it was handed over, `ignored` when it needs no action, the instance is not "
+            "registered (a warning is logged), or the type is one this receiver does not act on."
         ),
-        status_code=202,
-        response_model=Accepted,
-        responses={**responses_post, 200: {"model": Ignored, "description": "Understood; needs no action, nothing emitted."}},
+        status_code=200,
+        response_model=Union[Accepted, Ignored],
+        responses={
+            200: {"description": "Accepted (handed over, or before: `duplicate`), or `ignored` (nothing started)."},
+            **{code: value for code, value in _ERROR_RESPONSES.items()},
+        },
         dependencies=[Depends(require_bearer)],
         openapi_extra=_json_body_of(GreenApiWebhook),
         tags=["events"],
@@ -268,10 +287,15 @@ def create_app(
         uuid = event_id_for(webhook_key(hook))
         event_id = str(uuid)
         try:
+            if not await registered(id_instance):
+                # 200 all the same: GREEN-API would re-send anything else for 24 hours.
+                logger.warning("receiver: %s webhook (%s) for instance %s ignored: no %s block is registered for it",
+                               STATE_INSTANCE_CHANGED, state, id_instance, BLOCK_TYPE_SLUG)
+                return ignored(f"instance not registered (no {BLOCK_TYPE_SLUG} block): nothing started")
             async with decide_lock:
                 before = seen.get(event_id)
                 if before is not None:
-                    return accepted(event_id, before, duplicate=True)
+                    return webhook_accepted(event_id, before, duplicate=True)
                 if state == "blocked":
                     reason = Reason.number_blocked
                 else:
@@ -284,14 +308,14 @@ def create_app(
                 seen_as = await report(uuid, first, delivery="greenapi-webhook", source="green-api", wid=wid, state_instance=state)
                 if seen_as is None:
                     seen.add(event_id, first)
-                    return accepted(event_id, first, duplicate=True)
+                    return webhook_accepted(event_id, first, duplicate=True)
                 if state == "authorized":
                     # After the emit: a failed emit must leave the old account recorded, or the re-sent
                     # webhook would look unchanged. A failure here answers 503; the re-sent webhook
                     # carries the same event id, which Prefect's server de-duplicates.
                     await prefect_call(wids.record(id_instance, wid), "recording the account")
                 seen.add(event_id, seen_as)
-                return accepted(event_id, seen_as, duplicate=False)
+                return webhook_accepted(event_id, seen_as, duplicate=False)
         except _Unavailable as exc:
             return unavailable(str(exc))
 
@@ -316,6 +340,14 @@ def create_app(
         event_id = str(uuid)
         seen_as = _Seen(EVENT_NAMES[body.reason], body.idInstance, body.reason)
         try:
+            if not await registered(body.idInstance):
+                logger.warning("receiver: queue-reset request for instance %s refused: no %s block is registered for it",
+                               body.idInstance, BLOCK_TYPE_SLUG)
+                # The idInstance is a validated integer: naming it echoes nothing a caller could inject.
+                return JSONResponse(status_code=422, content={"detail": [{
+                    "loc": ["idInstance"], "type": "unknown_instance",
+                    "msg": f"instance {body.idInstance} is not registered (no {BLOCK_TYPE_SLUG} block)",
+                }]})
             async with decide_lock:
                 before = seen.get(event_id)
                 if before is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from annotated_types import Ge
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from tasks.accounts import Reason
@@ -34,15 +35,22 @@ class InstanceData(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     idInstance: JsonInt = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="The instance the webhook is about.")
-    wid: str = Field(default="", max_length=200, description="The account (WhatsApp id, e.g. `71231234567@c.us`) on the instance; empty when none.")
-    typeInstance: str | None = Field(default=None, max_length=100, description="Messenger type, e.g. `whatsapp`.")
+    wid: str | None = Field(default="", max_length=200, description="The account (WhatsApp id, e.g. `71231234567@c.us`) on the instance; empty or null when none.")
+    typeInstance: str | None = Field(default=None, max_length=100, description="Messenger type, e.g. `whatsapp`, `v3` (MAX).")
+
+    @field_validator("wid", mode="after")
+    @classmethod
+    def _null_wid_is_no_wid(cls, value: str | None) -> str:
+        return value or ""
 
 
 class GreenApiWebhook(BaseModel):
     """A GREEN-API webhook body, forwarded as GREEN-API sends it.
 
-    Only `stateInstanceChanged` webhooks can lead to an event; other types (GREEN-API sends many)
-    are accepted and ignored, so other fields are allowed.
+    Only `stateInstanceChanged` webhooks can lead to an event; other types (GREEN-API sends many,
+    and adds more) are accepted and ignored, so other fields are allowed. Only what the decision
+    needs is required: `typeWebhook` and `instanceData.idInstance`. A missing `timestamp` (GREEN-API's
+    quotaExceeded example has none) or a null `wid` is not an error.
     """
 
     model_config = ConfigDict(
@@ -61,7 +69,7 @@ class GreenApiWebhook(BaseModel):
 
     typeWebhook: str = Field(min_length=1, max_length=100, description="Webhook type; only `stateInstanceChanged` is acted on.")
     instanceData: InstanceData
-    timestamp: JsonInt = Field(ge=0, description="When GREEN-API produced the webhook (Unix seconds).")
+    timestamp: Annotated[int, Ge(0), BeforeValidator(_json_integer)] | None = Field(default=None, description="When GREEN-API produced the webhook (Unix seconds); not every type carries one.")
     stateInstance: str | None = Field(
         default=None, max_length=100,
         description="New instance state (`stateInstanceChanged` only): `blocked` and `authorized` matter, others are ignored.",

@@ -32,6 +32,7 @@ class ReceiverSettings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1, le=16 * 1024 * 1024, description="Largest request body accepted; larger bodies get 413.")
     dedup_ttl_seconds: float = Field(default=3600.0, ge=0, description="How long an accepted event id is remembered, so a re-delivery is answered as a duplicate and not emitted again.")
     dedup_max_entries: int = Field(default=100_000, ge=1, description="Most event ids remembered at once (oldest forgotten first).")
+    registry_ttl_seconds: float = Field(default=10.0, gt=0, le=3600, description="How long the set of registered instances (greenapi-instance blocks) read from Prefect is reused; an instance missing from it is looked up again at most once a second.")
 
     dispatch: Literal["trigger", "background"] = Field(
         default="trigger",

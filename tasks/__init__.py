@@ -10,8 +10,9 @@ from tasks.queue import (
     peek_notification,
     verify_empty,
 )
-from tasks.results import ClearAttempt, CountResult, InstanceInfo, Verification, WaitResult
+from tasks.results import ClearAttempt, CountResult, InstanceInfo, Verification, WaitResult, WebhookApplied, WebhookDetach, WebhookRestore
 from tasks.wait import wait_seconds
+from tasks.webhook import detach_webhook, restore_webhook, wait_webhook_detached
 
 __all__ = [
     "ClearAttempt",
@@ -20,13 +21,19 @@ __all__ = [
     "InstanceInfo",
     "Verification",
     "WaitResult",
+    "WebhookApplied",
+    "WebhookDetach",
+    "WebhookRestore",
     "clear_notifications",
     "clear_outgoing_messages",
     "count_notifications",
     "count_outgoing_messages",
+    "detach_webhook",
     "inspect_instance",
     "peek_notification",
     "resolve_credentials",
+    "restore_webhook",
     "verify_empty",
     "wait_seconds",
+    "wait_webhook_detached",
 ]

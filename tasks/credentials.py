@@ -79,3 +79,31 @@ async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> I
     if settings.id_instance == id_instance:
         return settings.credentials()
     raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block is registered for idInstance {id_instance}, and GREEN_API_ID_INSTANCE is not it")
+
+
+async def registered_ids() -> set[int]:
+    """The idInstance of every greenapi-instance block, in one API call, without reading any secret.
+
+    Empty when the block type itself is not registered yet (the server answers 404: no block was ever saved)."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    async with get_client() as client:
+        try:
+            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return set()
+            raise
+    found: set[int] = set()
+    for document in documents:
+        if not document.name or document.is_anonymous:
+            continue
+        value = (document.data or {}).get("id_instance")
+        if isinstance(value, int) and not isinstance(value, bool):
+            found.add(value)
+    return found
+
+
+async def is_registered(id_instance: int) -> bool:
+    """Whether a greenapi-instance block is registered for ``id_instance`` (one API call; see registered_ids)."""
+    return id_instance in await registered_ids()

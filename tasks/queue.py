@@ -75,10 +75,18 @@ async def peek_notification(client: GreenAPIClient) -> bool:
 
 
 @task(name="verify-empty", task_run_name="verify-empty-{client.id_instance}", **_step)
-async def verify_empty(client: GreenAPIClient, peek: bool) -> Verification:
-    """Count again (the caller waited for a fresh snapshot) and, where possible, peek one notification."""
+async def verify_empty(client: GreenAPIClient, peeked_empty: bool | None) -> Verification:
+    """Count again (the caller waited for a fresh snapshot) and combine it with the peek made during that wait.
+
+    Args:
+        client: the instance's GREEN-API client.
+        peeked_empty: what the peek after the clear found (True: nothing queued), None when no peek was
+            possible (a webhookUrl is set).
+
+    Returns:
+        The count and the peek: empty only when the count is 0 and the peek, if any, found nothing.
+    """
     count = await client.get_webhooks_count()
-    peeked_empty = (await client.receive_notification()) is None if peek else None
     verification = Verification(count_after=count.count, peeked_empty=peeked_empty)
     get_run_logger().info(
         "Instance %s: %d notification(s) counted, peek %s: queue %s",

@@ -56,3 +56,28 @@ class Verification(_Result):
     @property
     def method(self) -> str:
         return "count" if self.peeked_empty is None else "count+peek"
+
+
+class WebhookDetach(_Result):
+    """detach-webhook: whether the webhookUrl was remembered and SetSettings saved an empty one. Never the values."""
+
+    remembered: bool
+    detached: bool
+    token_set: bool = Field(default=False, description="Whether a webhookUrlToken was remembered (never its value).")
+
+
+class WebhookApplied(_Result):
+    """How long SetSettings' empty webhookUrl took to show in GetSettings (GREEN-API: within 5 minutes)."""
+
+    applied: bool
+    waited_seconds: float
+    reads: int
+
+
+class WebhookRestore(_Result):
+    """restore-webhook: whether remembered settings were found, put back (SetSettings saved) and forgotten."""
+
+    found: bool
+    restored: bool = False
+    forgotten: bool = False
+    superseded: bool = Field(default=False, description="Another webhookUrl was set since the detach: left as it is.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.helpers import register_instances
+
 pytestmark = pytest.mark.e2e
 
 CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
@@ -23,6 +26,7 @@ CANARY = "CANARYrcvcli" + "b0a7" * 8
 
 @pytest.fixture
 def receiver_env(prefect_server, tmp_path):
+    asyncio.run(register_instances([7_790_000_001]))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
     env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "prefect-home"))
     return env

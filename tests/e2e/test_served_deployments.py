@@ -166,7 +166,7 @@ async def test_two_runs_for_one_instance_take_turns_and_the_second_does_not_clea
     assert [r.state.type.value for r in runs] == ["COMPLETED", "COMPLETED"], [r.state.message for r in runs]
     methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
     one_clearing_run = ["getStateInstance", "getSettings", "getWebhooksCount", "getMessagesCount",
-                        "clearWebhooksQueue", "getWebhooksCount", "receiveNotification"]
+                        "clearWebhooksQueue", "receiveNotification", "getWebhooksCount"]  # the peek runs during the wait
     already_empty_run = ["getStateInstance", "getSettings", "getWebhooksCount", "getMessagesCount", "receiveNotification"]
     assert methods == one_clearing_run + already_empty_run  # no interleaving, one clear
     assert emulator.state.violations() == []
@@ -279,7 +279,7 @@ async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, em
     first = _post(served, "/webhooks/greenapi", webhook)
     again = _post(served, "/webhooks/greenapi", webhook)  # GREEN-API re-sends: at-least-once delivery
 
-    assert first.status_code == again.status_code == 202
+    assert first.status_code == again.status_code == 200  # GREEN-API is answered 200, or it re-sends
     assert first.json()["eventId"] == again.json()["eventId"] and again.json()["duplicate"] is True
     (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message

@@ -75,3 +75,20 @@ class MemoryWidStore:
 
         return WidStore(last_seen=self.last_seen, record=self.record, report_handled=self.report_handled,
                         remember_report=self.remember_report, forget_report=self.forget_report)
+
+
+class MemoryRegistry:
+    """Which instances are registered (greenapi-instance blocks), in this process, for tests that drive the
+    receiver without a Prefect server. Every instance is registered except those in ``unregistered``, or,
+    with ``only``, exactly those; ``lookups`` counts the questions asked."""
+
+    def __init__(self, *, unregistered: set[int] | None = None, only: set[int] | None = None) -> None:
+        self.unregistered = set(unregistered or ())
+        self.only = None if only is None else set(only)
+        self.lookups = 0
+
+    async def is_registered(self, id_instance: int) -> bool:
+        self.lookups += 1
+        if self.only is not None:
+            return id_instance in self.only
+        return id_instance not in self.unregistered

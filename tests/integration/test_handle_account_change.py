@@ -20,8 +20,8 @@ HAPPY_PATH_CALLS = [
     "getWebhooksCount",
     "getMessagesCount",
     "clearWebhooksQueue",
+    "receiveNotification",  # the peek, while the count snapshot refreshes
     "getWebhooksCount",
-    "receiveNotification",
 ]
 
 

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from receiver.app import create_app
-from tests.integration.helpers import MemoryWidStore
+from tests.integration.helpers import MemoryRegistry, MemoryWidStore
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 
@@ -59,7 +59,7 @@ class RecordingEmitter:
 
 
 EMITTER, WIDS = RecordingEmitter(), MemoryWidStore()
-APP = create_app(SETTINGS, emitter=EMITTER, wid_store=WIDS.store())
+APP = create_app(SETTINGS, emitter=EMITTER, wid_store=WIDS.store(), registry=MemoryRegistry())  # every instance registered
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
@@ -92,7 +92,7 @@ def test_with_the_secret_no_5xx_and_responses_conform(case):
     extra = [positive_data_acceptance] if mode == GenerationMode.POSITIVE else [negative_data_rejection] if mode == GenerationMode.NEGATIVE else []
     case.validate_response(response, checks=CONFORMANCE + extra)
     emitted = len(EMITTER.events) - before
-    if response.status_code == 202:
+    if response.status_code in (200, 202) and "eventId" in response.json():  # accepted (200 on the GREEN-API endpoint)
         assert emitted == (0 if response.json()["duplicate"] else 1), response.text
     else:
         assert emitted == 0, (response.status_code, response.text[:300])
@@ -148,4 +148,4 @@ def test_fuzzing_ran_and_the_secret_never_came_back():
     assert not [text for text in TEXTS if CANARY in text]
     secret = STATS.get("secret", {})
     if secret:  # the in-process fuzz ran: it must have reached the decisions, not only the validation
-        assert secret.get(202, 0) > 0 and secret.get(422, 0) > 0, secret
+        assert secret.get(202, 0) + secret.get(200, 0) > 0 and secret.get(422, 0) > 0, secret

@@ -1,4 +1,4 @@
-"""The token never shows up: not in the Prefect database, logs, events, artifacts, output or the emulator's log."""
+"""The token (and a webhookUrlToken) never shows up: not in the Prefect database, logs, events, artifacts, output or the emulator's log."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ from prefect.events.clients import get_events_client  # noqa: F401  (imported so
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogHandler
 
+from greenapi import GreenAPIClient, InstanceCredentials, get_settings
+from tasks.webhook import detach_webhook
 from tests.integration.helpers import every_log_record, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 CANARY = "CANARYtoken" + "5eC7e7" * 7  # shaped like a real apiTokenInstance
+HOOK_CANARY = "HOOKcanary" + "7oKe9a" * 6  # a webhookUrlToken: the user's webhook server's secret
+HOOK = dict(webhook_url="https://hooks.example/greenapi", settings={"webhookUrlToken": HOOK_CANARY}, settings_fields="documented")
 
 
 def _database_text(sqlite_path: str) -> str:
@@ -83,18 +87,43 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
         ),
         "non_json": dict(seed=dict(token=CANARY, notifications=1), faults=[{"method": "getWebhooksCount", "fault": {"kind": "non_json"}, "times": None}], settings={}),
         "refused": dict(seed=dict(token=CANARY, notifications=1, refuse_clears={"reason": "internal error"}), settings={}),
+        # The webhookUrlToken passes through GetSettings, a Secret block and SetSettings, and back.
+        "detach_passes": dict(seed=dict(token=CANARY, notifications=3, clear_fails_with_webhook_url=True, **HOOK), settings={},
+                              flow=dict(detach_webhook=True)),
+        "detach_fails_between": dict(
+            seed=dict(token=CANARY, notifications=3, **HOOK),
+            faults=[{"method": "clearWebhooksQueue", "fault": {"kind": "status", "status": 400}, "times": None}],
+            settings={}, flow=dict(detach_webhook=True),
+        ),
+        "webhook_count_only": dict(seed=dict(token=CANARY, notifications=2, **HOOK), settings={}),
     }
     outcomes = {}
     instances = []
+    hooked = []  # instances whose settings hold the webhookUrlToken canary
     for name, scenario in scenarios.items():
         instance = seed_instance(**scenario["seed"])
         for rule in scenario.get("faults", []):
             emulator.state.add_faults(instance.id_instance, [rule])
         greenapi_env(instance, **scenario["settings"])
         monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
-        state, report = await run_flow(reason="number_blocked")
+        state, report = await run_flow(reason="number_blocked", **scenario.get("flow", {}))
         outcomes[name] = (state.type.value, report.outcome.value)
         instances.append(instance.id_instance)
+        if "webhook_url" in scenario["seed"]:
+            hooked.append(instance.id_instance)
+
+    # A crash between detach and restore: the remembered token waits in a Secret block, encrypted, for the next run.
+    crashed = seed_instance(token=CANARY, notifications=2, **HOOK)
+    greenapi_env(crashed)
+    async with GreenAPIClient(InstanceCredentials(api_url=emulator.url, id_instance=crashed.id_instance, api_token_instance=CANARY),
+                              get_settings()) as client:
+        assert (await detach_webhook(client)).detached
+    await asyncio.sleep(1.0)  # the restart (GetSettings' 1/s limit is per process)
+    assert HOOK_CANARY not in _database_text(prefect_server.sqlite_path)
+    state, report = await run_flow(reason="number_blocked")
+    outcomes["crash_then_rerun"] = (state.type.value, report.outcome.value, report.webhook_restored)
+    instances.append(crashed.id_instance)
+    hooked.append(crashed.id_instance)
 
     # The block path too: its secret is stored by Prefect, encrypted.
     block_instance = seed_instance(token=CANARY, notifications=3)
@@ -112,18 +141,32 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
     for failing in ("wrong_token_401", "server_errors_give_up", "timeout", "non_json"):
         assert outcomes[failing] == ("FAILED", "api_error"), failing
     assert outcomes["refused"] == ("FAILED", "clear_refused")
+    assert outcomes["detach_passes"] == ("COMPLETED", "cleared")
+    assert outcomes["detach_fails_between"] == ("FAILED", "api_error")
+    assert outcomes["webhook_count_only"] == ("COMPLETED", "cleared")
+    assert outcomes["crash_then_rerun"] == ("COMPLETED", "cleared", True)
+    setsettings = [c for c in emulator.state.calls(method="setSettings") if c["status"] == 200]
+    assert len(setsettings) == 2 * 2 + 2  # detach and restore, twice, and the crashed run's pair: the token travelled
 
     await _flush_to_server(prefect_server.sqlite_path, instances)
     database = _database_text(prefect_server.sqlite_path)
     # The search is real: the database holds these runs' logs and events.
     assert "gave up after 2 attempts" in database and "401 unauthorized" in database
     assert f"greenapi.instance.{instances[0]}" in database
-    assert CANARY not in database
+    assert "greenapi.webhook.restored" in database and "greenapi.webhook.detached" in database
+    assert CANARY not in database and HOOK_CANARY not in database
 
     captured = capfd.readouterr()
     assert CANARY not in captured.out and CANARY not in captured.err
+    assert HOOK_CANARY not in captured.out and HOOK_CANARY not in captured.err
     logs = every_log_line.getvalue()
     assert f"Instance {instances[0]}: incoming notification queue cleared" in logs and "HTTP 502" in logs
     assert f"/waInstance{instances[0]}/clearWebhooksQueue/***" in logs  # httpx logged its URLs, redacted
-    assert CANARY not in logs
-    assert CANARY not in json.dumps(emulator.state.calls()) + json.dumps(emulator.state.instances())
+    assert "put back" in logs and "detach" in logs
+    assert CANARY not in logs and HOOK_CANARY not in logs
+    emulator_log = json.dumps(emulator.state.calls()) + json.dumps(emulator.state.instances())
+    assert CANARY not in emulator_log and HOOK_CANARY not in emulator_log
+    # The canary was really there to leak: every detached instance has it back.
+    for id_instance in hooked:
+        with emulator.state._lock:
+            assert emulator.state._instances[id_instance].settings["webhookUrlToken"] == HOOK_CANARY

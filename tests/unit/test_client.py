@@ -254,3 +254,31 @@ async def test_aclose_closes_the_http_client():
         pass
     with pytest.raises(RuntimeError):
         await client._http.get("https://api.green-api.com/")
+
+
+async def test_set_settings_posts_json_and_unwraps_secrets_only_into_the_body():
+    from pydantic import SecretStr
+
+    recorder = Recorder({"saveSettings": True})
+    async with make_client(recorder) as client:
+        answer = await client.set_settings({"webhookUrl": "https://hook.example/in", "webhookUrlToken": SecretStr("HOOKSECRET")})
+    request = recorder.requests[0]
+    assert request.method == "POST"
+    assert request.url.path == f"/waInstance{ID}/setSettings/{CANARY}"
+    assert json.loads(request.content) == {"webhookUrl": "https://hook.example/in", "webhookUrlToken": "HOOKSECRET"}
+    assert answer.save_settings is True
+
+
+async def test_get_settings_keeps_the_webhook_url_token_secret():
+    recorder = Recorder({"wid": "1@c.us", "webhookUrl": "https://hook.example/in", "webhookUrlToken": "HOOKSECRET"})
+    async with make_client(recorder) as client:
+        settings = await client.get_settings()
+    assert settings.webhook_url_token.get_secret_value() == "HOOKSECRET"
+    assert "HOOKSECRET" not in repr(settings) and "HOOKSECRET" not in str(settings.model_dump())
+
+
+async def test_a_v3_api_url_keeps_its_prefix():
+    recorder = Recorder({"stateInstance": "authorized"})
+    async with make_client(recorder, api_url="https://api.green-api.com/v3/") as client:
+        await client.get_state_instance()
+    assert recorder.requests[0].url.path == f"/v3/waInstance{ID}/getStateInstance/{CANARY}"

@@ -92,3 +92,19 @@ class MemoryRegistry:
         if self.only is not None:
             return id_instance in self.only
         return id_instance not in self.unregistered
+
+
+class RecordingEmitter:
+    """Stands in for the receiver's Prefect events connection: keeps each event it is given, as sent."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    async def start(self) -> None: ...
+
+    async def emit(self, event) -> None:
+        self.events.append(event)
+
+    async def close(self) -> None: ...

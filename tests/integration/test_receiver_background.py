@@ -12,6 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from receiver.app import create_app
+from tests.integration.helpers import RecordingEmitter
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance
@@ -19,20 +20,6 @@ from tasks.accounts import Reason
 
 SECRET = "CANARYbg" + "5a" * 16
 _ids = itertools.count(7_800_000_001)
-
-
-class RecordingEmitter:
-    connected = True
-
-    def __init__(self) -> None:
-        self.events = []
-
-    async def start(self) -> None: ...
-
-    async def emit(self, event) -> None:
-        self.events.append(event)
-
-    async def close(self) -> None: ...
 
 
 class RecordingDispatcher:

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from receiver.app import create_app
-from tests.integration.helpers import MemoryRegistry, MemoryWidStore
+from tests.integration.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 
@@ -38,24 +38,6 @@ GOOD = {"Authorization": f"Bearer {CANARY}"}
 WRONG = {"Authorization": f"Bearer {CANARY[:-1]}0"}
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
 POST_PATHS = {"/webhooks/greenapi", "/events/queue-reset"}
-
-
-class RecordingEmitter:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @property
-    def connected(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        pass
-
-    async def emit(self, event) -> None:
-        self.events.append(event)
-
-    async def close(self) -> None:
-        pass
 
 
 EMITTER, WIDS = RecordingEmitter(), MemoryWidStore()

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from receiver.app import create_app
-from tests.integration.helpers import MemoryRegistry, MemoryWidStore
+from tests.integration.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 
@@ -385,24 +385,6 @@ def raw_bodies(draw) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-class RecordingEmitter:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    @property
-    def connected(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        pass
-
-    async def emit(self, event) -> None:
-        self.events.append(json.loads(event.model_dump_json()))
-
-    async def close(self) -> None:
-        pass
-
-
 @dataclass
 class Step:
     path: str
@@ -472,7 +454,7 @@ async def _exchange(requests: list[tuple[str, bytes]], seed: dict[int, str] | No
             before = len(emitter.events)
             response = await client.post(path, content=raw, headers=headers or AUTH)
             RESPONSES.append(response)
-            steps.append(Step(path, raw, response, emitter.events[before:], dict(wids.wids)))
+            steps.append(Step(path, raw, response, [json.loads(e.model_dump_json()) for e in emitter.events[before:]], dict(wids.wids)))
     return steps
 
 

@@ -21,7 +21,7 @@ from receiver.registry import PrefectInstanceRegistry
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance
 from tasks.credentials import is_registered, registered_ids
-from tests.integration.helpers import MemoryRegistry, MemoryWidStore
+from tests.integration.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 
 SECRET = "CANARYex" + "3a" * 16
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "greenapi_webhooks"
@@ -33,20 +33,6 @@ DOCUMENTED_TYPES = {
 WEBHOOK, QUEUE_RESET = "/webhooks/greenapi", "/events/queue-reset"
 BLOCKED = "greenapi.instance.number-blocked"
 UNREGISTERED = 7_650_000_009
-
-
-class RecordingEmitter:
-    connected = True
-
-    def __init__(self) -> None:
-        self.events = []
-
-    async def start(self) -> None: ...
-
-    async def emit(self, event) -> None:
-        self.events.append(event)
-
-    async def close(self) -> None: ...
 
 
 class Receiver:

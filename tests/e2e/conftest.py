@@ -50,8 +50,20 @@ def prefect_server(request):
     cluster = request.getfixturevalue("postgres_cluster") if request.param == "postgres" else None
     database_url = cluster.create_database() if cluster else None
     with PrefectServer(database_url) as server, temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        _drain_prefect_workers()  # whatever a test before sent elsewhere must not follow into this server
         yield BackendServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
                                 server=server, cluster=cluster)
+        # As prefect_test_harness does: this process's events and logs workers are bound to this server's
+        # URL; drained now, the next server (or the integration tests' harness) gets fresh ones.
+        _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=15)
 
 
 @pytest.fixture(scope="session")

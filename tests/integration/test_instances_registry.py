@@ -145,3 +145,21 @@ async def test_the_sweep_takes_its_fleet_from_the_partner_account(emulator, seed
     assert emulator.state.calls(instance=gone.id_instance) == []
     record = await Variable.aget(last_reset_variable_name(blocked.id_instance))
     assert record["outcome"] == "cleared" and record["verified_empty"] is True and record["state_instance"] == "blocked"
+
+
+async def test_a_partner_sweep_with_a_refused_token_fails_with_the_partner_error(emulator, seed_instance, greenapi_env, monkeypatch):
+    from greenapi import PartnerAuthenticationError
+
+    emulator.state.set_config({"partner_token": PARTNER})
+    instance = seed_instance(state="blocked", notifications=1)
+    greenapi_env(instance)
+    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
+    monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER + "x")
+
+    state = await sweep_instances(max_concurrency=2, fleet="partner", return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(PartnerAuthenticationError, match="code 401") as raised:
+        await state.aresult()
+    assert PARTNER not in str(raised.value)
+    assert emulator.state.calls(instance=instance.id_instance) == []

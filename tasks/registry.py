@@ -261,6 +261,41 @@ async def _existing_documents(client, include_secrets: bool = True) -> list:
         raise
 
 
+def plan_import(rows: list[InstanceRow], documents: list, schema_id: Any, result: ImportResult) -> list[tuple[str, InstanceRow, Any]]:
+    """What to write: ("create", row, None) or ("update", row, document). Unchanged rows and conflicts go into
+    ``result`` (``unchanged``, ``refused``). ``documents``: the existing blocks, with their secrets."""
+    by_name = {d.name: d for d in documents}
+    by_id: dict[int, list] = {}
+    for d in documents:
+        value = (d.data or {}).get("id_instance")
+        if isinstance(value, int):
+            by_id.setdefault(value, []).append(d)
+    plan: list[tuple[str, InstanceRow, Any]] = []
+    for row in rows:
+        id_instance = row.credentials.id_instance
+        target = by_name.get(row.block_name)
+        same_id = by_id.get(id_instance, [])
+        if target is None and same_id:
+            if row.block_name == default_block_name(id_instance) and len(same_id) == 1:
+                target = same_id[0]
+            else:
+                names = ", ".join(sorted(d.name for d in same_id))
+                result.refused.append(RowProblem(row.line, "name", f"idInstance {id_instance} is already registered "
+                                                 f"as block {names}: use that name, or remove it first", id_instance, row.unit))
+                continue
+        if target is not None and (target.data or {}).get("id_instance") != id_instance:
+            result.refused.append(RowProblem(row.line, "name", f"block {row.block_name!r} holds idInstance "
+                                             f"{(target.data or {}).get('id_instance')}, not {id_instance}", id_instance, row.unit))
+            continue
+        if target is None:
+            plan.append(("create", row, None))
+        elif dict(target.data or {}) == _data_of(row) and target.block_schema_id == schema_id:
+            result.unchanged.append(id_instance)
+        else:
+            plan.append(("update", row, target))
+    return plan
+
+
 async def import_instances(parsed: ParsedInstances, *, progress: Callable[[int], None] | None = None,
                            writes_in_flight: int = WRITES_IN_FLIGHT) -> ImportResult:
     """Create or update a greenapi-instance block per row; an identical block is left alone.
@@ -278,40 +313,20 @@ async def import_instances(parsed: ParsedInstances, *, progress: Callable[[int],
         block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
         schema = await client.read_block_schema_by_checksum(GreenApiInstance._calculate_schema_checksum())
         documents = await _existing_documents(client)
-        by_name = {d.name: d for d in documents}
-        by_id: dict[int, list] = {}
-        for d in documents:
-            value = (d.data or {}).get("id_instance")
-            if isinstance(value, int):
-                by_id.setdefault(value, []).append(d)
-
-        plan: list[tuple[str, InstanceRow, Any]] = []
-        for row in parsed.rows:
-            id_instance = row.credentials.id_instance
-            target = by_name.get(row.block_name)
-            same_id = by_id.get(id_instance, [])
-            if target is None and same_id:
-                if row.block_name == default_block_name(id_instance) and len(same_id) == 1:
-                    target = same_id[0]
-                else:
-                    names = ", ".join(sorted(d.name for d in same_id))
-                    result.refused.append(RowProblem(row.line, "name", f"idInstance {id_instance} is already registered "
-                                                     f"as block {names}: use that name, or remove it first", id_instance, row.unit))
-                    continue
-            if target is not None and (target.data or {}).get("id_instance") != id_instance:
-                result.refused.append(RowProblem(row.line, "name", f"block {row.block_name!r} holds idInstance "
-                                                 f"{(target.data or {}).get('id_instance')}, not {id_instance}", id_instance, row.unit))
-                continue
-            if target is None:
-                plan.append(("create", row, None))
-            elif dict(target.data or {}) == _data_of(row) and target.block_schema_id == schema.id:
-                result.unchanged.append(id_instance)
-            else:
-                plan.append(("update", row, target))
+        plan = plan_import(parsed.rows, documents, schema.id, result)
         if progress and (parsed.rows and len(parsed.rows) != len(plan)):
             progress(len(parsed.rows) - len(plan))
 
         async def write(action: str, row: InstanceRow, target: Any) -> None:
+            try:
+                await write_one(action, row, target)
+            except Exception as exc:  # one failed write must not lose what the others did; the message holds no data
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                result.refused.append(RowProblem(row.line, "block", f"{action} of block {row.block_name!r} failed: "
+                                                 f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}",
+                                                 row.credentials.id_instance, row.unit))
+
+        async def write_one(action: str, row: InstanceRow, target: Any) -> None:
             if action == "create":
                 await client.create_block_document(BlockDocumentCreate(
                     name=row.block_name, data=_data_of(row), block_type_id=block_type.id, block_schema_id=schema.id))

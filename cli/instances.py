@@ -49,7 +49,7 @@ def _console(stream):
 
 
 def import_command(*, path: str | None, partner: bool, partner_block: str | None, as_json: bool) -> int:
-    from tasks.registry import InstancesFileError, parse_instances_file, parse_partner_instances
+    from tasks.registry import InstancesFileError, parse_instances_file
 
     try:
         settings = get_settings()

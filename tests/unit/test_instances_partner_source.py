@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from cli.instances import import_command
 from cli.main import main
 from emulator import EmulatorConfig, EmulatorServer
-from greenapi import ConfigurationError, PartnerAuthenticationError, get_settings
+from greenapi import ConfigurationError, get_settings
 from tasks.credentials import PartnerAccount, partner_fleet, resolve_partner
 from tasks.registry import parse_partner_instances
 

@@ -47,6 +47,7 @@ def test_plain_columns_when_not_a_terminal(listed, monkeypatch):
 
 
 def test_a_table_on_a_terminal(listed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a wide terminal: rich wraps cells to the terminal's width
     out = _Stream(tty=True)
     monkeypatch.setattr("sys.stdout", out)
     assert instances_cli.list_command(as_json=False) == 0

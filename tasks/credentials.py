@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prefect.blocks.core import Block
@@ -42,10 +43,6 @@ class GreenApiPartner(Block):
     partner_token: SecretStr = Field(description="partnerToken from the GREEN-API partner console.")
     api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl the account's instances answer on.")
 
-    def partner_client(self, **kwargs) -> PartnerClient:
-        # The one place a partner block's token leaves the block: into the client, still a SecretStr.
-        return PartnerClient(self.partner_api_url, self.partner_token, **kwargs)
-
 
 @dataclass(frozen=True)
 class PartnerAccount:
@@ -56,6 +53,7 @@ class PartnerAccount:
     api_url: str
 
     def client(self, **kwargs) -> PartnerClient:
+        # The token goes on as a SecretStr; PartnerClient unwraps it into the request URL only.
         return PartnerClient(self.partner_api_url, self.partner_token, **kwargs)
 
 
@@ -80,8 +78,12 @@ async def partner_fleet(account: PartnerAccount) -> list["RegisteredInstance"]:
     for item in listed:
         if not item.usable:
             continue
-        credentials = InstanceCredentials(api_url=item.api_url or account.api_url, id_instance=item.id_instance,
-                                          api_token_instance=item.api_token_instance)
+        try:
+            credentials = InstanceCredentials(api_url=item.api_url or account.api_url, id_instance=item.id_instance,
+                                              api_token_instance=item.api_token_instance)
+        except ValueError:  # one unusable entry (e.g. a token that cannot be a URL segment) must not stop the sweep
+            logging.getLogger("greenapi.partner").warning("Partner instance %s left out: its credentials are not usable", item.id_instance)
+            continue
         found.append(RegisteredInstance(f"partner:{item.id_instance}", credentials))
     return sorted(found, key=lambda r: r.id_instance)
 

@@ -37,6 +37,8 @@ bench: $(STAMP) postgresql
 	$(BIN)/python -m bench.webhook_latency --backend postgres
 	$(BIN)/python -m bench.single_run --backend sqlite
 	$(BIN)/python -m bench.single_run --backend postgres
+	$(BIN)/python -m bench.import_instances --backend sqlite
+	$(BIN)/python -m bench.import_instances --backend postgres
 	$(BIN)/python -m bench.report
 
 venv: $(STAMP)

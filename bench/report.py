@@ -140,6 +140,16 @@ def main() -> None:
             floor = f"{run['floor_seconds']:.2f} s" if "floor_seconds" in run else "—"
             lines.append(f"| {BACKEND_NAMES[backend]} | {index} | {run['exit_status']} | {run['wall_seconds']:.2f} s | {floor} | {run['api_calls']} | "
                          f"{run['waiting_on_greenapi_seconds']:.2f} s | {run['prefect_and_startup_seconds']:.2f} s |")
+    lines += ["", "## 4. Registering instances", "",
+              "`greenapi-migrate instances import --json fleet.csv` (a subprocess, Prefect's client start-up included) on a fresh "
+              "local server: all created, the same file again (all unchanged: nothing written), every token changed (all updated). "
+              "Target: 1,000 created within 30 s.", "",
+              "| back-end | instances | import | wall | created | updated | unchanged |", "|---|---|---|---|---|---|---|"]
+    for backend in BACKENDS:
+        found = _load(f"import-instances-{backend}.json")
+        for row in (found or {}).get("rows", []):
+            lines.append(f"| {BACKEND_NAMES[backend]} | {found['count']} | {row['import']} | {row['seconds']:.2f} s | "
+                         f"{row['created']} | {row['updated']} | {row['unchanged']} |")
     lines.append("")
     notes = Path(__file__).parent / "NOTES.md"
     if notes.exists():

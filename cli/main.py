@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)")
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
+    from cli.instances import add_parser as add_instances_parser
+
+    add_instances_parser(commands)
+
     commands.add_parser(
         "emulator", add_help=False,
         help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds,
                          task_limit=args.task_limit)
+    if args.command == "instances":
+        from cli.instances import run as run_instances
+
+        return run_instances(args)
     if args.command == "task-worker":
         from cli.task_worker import run_task_worker
 

@@ -119,6 +119,12 @@ async def _green_api(request: Request) -> Response:
         )
 
 
+async def _partner_get_instances(request: Request) -> Response:
+    """GREEN-API's partner ``getInstances``: HTTP 200 with the instances, or with ``{"code": 401, ...}``."""
+    return Response(content=_json_bytes(_st(request).partner_instances(request.path_params["partner_token"])),
+                    status_code=200, media_type="application/json")
+
+
 # ---------------------------------------------------------------- control side
 
 
@@ -295,6 +301,7 @@ def build_app(state: EmulatorState | None = None) -> EmulatorApp:
     app = EmulatorApp(
         routes=[
             Mount("/_emulator", routes=_CONTROL_ROUTES),
+            Route("/partner/getInstances/{partner_token}", _partner_get_instances, methods=["GET"]),
             Route("/{path:path}", _green_api, methods=_ALL_VERBS),
         ],
         exception_handlers={

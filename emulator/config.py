@@ -83,6 +83,15 @@ class EmulatorConfig(_Strict):
     rate_limits_per_second: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     #: Entries the call log keeps (the oldest go first). The call counts (``GET /_emulator/counts``) have no cap.
     call_log_limit: int = Field(default=10_000, ge=1)
+    #: The partner token ``GET /partner/getInstances/{partnerToken}`` accepts; None: the partner endpoint answers
+    #: every token ``{"code": 401, "description": "Unauthorized"}`` (HTTP 200, as GREEN-API does).
+    partner_token: str | None = Field(default=None, min_length=1)
+
+    def __repr__(self) -> str:  # keep the partner token out of reprs
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(exclude={"partner_token"}).items())
+        return f"EmulatorConfig({fields}, partner_token={'***' if self.partner_token else None})"
+
+    __str__ = __repr__
 
 
 class RefuseClears(_Strict):
@@ -134,6 +143,11 @@ class InstanceSeed(_Strict):
     #: setSettings answers at once; the new values apply this many seconds later (GREEN-API: within 5
     #: minutes). 0 applies them at once.
     settings_apply_delay_seconds: float = Field(default=0, ge=0)
+    #: What the partner endpoint (``/partner/getInstances``) answers for this instance: its name, and whether it
+    #: was deleted or has expired (a deleted instance stays listed, as GREEN-API lists them for 3 months).
+    name: str = ""
+    deleted: bool = False
+    is_expired: bool = False
 
     @field_validator("settings")
     @classmethod

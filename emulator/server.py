@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
   settings_fields "documented"        GetSettings answers every documented field
   settings {...}                      initial settings values
   settings_apply_delay_seconds S      setSettings applies its values S seconds later
+  name, deleted, is_expired           what the partner endpoint lists for the instance
+partner API: GET /partner/getInstances/{partnerToken} lists every instance (GREEN-API's shape, tokens
+  included); with a wrong token, or no --partner-token, HTTP 200 {"code": 401, "description": "Unauthorized"}
 see emulator/README.md""",
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -129,6 +132,8 @@ see emulator/README.md""",
     p.add_argument("--clear-window", type=float, help="seconds between allowed clearWebhooksQueue calls")
     p.add_argument("--count-refresh", type=float, help="seconds between getWebhooksCount snapshots")
     p.add_argument("--max-receive-wait", type=float, help="cap on the receiveNotification long-poll")
+    p.add_argument("--partner-token", help="the token GET /partner/getInstances/{partnerToken} accepts "
+                                           "(also config.partner_token; default: none, every token is refused)")
     return p
 
 
@@ -145,6 +150,8 @@ def build_state_from_args(args: argparse.Namespace) -> tuple[EmulatorState, list
         overrides["count_refresh_seconds"] = args.count_refresh
     if args.max_receive_wait is not None:
         overrides["max_receive_wait_seconds"] = args.max_receive_wait
+    if args.partner_token:
+        overrides["partner_token"] = args.partner_token
     if overrides:
         config = EmulatorConfig.model_validate({**config.model_dump(), **overrides})
     state = EmulatorState(config)

@@ -15,6 +15,7 @@ import re
 import threading
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from .clock import Clock
@@ -115,6 +116,10 @@ class _Instance:
     settings_apply_delay: float = 0.0
     pending_settings: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (apply at, changes)
     settings_saved: int = 0
+    name: str = ""
+    deleted: bool = False
+    is_expired: bool = False
+    created_wall: float = 0.0
 
     def __repr__(self) -> str:  # never show the token
         return f"_Instance(id={self.id}, state={self.state!r}, queue={len(self.queue)})"
@@ -227,6 +232,10 @@ class EmulatorState:
                     settings_fields=seed.settings_fields,
                     settings={k: v for k, v in {**DOCUMENTED_SETTINGS, **seed.settings}.items() if k not in ("wid", "webhookUrl")},
                     settings_apply_delay=seed.settings_apply_delay_seconds,
+                    name=seed.name,
+                    deleted=seed.deleted,
+                    is_expired=seed.is_expired,
+                    created_wall=self.clock.wall(),
                 )
                 if seed.cleared_seconds_ago is not None:
                     inst.last_clear = now - seed.cleared_seconds_ago
@@ -307,6 +316,36 @@ class EmulatorState:
             inst.faults.clear()
             return self._view(inst, self.clock.now())
 
+    def partner_instances(self, partner_token: str) -> dict[str, Any] | list[dict[str, Any]]:
+        """GREEN-API's partner ``getInstances``: every instance, in GREEN-API's shape (with its token), or the
+        error body GREEN-API sends with HTTP 200 when the partner token is wrong."""
+        with self._lock:
+            expected = self._config.partner_token
+            if not expected or not hmac.compare_digest(partner_token.encode(), expected.encode()):
+                return {"code": 401, "description": "Unauthorized"}
+            return [self._partner_view(inst) for inst in sorted(self._instances.values(), key=lambda i: i.id)]
+
+    @staticmethod
+    def _partner_view(inst: _Instance) -> dict[str, Any]:
+        created = datetime.fromtimestamp(inst.created_wall, timezone.utc)
+        stamp = "%Y-%m-%dT%H:%M:%S.000Z"
+        return {
+            "idInstance": inst.id,
+            "name": inst.name,
+            "typeInstance": inst.type_instance,
+            "typeAccount": "",
+            "partnerUserUiid": "",
+            "timeCreated": created.strftime(stamp),
+            "timeDeleted": created.strftime(stamp) if inst.deleted else "",
+            "apiTokenInstance": inst.token,
+            "deleted": inst.deleted,
+            "tariff": "Developer",
+            "isFree": False,
+            "isPartner": True,
+            "expirationDate": (created + timedelta(days=30)).strftime(stamp),
+            "isExpired": inst.is_expired,
+        }
+
     def _view(self, inst: _Instance, now: float) -> dict[str, Any]:
         window_left = 0.0
         if inst.last_clear is not None:
@@ -339,6 +378,9 @@ class EmulatorState:
             "settings_fields": inst.settings_fields,
             "settings_saved": inst.settings_saved,
             "settings_pending": len(inst.pending_settings),
+            "name": inst.name,
+            "deleted": inst.deleted,
+            "is_expired": inst.is_expired,
         }
 
     # ------------------------------------------------------------ queue internals

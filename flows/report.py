@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect.artifacts import acreate_markdown_artifact
 
 from flows.models import QueueResetReport
+from tasks.accounts import record_last_reset
 from tasks.events import emit_step_event
 
 
@@ -57,11 +60,23 @@ def render_markdown(report: QueueResetReport) -> str:
 
 
 async def publish_report(report: QueueResetReport) -> None:
-    """One artifact per run (keyed by instance, so the UI keeps its history) and a closing event."""
+    """One artifact per run (keyed by instance, so the UI keeps its history), the instance's last-reset record
+    (``instances list`` shows it) and a closing event."""
     await acreate_markdown_artifact(
         key=f"queue-reset-{report.id_instance}",
         markdown=render_markdown(report),
         description=f"Queue reset of GREEN-API instance {report.id_instance}: {report.outcome.value if report.outcome else ''}",
     )
+    try:
+        await record_last_reset(report.id_instance, {
+            "outcome": report.outcome.value if report.outcome else None,
+            "verified_empty": report.verified_empty,
+            "finished_at": (report.finished_at or report.started_at).isoformat(),
+            "state_instance": report.state_instance,
+            "wid": report.wid,
+        })
+    except Exception as exc:  # what `instances list` shows must not fail a run whose queue was reset
+        logging.getLogger("greenapi.report").warning(
+            "Instance %s: the last-reset record was not written (%s)", report.id_instance, type(exc).__name__)
     event = "queue-reset.completed" if report.verified_empty else "queue-reset.failed"
     emit_step_event(report.id_instance, event, report.model_dump(mode="json", exclude={"steps"}))

@@ -1,6 +1,6 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
-1. List the registered instances (greenapi-instance blocks).
+1. List the registered instances (greenapi-instance blocks), or (``fleet="partner"``) the partner account's.
 2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
    checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
@@ -29,7 +29,7 @@ from flows.models import QueueNotVerifiedEmpty
 from greenapi import get_settings
 from tasks.accounts import Reason, last_seen_wids, reason_for, record_wid
 from tasks.connections import open_client, shared_connections
-from tasks.credentials import RegisteredInstance, registered_instances
+from tasks.credentials import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
 from tasks.inspect import check_instances
 from tasks.locks import instances_locked_together
 from tasks.results import InstanceInfo, utc_now
@@ -83,6 +83,8 @@ async def sweep_instances(
     start_runs: bool = True,
     handle: Literal["deployment", "inline"] = "deployment",
     deployment_name: Annotated[str, Field(min_length=3)] = HANDLE_DEPLOYMENT,
+    fleet: Literal["blocks", "partner"] = "blocks",
+    partner_block: str | None = None,
 ) -> SweepReport:
     """Check every registered GREEN-API instance and reset the queue of each blocked or changed one.
 
@@ -95,15 +97,26 @@ async def sweep_instances(
             (scales with workers); "inline" runs the same runbook here, right after the check, its
             steps as this run's task runs.
         deployment_name: the deployment started per affected instance, as "flow-name/deployment-name".
+        fleet: "blocks": every greenapi-instance block; "partner": the instances the partner account lists
+            (Partner API getInstances; deleted and expired ones left out), no block per instance needed.
+            Their tokens exist only in this run, so affected ones are handled inline.
+        partner_block: with fleet="partner", a greenapi-partner block (default: GREEN_API_PARTNER_* settings).
     """
     logger = get_run_logger()
     settings = get_settings()
-    if handle == "deployment" and start_runs and not await _deployment_exists(deployment_name):
+    if handle == "deployment" and start_runs and fleet == "blocks" and not await _deployment_exists(deployment_name):
         # Called as a plain flow (Prefect's temporary server, nothing deployed): the runbook runs here instead.
         logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
         handle = "inline"
-    instances = await registered_instances()
-    logger.info("Sweeping %d registered instance(s), %d request(s) in flight at most", len(instances), max_concurrency)
+    if fleet == "partner":
+        instances = await partner_fleet(await resolve_partner(partner_block, settings))
+        if handle == "deployment" and start_runs:
+            logger.info("Partner fleet: affected instances are handled inside this run (no block holds their tokens)")
+        handle = "inline"
+    else:
+        instances = await registered_instances()
+    logger.info("Sweeping %d %s instance(s), %d request(s) in flight at most", len(instances),
+                "partner" if fleet == "partner" else "registered", max_concurrency)
     progress = _Progress(
         await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
         len(instances),

@@ -16,6 +16,14 @@ from greenapi.errors import (
     QuotaExceededError,
     RateLimitError,
 )
+from greenapi.partner import (
+    PartnerAPIError,
+    PartnerAuthenticationError,
+    PartnerClient,
+    PartnerConnectionError,
+    PartnerInstance,
+    PartnerResponseError,
+)
 from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, SaveSettings, StateInstance
 from greenapi.settings import ConfigurationError, GreenAPISettings, get_settings
 
@@ -37,6 +45,12 @@ __all__ = [
     "InternalServerError",
     "Notification",
     "NotFoundError",
+    "PartnerAPIError",
+    "PartnerAuthenticationError",
+    "PartnerClient",
+    "PartnerConnectionError",
+    "PartnerInstance",
+    "PartnerResponseError",
     "PermissionDeniedError",
     "QueueCount",
     "QuotaExceededError",

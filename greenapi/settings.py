@@ -47,6 +47,8 @@ class GreenAPISettings(BaseSettings):
     receive_timeout_seconds: int = Field(default=5, ge=5, le=60, description="receiveTimeout of the verification peek (GREEN-API accepts 5-60).")
     settings_apply_timeout_seconds: float = Field(default=300.0, ge=0, le=900, description="With detach_webhook: how long to wait for SetSettings' empty webhookUrl to apply (GREEN-API: within 5 minutes) before giving up.")
     settings_poll_seconds: float = Field(default=5.0, ge=1, le=60, description="With detach_webhook: how often GetSettings is read while waiting for the empty webhookUrl to apply.")
+    partner_api_url: str = Field(default="https://api.green-api.com", description="Partner API host: GET {partnerApiUrl}/partner/getInstances/{partnerToken} (instances import --partner, the sweep's partner fleet).")
+    partner_token: SecretStr | None = Field(default=None, description="Partner token of a GREEN-API partner account (or a greenapi-partner block).")
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> "GreenAPISettings":

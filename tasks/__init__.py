@@ -1,6 +1,6 @@
 """Prefect tasks: one GREEN-API step each, typed results, never cached."""
 
-from tasks.credentials import GreenApiInstance, resolve_credentials
+from tasks.credentials import GreenApiInstance, GreenApiPartner, resolve_credentials
 from tasks.inspect import inspect_instance
 from tasks.queue import (
     clear_notifications,
@@ -18,6 +18,7 @@ __all__ = [
     "ClearAttempt",
     "CountResult",
     "GreenApiInstance",
+    "GreenApiPartner",
     "InstanceInfo",
     "Verification",
     "WaitResult",

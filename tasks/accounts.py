@@ -3,7 +3,9 @@
 All of it lives in Prefect Variables, so the sweep, the receiver and every worker share it through the
 Prefect server: the last account seen (``greenapi-wid-<idInstance>``), the end of the clear window
 (``greenapi-next-clear-<idInstance>``) and the reports already handed to a run
-(``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run).
+(``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run), and how the last
+queue reset ended (``greenapi-last-reset-<idInstance>``: outcome, when, the state and wid it saw), which
+``greenapi-migrate instances list`` shows.
 """
 
 from __future__ import annotations
@@ -39,6 +41,26 @@ def next_clear_variable_name(id_instance: int) -> str:
 
 def reports_variable_name(id_instance: int) -> str:
     return f"greenapi-reports-{id_instance}"
+
+
+def last_reset_variable_name(id_instance: int) -> str:
+    return f"greenapi-last-reset-{id_instance}"
+
+
+async def record_last_reset(id_instance: int, record: dict) -> None:
+    """Remember how the instance's last queue reset ended (written by the runbook at its end)."""
+    await Variable.aset(last_reset_variable_name(id_instance), record, overwrite=True, tags=["greenapi", "last-reset"])
+
+
+async def last_resets(ids: Iterable[int]) -> dict[int, dict]:
+    """The last reset record of each instance that has one, read a few at a time."""
+    slots = asyncio.Semaphore(READS_IN_FLIGHT)
+
+    async def read(id_instance: int) -> tuple[int, object]:
+        async with slots:
+            return id_instance, await Variable.aget(last_reset_variable_name(id_instance), default=None)
+
+    return {i: v for i, v in await asyncio.gather(*(read(i) for i in ids)) if isinstance(v, dict)}
 
 
 def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | None) -> Reason | None:

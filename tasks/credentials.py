@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from pydantic import Field, SecretStr
 
-from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials
+from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
+PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
 
 
 class GreenApiInstance(Block):
@@ -28,6 +30,62 @@ class GreenApiInstance(Block):
         return InstanceCredentials(
             api_url=self.api_url, id_instance=self.id_instance, api_token_instance=self.api_token_instance
         )
+
+
+class GreenApiPartner(Block):
+    """A GREEN-API partner account: the Partner API host and the partner token (stored masked and encrypted)."""
+
+    _block_type_name = "GREEN-API Partner"
+    _block_type_slug = PARTNER_BLOCK_TYPE_SLUG
+    _description = "A GREEN-API partner account, to list its instances (getInstances). The token is a secret."
+
+    partner_api_url: str = Field(default=DEFAULT_API_URL, description="Partner API host, e.g. https://api.green-api.com")
+    partner_token: SecretStr = Field(description="partnerToken from the GREEN-API partner console.")
+    api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl the account's instances answer on.")
+
+
+@dataclass(frozen=True)
+class PartnerAccount:
+    """Where a partner account's instances are listed, and the apiUrl they answer on."""
+
+    partner_api_url: str
+    partner_token: SecretStr
+    api_url: str
+
+    def client(self, **kwargs) -> PartnerClient:
+        # The token goes on as a SecretStr; PartnerClient unwraps it into the request URL only.
+        return PartnerClient(self.partner_api_url, self.partner_token, **kwargs)
+
+
+async def resolve_partner(block: str | None, settings: GreenAPISettings) -> PartnerAccount:
+    """A greenapi-partner block by name, or the GREEN_API_PARTNER_* settings."""
+    if block:
+        try:
+            found = await GreenApiPartner.aload(block.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"no {PARTNER_BLOCK_TYPE_SLUG} block named {block!r}: {exc}") from None
+        return PartnerAccount(found.partner_api_url, found.partner_token, found.api_url)
+    if settings.partner_token is None:
+        raise ConfigurationError("missing setting GREEN_API_PARTNER_TOKEN (or name a greenapi-partner block)")
+    return PartnerAccount(settings.partner_api_url, settings.partner_token, settings.api_url)
+
+
+async def partner_fleet(account: PartnerAccount) -> list["RegisteredInstance"]:
+    """The partner account's usable instances (not deleted, not expired), as the sweep lists blocks."""
+    async with account.client() as partner:
+        listed = await partner.get_instances()
+    found = []
+    for item in listed:
+        if not item.usable:
+            continue
+        try:
+            credentials = InstanceCredentials(api_url=item.api_url or account.api_url, id_instance=item.id_instance,
+                                              api_token_instance=item.api_token_instance)
+        except ValueError:  # one unusable entry (e.g. a token that cannot be a URL segment) must not stop the sweep
+            logging.getLogger("greenapi.partner").warning("Partner instance %s left out: its credentials are not usable", item.id_instance)
+            continue
+        found.append(RegisteredInstance(f"partner:{item.id_instance}", credentials))
+    return sorted(found, key=lambda r: r.id_instance)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""`greenapi-migrate instances` as a user runs it on the embedded default: no PREFECT_API_URL, a fresh PREFECT_HOME,
+each command its own process (and Prefect's own temporary server) on the same database. No token is printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout these tests belong to (a worktree too)
+CANARY = "CANARYinstances" + "d00d" * 8
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "fresh-home")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", "instances", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_import_list_remove_on_the_embedded_default(embedded_env, tmp_path):
+    source = tmp_path / "fleet.csv"
+    source.write_text("idInstance,apiTokenInstance,apiUrl,name\n"
+                      f"4100000001,{CANARY}1,https://7105.api.greenapi.com,Front Desk\n"
+                      f"4100000002,{CANARY}2,,\n"
+                      f"x41,{CANARY}3,,\n")
+    outputs = []
+
+    first = _cli(["import", str(source)], embedded_env, tmp_path)
+    outputs.append(first.stdout + first.stderr)
+    assert first.returncode == 1, first.stderr[-3000:]  # one row refused, the others imported
+    assert "2 created, 0 updated, 0 unchanged; 1 refused" in first.stdout
+    assert "refused line 4: idInstance:" in first.stdout
+    assert "stored as block 'front-desk'" in first.stdout
+    assert "temporary server" in first.stderr  # Prefect's own, started by this process
+
+    again = _cli(["import", "--json", str(source)], embedded_env, tmp_path)
+    outputs.append(again.stdout + again.stderr)
+    result = json.loads(again.stdout)
+    assert (result["created"], result["updated"], result["unchanged"]) == ([], [], [4100000001, 4100000002])
+
+    listed = _cli(["list", "--json"], embedded_env, tmp_path)
+    outputs.append(listed.stdout + listed.stderr)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rows = json.loads(listed.stdout)
+    assert [(r["idInstance"], r["name"], r["apiUrl"]) for r in rows] == [
+        (4100000001, "front-desk", "7105.api.greenapi.com"), (4100000002, "greenapi-4100000002", "api.green-api.com")]
+
+    table = _cli(["list"], embedded_env, tmp_path)  # not a terminal: plain columns
+    outputs.append(table.stdout + table.stderr)
+    assert table.stdout.splitlines()[0].split()[:2] == ["idInstance", "name"] and "front-desk" in table.stdout
+    assert "\x1b[" not in table.stdout
+
+    removed = _cli(["remove", "4100000001"], embedded_env, tmp_path)
+    outputs.append(removed.stdout + removed.stderr)
+    assert removed.returncode == 0 and "removed 4100000001 (block front-desk)" in removed.stdout
+    after = _cli(["list", "--json"], embedded_env, tmp_path)
+    outputs.append(after.stdout + after.stderr)
+    assert [r["idInstance"] for r in json.loads(after.stdout)] == [4100000002]
+
+    for text in outputs:
+        assert CANARY not in text
+
+
+def test_a_partner_error_is_a_clear_message_and_a_non_zero_exit(embedded_env, emulator, tmp_path):
+    embedded_env.update(GREEN_API_PARTNER_API_URL=emulator.url, GREEN_API_PARTNER_TOKEN=CANARY)  # not the emulator's
+
+    done = _cli(["import", "--partner"], embedded_env, tmp_path)
+
+    assert done.returncode == 2
+    assert "partner getInstances failed: code 401 unauthorized" in done.stderr
+    assert CANARY not in done.stdout + done.stderr

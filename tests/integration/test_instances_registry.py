@@ -1,0 +1,165 @@
+"""Registering instances on a real Prefect server: import is idempotent (nothing written when nothing changed),
+list joins what the runs recorded, remove deletes; the partner account as a source, and as the sweep's fleet."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.variables import Variable
+
+from cli.instances import import_command
+from flows import sweep_instances
+from tasks import GreenApiInstance
+from tasks.accounts import last_reset_variable_name, record_last_reset, record_wid
+from tasks.registry import import_instances, list_instances, parse_instances_text, remove_instances
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+PARTNER = "CANARYintpartner" + "7c" * 16
+
+
+async def _documents() -> dict[str, object]:
+    await GreenApiInstance.aregister_type_and_schema()
+    async with get_client() as client:
+        return {d.name: d for d in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False)}
+
+
+async def _wipe() -> None:
+    async with get_client() as client:
+        for document in (await _documents()).values():
+            await client.delete_block_document(document.id)
+
+
+def _csv(rows: list[tuple[int, str, str]]) -> str:
+    return "idInstance,apiTokenInstance,apiUrl,name\n" + "".join(f"{i},{t},http://127.0.0.1:9,{n}\n" for i, t, n in rows)
+
+
+async def test_a_second_import_changes_only_what_changed_and_a_third_writes_nothing():
+    await _wipe()
+    tokens = {i: secrets.token_hex(20) for i in range(3_100_000_001, 3_100_000_006)}
+    rows = [(i, t, "") for i, t in tokens.items()]
+
+    first = await import_instances(parse_instances_text(_csv(rows)))
+    assert (len(first.created), first.updated, first.unchanged, first.refused) == (5, [], [], [])
+
+    changed_id = rows[1][0]
+    rows[1] = (changed_id, secrets.token_hex(20), "")
+    new_id = 3_100_000_009
+    rows.append((new_id, secrets.token_hex(20), "Late Comer"))
+    before = await _documents()
+    second = await import_instances(parse_instances_text(_csv(rows)))
+    assert (second.created, second.updated, len(second.unchanged)) == ([new_id], [changed_id], 4)
+    assert any("late-comer" in note for note in second.notes)
+    after = await _documents()
+    changed_name = f"greenapi-{changed_id}"
+    assert after[changed_name].updated > before[changed_name].updated
+    assert all(after[n].updated == before[n].updated for n in before if n != changed_name)
+    assert (await GreenApiInstance.aload(changed_name)).api_token_instance.get_secret_value() == rows[1][1]
+    assert (await GreenApiInstance.aload("late-comer")).id_instance == new_id
+
+    third = await import_instances(parse_instances_text(_csv(rows)))
+    assert (third.created, third.updated, len(third.unchanged)) == ([], [], 6)
+    final = await _documents()
+    assert {n: d.updated for n, d in final.items()} == {n: d.updated for n, d in after.items()}
+
+
+async def test_conflicting_names_are_refused_not_written():
+    await _wipe()
+    token = secrets.token_hex(20)
+    await import_instances(parse_instances_text(_csv([(3_100_000_101, token, "shop")])))
+    result = await import_instances(parse_instances_text(_csv([(3_100_000_101, token, "other"), (3_100_000_102, token, "shop")])))
+    assert (result.created, result.updated) == ([], [])
+    assert [(p.line, p.field) for p in result.refused] == [(2, "name"), (3, "name")]
+    assert "already registered as block shop" in result.refused[0].message
+    assert set(await _documents()) == {"shop"}
+
+
+async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
+    await _wipe()
+    ids = [3_100_000_201, 3_100_000_202]
+    await import_instances(parse_instances_text(_csv([(i, secrets.token_hex(20), "") for i in ids])))
+    await record_wid(ids[0], "79990001111@c.us")
+    await record_last_reset(ids[0], {"outcome": "cleared", "verified_empty": True, "finished_at": "2026-01-02T03:04:05+00:00",
+                                     "state_instance": "blocked", "wid": "79990001111@c.us"})
+
+    listed = {item.id_instance: item for item in await list_instances()}
+    assert set(listed) == set(ids)
+    assert (listed[ids[0]].last_state, listed[ids[0]].last_wid, listed[ids[0]].last_outcome, listed[ids[0]].last_reset_at) == (
+        "blocked", "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00")
+    assert (listed[ids[1]].last_outcome, listed[ids[1]].api_url) == (None, "127.0.0.1:9")
+
+    removed = await remove_instances([ids[0], 3_100_000_299])
+    assert removed.removed == {ids[0]: [f"greenapi-{ids[0]}"]} and removed.not_found == [3_100_000_299]
+    assert [item.id_instance for item in await list_instances()] == [ids[1]]
+
+
+async def test_import_from_the_partner_account_and_its_errors(emulator, seed_instance, greenapi_env, capsys, monkeypatch):
+    await _wipe()
+    emulator.state.set_config({"partner_token": PARTNER})
+    kept = seed_instance(name="Partner Shop")
+    seed_instance(deleted=True)
+    greenapi_env(kept)
+    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
+    monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER)
+
+    # Called from the running event loop's thread: the command runs its own loop, so give it a thread.
+    import asyncio
+
+    code = await asyncio.to_thread(import_command, path=None, partner=True, partner_block=None, as_json=True)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert result["created"] == [kept.id_instance] and [s["reason"] for s in result["skipped"]] == ["deleted"]
+    block = await GreenApiInstance.aload("partner-shop")
+    assert (block.api_url, block.id_instance, block.api_token_instance.get_secret_value()) == (emulator.url, kept.id_instance, kept.token)
+
+    monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER + "wrong")
+    code = await asyncio.to_thread(import_command, path=None, partner=True, partner_block=None, as_json=False)
+    out = capsys.readouterr()
+    assert code == 2 and "code 401" in out.err and "Unauthorized" in out.err
+    assert PARTNER not in out.out + out.err and kept.token not in out.out + out.err
+
+
+async def test_the_sweep_takes_its_fleet_from_the_partner_account(emulator, seed_instance, greenapi_env, monkeypatch):
+    await _wipe()  # no block at all: the partner account is the fleet
+    emulator.state.set_config({"partner_token": PARTNER})
+    healthy = seed_instance()
+    blocked = seed_instance(state="blocked", notifications=4)
+    gone = seed_instance(state="blocked", notifications=2, deleted=True)
+    greenapi_env(healthy)
+    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
+    monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER)
+
+    report = await sweep_instances(max_concurrency=4, fleet="partner")
+
+    assert [f.id_instance for f in report.findings] == [healthy.id_instance, blocked.id_instance]
+    by_id = {f.id_instance: f for f in report.findings}
+    assert by_id[blocked.id_instance].reason.value == "number_blocked"
+    assert (by_id[blocked.id_instance].handled_by, by_id[blocked.id_instance].outcome) == ("inline", "completed")
+    assert by_id[healthy.id_instance].reason is None
+    assert emulator.state.instance(blocked.id_instance)["queue_length"] == 0
+    assert emulator.state.instance(gone.id_instance)["queue_length"] == 2  # deleted: not swept
+    assert emulator.state.calls(instance=gone.id_instance) == []
+    record = await Variable.aget(last_reset_variable_name(blocked.id_instance))
+    assert record["outcome"] == "cleared" and record["verified_empty"] is True and record["state_instance"] == "blocked"
+
+
+async def test_a_partner_sweep_with_a_refused_token_fails_with_the_partner_error(emulator, seed_instance, greenapi_env, monkeypatch):
+    from greenapi import PartnerAuthenticationError
+
+    emulator.state.set_config({"partner_token": PARTNER})
+    instance = seed_instance(state="blocked", notifications=1)
+    greenapi_env(instance)
+    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
+    monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER + "x")
+
+    state = await sweep_instances(max_concurrency=2, fleet="partner", return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(PartnerAuthenticationError, match="code 401") as raised:
+        await state.aresult()
+    assert PARTNER not in str(raised.value)
+    assert emulator.state.calls(instance=instance.id_instance) == []

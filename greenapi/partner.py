@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from greenapi.redaction import REDACTED, install_log_redaction
+from greenapi.redaction import install_log_redaction, redact_url_text
 
 logger = logging.getLogger("greenapi.partner")
 
 DEFAULT_PARTNER_API_URL = "https://api.green-api.com"
-_PARTNER_TOKEN_IN_PATH = re.compile(r"(/partner/[A-Za-z]+/)[^/?#\s\"'<>]+")
-
-
-def redact_partner_url_text(text: str) -> str:
-    """Replace the partner token segment of every partner path in ``text``."""
-    return _PARTNER_TOKEN_IN_PATH.sub(lambda m: m.group(1) + REDACTED, text)
+# The partner token is redacted by the same rule as an instance's (greenapi.redaction).
+redact_partner_url_text = redact_url_text
 
 
 class PartnerAPIError(Exception):
@@ -90,7 +85,6 @@ class PartnerClient:
     def __init__(self, partner_api_url: str, partner_token: SecretStr, *, timeout_seconds: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         install_log_redaction()
-        _install_partner_log_redaction()
         self._url = partner_api_url.strip().rstrip("/")
         if not self._url.startswith(("http://", "https://")):
             raise ValueError("the partner API URL must start with http:// or https://")
@@ -165,24 +159,3 @@ def _description(response: httpx.Response) -> str:
         value = data.get("description") or data.get("message")
         return str(value) if isinstance(value, (str, int)) else ""
     return ""
-
-
-class _RedactPartnerToken(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg, record.args = redact_partner_url_text(record.getMessage()), None
-        elif isinstance(record.msg, str):
-            record.msg = redact_partner_url_text(record.msg)
-        return True
-
-
-_INSTALLED = False
-
-
-def _install_partner_log_redaction() -> None:
-    """httpx logs each request URL at INFO: the partner token must not reach a log."""
-    global _INSTALLED
-    if not _INSTALLED:
-        for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection", "httpcore.http2"):
-            logging.getLogger(name).addFilter(_RedactPartnerToken())
-        _INSTALLED = True

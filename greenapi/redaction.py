@@ -7,12 +7,13 @@ import re
 
 REDACTED = "***"
 
-# /waInstance{id}/{method}/{token}[/...]: the segment after the method is the token.
-_TOKEN_IN_PATH = re.compile(r"(/waInstance\d+/[A-Za-z]+/)[^/?#\s\"'<>]+")
+# /waInstance{id}/{method}/{token}[/...] and the partner API's /partner/{method}/{partnerToken}:
+# the segment after the method is the token.
+_TOKEN_IN_PATH = re.compile(r"(/(?:waInstance\d+|partner)/[A-Za-z]+/)[^/?#\s\"'<>]+")
 
 
 def redact_url_text(text: str) -> str:
-    """Replace the token segment of every GREEN-API path in ``text``."""
+    """Replace the token segment of every GREEN-API path (instance or partner) in ``text``."""
     return _TOKEN_IN_PATH.sub(lambda m: m.group(1) + REDACTED, text)
 
 

@@ -132,7 +132,7 @@ def main() -> None:
               "`greenapi-migrate run --reason number_blocked --json` against a running local server, 12 queued notifications.", "",
               "*Floor*: GREEN-API's own minimum, max(count refresh 10 s, receiveTimeout 5 s) + the other calls' times "
               "(the peek runs during the count-refresh wait).", "",
-              "| back-end | run | exit | wall | floor | API calls | waiting on GREEN-API (waits + calls) | Prefect and process start-up |",
+              "| back-end | run | exit | wall | floor | API calls | waiting on GREEN-API (the floor) | Prefect and process start-up |",
               "|---|---|---|---|---|---|---|---|"]
     for backend in BACKENDS:
         s = _load(f"single-run{'-small' if small else ''}-{backend}.json")

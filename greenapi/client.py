@@ -15,8 +15,10 @@ from greenapi.credentials import InstanceCredentials
 from greenapi.errors import (
     APIConnectionError,
     APIResponseValidationError,
-    APITimeoutError,
     GreenAPIError,
+    api_host,
+    body_error,
+    connection_error,
     status_error,
 )
 from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, SaveSettings, StateInstance
@@ -58,6 +60,7 @@ class GreenAPIClient:
         settings = settings or GreenAPISettings()
         install_log_redaction()
         self._credentials = credentials
+        self._host = api_host(credentials.api_url)  # what messages name: never the URL, which holds the token
         self._settings = settings
         self._retry = RetryPolicy(
             max_retries=settings.max_retries,
@@ -196,27 +199,20 @@ class GreenAPIClient:
                 verb, self._url(method), params=params, json=json_body, timeout=timeout or self._timeout
             )
         except httpx.TimeoutException as exc:
-            failure = APITimeoutError(
-                f"{method} on instance {self.id_instance} failed: timed out ({type(exc).__name__})",
-                method=method, id_instance=self.id_instance,
-            )
+            failure = connection_error(exc, method=method, id_instance=self.id_instance, host=self._host, timed_out=True)
         except httpx.DecodingError as exc:
             # A body that fails Content-Encoding decoding; not a TransportError, and its .request holds the URL.
-            failure = APIResponseValidationError(
-                f"{method} on instance {self.id_instance} failed: body could not be decoded ({type(exc).__name__})",
-                method=method, id_instance=self.id_instance,
-            )
+            failure = body_error(f"body could not be decoded ({type(exc).__name__})", method=method,
+                                 id_instance=self.id_instance, host=self._host, transient=False, looks_foreign=False)
         except httpx.TransportError as exc:
-            failure = APIConnectionError(
-                f"{method} on instance {self.id_instance} failed: connection error ({type(exc).__name__})",
-                method=method, id_instance=self.id_instance,
-            )
+            failure = connection_error(exc, method=method, id_instance=self.id_instance, host=self._host)
         if failure is not None:
             return failure, None
         if response.is_success:
             return response, None
         return (
-            status_error(response.status_code, method=method, id_instance=self.id_instance, detail=_error_detail(response)),
+            status_error(response.status_code, method=method, id_instance=self.id_instance, host=self._host,
+                         detail=_error_detail(response)),
             response.headers.get("Retry-After"),
         )
 
@@ -228,22 +224,22 @@ class GreenAPIClient:
             data = _NOT_JSON  # raised below, outside the handler: our errors chain nothing
         if data is _NOT_JSON:
             content_type = response.headers.get("content-type", "none")
-            raise self._bad_body(method, f"body is not JSON (content-type {content_type!r})", transient=True)
+            raise self._bad_body(method, f"body is not JSON (content-type {content_type!r})", transient=True, looks_foreign=True)
         if data is None:
             if nullable:
                 return None
-            raise self._bad_body(method, "body is null", transient=True)
+            # GREEN-API itself answers null while an instance is being created: not a sign of another server.
+            raise self._bad_body(method, "body is null", transient=True, looks_foreign=False)
         details = None
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             details = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3])
-        raise self._bad_body(method, f"unexpected body: {details}", transient=False)
+        raise self._bad_body(method, f"unexpected body: {details}", transient=False, looks_foreign=True)
 
-    def _bad_body(self, method: str, problem: str, *, transient: bool) -> APIResponseValidationError:
-        return APIResponseValidationError(
-            f"{method} on instance {self.id_instance}: {problem}", method=method, id_instance=self.id_instance, transient=transient
-        )
+    def _bad_body(self, method: str, problem: str, *, transient: bool, looks_foreign: bool) -> APIResponseValidationError:
+        return body_error(problem, method=method, id_instance=self.id_instance, host=self._host, transient=transient,
+                          looks_foreign=looks_foreign)
 
 
 def _error_detail(response: httpx.Response) -> str:

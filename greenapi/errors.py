@@ -6,6 +6,9 @@ request URL or the underlying httpx exception (whose text holds the URL, and so 
 
 from __future__ import annotations
 
+import socket
+from urllib.parse import urlsplit
+
 
 class GreenAPIError(Exception):
     """Root of every error the client raises."""
@@ -88,23 +91,77 @@ class InternalServerError(APIStatusError):
 
 _STATUS_ERRORS: dict[int, tuple[type[APIStatusError], str]] = {
     400: (BadRequestError, "bad request, or the instance is starting, not authorized or expired"),
-    401: (AuthenticationError, "unauthorized: check apiTokenInstance"),
+    401: (AuthenticationError, "unauthorized: the apiTokenInstance was refused for idInstance {id_instance}"),
     403: (PermissionDeniedError, "forbidden: check idInstance and apiUrl"),
-    404: (NotFoundError, "not found: wrong HTTP verb or method for this endpoint"),
+    # This client sends only the documented verbs, so GREEN-API itself has no reason to answer 404.
+    404: (NotFoundError, "not found: {not_greenapi}"),
     429: (RateLimitError, "too many requests"),
     466: (QuotaExceededError, "monthly quota exceeded"),
 }
 
 
-def status_error(status_code: int, *, method: str, id_instance: int, detail: str = "") -> APIStatusError:
+def api_host(api_url: str) -> str:
+    """The host (and port) of an apiUrl, the only part of it a message names: no path, query or userinfo."""
+    parts = urlsplit(api_url)
+    host = parts.hostname or "the apiUrl"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def not_greenapi(host: str) -> str:
+    """What a wrong apiUrl looks like from here: something answered, but not GREEN-API."""
+    return f"the answer from {host or 'the apiUrl'} does not look like GREEN-API's (check apiUrl)"
+
+
+def status_error(status_code: int, *, method: str, id_instance: int, host: str = "", detail: str = "") -> APIStatusError:
     """Map an HTTP status to its error type: the one place where that mapping lives."""
     if status_code in _STATUS_ERRORS:
         cls, meaning = _STATUS_ERRORS[status_code]
     elif status_code >= 500:
         cls, meaning = InternalServerError, "server error"
-    else:
-        cls, meaning = APIStatusError, "unexpected status"
+    else:  # a redirect, 405, 418...: GREEN-API documents none of them
+        cls, meaning = APIStatusError, "unexpected status: {not_greenapi}"
+    meaning = meaning.format(id_instance=id_instance, not_greenapi=not_greenapi(host))
     message = f"{method} on instance {id_instance} failed: HTTP {status_code} {meaning}"
     if detail:
         message = f"{message} ({detail})"
     return cls(message, method=method, id_instance=id_instance, status_code=status_code)
+
+
+def body_error(problem: str, *, method: str, id_instance: int, host: str = "", transient: bool,
+               looks_foreign: bool = True) -> APIResponseValidationError:
+    """A 2xx whose body is not what the method promises; ``looks_foreign``: say it may not be GREEN-API at all."""
+    message = f"{method} on instance {id_instance}: {problem}"
+    if looks_foreign:
+        message = f"{message}: {not_greenapi(host)}"
+    return APIResponseValidationError(message, method=method, id_instance=id_instance, transient=transient)
+
+
+def connection_error(exc: BaseException, *, method: str, id_instance: int, host: str = "",
+                     timed_out: bool = False) -> APIConnectionError:
+    """No HTTP answer at all: the host is named (a wrong apiUrl), never the URL (it holds the token).
+    Only the exception's type name is used: its text holds the URL."""
+    where = host or "the apiUrl"
+    kind = type(exc).__name__
+    if timed_out:
+        return APITimeoutError(f"{method} on instance {id_instance} failed: timed out ({kind}) waiting for {where}",
+                               method=method, id_instance=id_instance)
+    what = f"cannot resolve the host {where}" if _caused_by(exc, socket.gaierror) else f"no answer from {where}"
+    return APIConnectionError(f"{method} on instance {id_instance} failed: connection error ({kind}): {what} (check apiUrl)",
+                              method=method, id_instance=id_instance)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, kind):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False

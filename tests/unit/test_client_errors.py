@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 import traceback
 
 import httpx
@@ -251,3 +252,78 @@ async def test_errors_are_greenapi_errors_only():
         async with make_client(fault, max_retries=0) as client:
             with pytest.raises(GreenAPIError):
                 await client.get_state_instance()
+
+
+# ------------------------------------------------------------------ a wrong apiUrl, a refused token: say which
+
+HOST = "api.green-api.com"  # make_client's credentials use the default apiUrl
+
+
+def _raising_from(cause: BaseException):
+    def handler(request):
+        try:
+            raise cause
+        except BaseException as inner:
+            raise httpx.ConnectError(f"failed talking to {request.url}", request=request) from inner
+
+    return handler
+
+
+async def test_a_refused_token_says_so_for_the_instance_and_never_shows_it(logs):
+    async with make_client(answer(401, b"Unauthorized")) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.get_state_instance()
+    assert f"apiTokenInstance was refused for idInstance {ID}" in str(info.value)
+    assert_secret_kept(info.value, logs)
+
+
+@pytest.mark.parametrize(("cause", "expected"), [
+    (ConnectionRefusedError(111, "Connection refused"), f"no answer from {HOST}"),
+    (socket.gaierror(-2, "Name or service not known"), f"cannot resolve the host {HOST}"),
+])
+async def test_a_host_that_does_not_answer_is_named(logs, cause, expected):
+    async with make_client(_raising_from(cause), max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.get_state_instance()
+    assert expected in str(info.value) and "check apiUrl" in str(info.value)
+    assert_secret_kept(info.value, logs)
+
+
+async def test_a_timeout_names_the_host(logs):
+    async with make_client(raising(httpx.ReadTimeout), max_retries=0) as client:
+        with pytest.raises(APITimeoutError, match=f"waiting for {HOST}"):
+            await client.get_state_instance()
+
+
+@pytest.mark.parametrize(("status", "content", "headers", "error_type"), [
+    (200, b"<html><body>Welcome to nginx!</body></html>", {"content-type": "text/html"}, APIResponseValidationError),
+    (404, b"<html><body>404 Not Found</body></html>", {"content-type": "text/html"}, NotFoundError),
+    (200, b'{"status": "ok", "version": "1.2"}', {"content-type": "application/json"}, APIResponseValidationError),
+    (301, b"", {"location": "https://elsewhere.example/"}, APIStatusError),
+])
+async def test_an_answer_that_is_not_greenapis_says_so_naming_the_host(logs, status, content, headers, error_type):
+    async with make_client(answer(status, content, headers), max_retries=1) as client:
+        with pytest.raises(error_type) as info:
+            await client.get_state_instance()
+    assert f"the answer from {HOST} does not look like GREEN-API's" in str(info.value)
+    assert "<" not in str(info.value)  # the page itself is never copied in
+    assert_secret_kept(info.value, logs)
+
+
+async def test_greenapis_own_answers_are_not_called_foreign():
+    for status, content in ((401, b"Unauthorized"), (200, b"null"), (429, b""), (502, NGINX_502)):
+        async with make_client(answer(status, content), max_retries=0) as client:
+            with pytest.raises(GreenAPIError) as info:
+                await client.get_state_instance()
+        assert "does not look like" not in str(info.value), (status, str(info.value))
+
+
+@pytest.mark.parametrize(("api_url", "host"), [
+    ("https://7105.api.greenapi.com", "7105.api.greenapi.com"),
+    ("http://127.0.0.1:8080/v3", "127.0.0.1:8080"),
+    ("http://user:secret@[::1]:9/", "[::1]:9"),
+])
+def test_only_the_host_of_the_api_url_is_named(api_url, host):
+    from greenapi.errors import api_host
+
+    assert api_host(api_url) == host

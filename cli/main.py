@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                     "no peek is possible: it verifies by the count only and says so, unless --detach-webhook.",
     )
     run.add_argument("--reason", required=True, choices=[r.value for r in Reason], help="why the queue is reset")
-    run.add_argument("--block", metavar="NAME", help="name of a greenapi-instance block (default: GREEN_API_* settings)")
+    run.add_argument("--block", metavar="NAME", help="a greenapi-instance block name, or an idInstance (the block registered "
+                                                      "for it); default: the GREEN_API_* settings")
     run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
     run.add_argument(
         "--detach-webhook", action="store_true",

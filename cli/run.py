@@ -7,6 +7,7 @@ import sys
 
 from flows import QueueNotVerifiedEmpty, QueueResetReport, Reason, handle_account_change
 from greenapi import ConfigurationError, get_settings
+from tasks import resolve_credentials
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_CONFIG = 0, 1, 2
 
@@ -23,8 +24,11 @@ def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
 def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json: bool, detach_webhook: bool = False) -> int:
     try:
         settings = get_settings()
-        if not block:
-            settings.credentials()  # fail before a flow run exists when the settings cannot work
+        # Fail before a flow run exists when the settings or the block cannot work: one line, exit 2.
+        if block:
+            asyncio.run(resolve_credentials(block, settings))
+        else:
+            settings.credentials()
     except ConfigurationError as exc:
         print(f"greenapi-migrate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

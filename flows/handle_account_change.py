@@ -9,8 +9,8 @@
    and the peek (where the webhookUrl is empty) found nothing. A webhookUrl set: the count only, said so.
 6. Not empty yet: clear again once the clear window allows, within the attempt and wait bounds.
 7. Whatever happened: put a detached webhookUrl and webhookUrlToken back (also one an earlier run left).
-Completed only when the queue is verified empty. Otherwise the run raises QueueNotVerifiedEmpty
-(carrying the report), so it ends Failed with what is left and why.
+Completed only when the queue is verified empty. Otherwise the runbook raises QueueNotVerifiedEmpty
+(carrying the report) and the flow ends Failed with what is left and why, that exception as its data.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from pydantic import Field
 
 from flows.cancellation import stop_when_cancelled
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
-from greenapi import GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials, get_settings
+from greenapi import ConfigurationError, GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials, get_settings
 from tasks import (
     clear_notifications,
     clear_outgoing_messages,
@@ -88,13 +89,19 @@ async def handle_account_change(
             then skips its own inspection and the "before" counts, and goes straight to the clear.
     """
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
-    settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
-    credentials = await resolve_credentials(instance, settings)
-    return await stop_when_cancelled(
-        reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing,
-                             detach_webhook=detach_webhook, observed=observed),
-        poll_seconds=settings.cancel_check_seconds,
-    )
+    try:
+        settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
+        credentials = await resolve_credentials(instance, settings)
+        return await stop_when_cancelled(
+            reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing,
+                                 detach_webhook=detach_webhook, observed=observed),
+            poll_seconds=settings.cancel_check_seconds,
+        )
+    except (ConfigurationError, QueueNotVerifiedEmpty) as expected:
+        # Expected outcomes, already one line each: returned as the final state, Prefect logs that line once
+        # instead of a traceback. The exception is the state's data, so callers still get the report from
+        # it (state.result(raise_on_failure=False)), and a direct call still raises it. Bugs still raise.
+        return Failed(message=str(expected), data=expected)
 
 
 COUNT_ONLY_CAVEAT = (

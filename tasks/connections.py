@@ -16,6 +16,7 @@ from typing import AsyncIterator
 import httpx
 
 from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
+from tasks.expected import install_expected_failure_logging
 
 _shared: contextvars.ContextVar["BoundedTransport | None"] = contextvars.ContextVar("greenapi_shared_transport", default=None)
 
@@ -56,4 +57,5 @@ async def shared_connections(max_in_flight: int) -> AsyncIterator[BoundedTranspo
 
 def open_client(credentials: InstanceCredentials, settings: GreenAPISettings) -> GreenAPIClient:
     """A client on the shared pool when one is in effect, on its own connections otherwise."""
+    install_expected_failure_logging()  # every run's steps get their client here: their failures log one line
     return GreenAPIClient(credentials, settings, transport=_shared.get())

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 
 from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
 PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
+LIST_HINT = "greenapi-migrate instances list shows the registered ones"
 
 
 class GreenApiInstance(Block):
@@ -102,8 +103,15 @@ class RegisteredInstance:
 
 async def registered_instances() -> list[RegisteredInstance]:
     """Every greenapi-instance block, in one API call, ordered by idInstance."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
     async with get_client() as client:
-        documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=True)
+        try:
+            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=True)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:  # the block type is not registered: no block was ever saved
+                return []
+            raise
     found = [
         RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials())
         for document in documents
@@ -121,9 +129,11 @@ async def resolve_credentials(instance: str | None, settings: GreenAPISettings) 
         return await _credentials_for_id(int(instance), settings)
     try:
         block = await GreenApiInstance.aload(instance)
-    except ValueError as exc:
-        # Prefect raises ValueError for a missing block; its text names the block, not a secret.
-        raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block named {instance!r}: {exc}") from None
+    except ValidationError as exc:  # a ValueError too: the block exists, its fields do not fit
+        raise ConfigurationError(f"the {BLOCK_TYPE_SLUG} block {instance!r} cannot be used: {exc.error_count()} invalid field(s)") from None
+    except ValueError:
+        # Prefect raises ValueError for a missing block (or a missing block type: no block saved yet).
+        raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block named {instance!r} ({LIST_HINT})") from None
     return block.credentials()
 
 
@@ -136,7 +146,7 @@ async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> I
         return matches[0].credentials
     if settings.id_instance == id_instance:
         return settings.credentials()
-    raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block is registered for idInstance {id_instance}, and GREEN_API_ID_INSTANCE is not it")
+    raise ConfigurationError(f"no {BLOCK_TYPE_SLUG} block registered for idInstance {id_instance} ({LIST_HINT})")
 
 
 async def registered_ids() -> set[int]:

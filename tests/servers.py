@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -40,6 +42,35 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GREEN_API_"))}
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def foreign_http_server(status: int = 200, body: str = "<html><body><h1>It works!</h1></body></html>",
+                        content_type: str = "text/html") -> Iterator[str]:
+    """A loopback HTTP server that is not GREEN-API (a wrong apiUrl): every request gets the same page.
+    Yields its URL."""
+    class Page(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args) -> None:  # the request line holds the token
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, name="foreign-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _fernet_key() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import foreign_http_server, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +67,16 @@ def test_run_exits_one_when_the_queue_is_not_verified_empty(cli_env, seed_instan
     assert CANARY not in done.stdout + done.stderr
 
 
-def test_wrong_token_exits_one_with_the_cause(cli_env, seed_instance, tmp_path):
+def _the_error_line(done: subprocess.CompletedProcess) -> str:
+    """The one line on stderr that reports the failure (ours, or Prefect's ERROR line with the run's final
+    state); and no traceback anywhere."""
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("greenapi-migrate:") or "| ERROR" in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    return lines[0]
+
+
+def test_wrong_token_exits_one_with_one_line_naming_the_instance(cli_env, seed_instance, tmp_path):
     instance = seed_instance(notifications=3)
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
 
@@ -72,6 +84,29 @@ def test_wrong_token_exits_one_with_the_cause(cli_env, seed_instance, tmp_path):
 
     assert done.returncode == 1
     assert re.search(rf"instance {instance.id_instance}: api_error: .*401 unauthorized", done.stdout)
+    assert f"the apiTokenInstance was refused for idInstance {instance.id_instance}" in _the_error_line(done)
+    assert CANARY not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("answer", ["nothing", "html", "html-404", "json"])
+def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_path, answer):
+    cli_env.update(GREEN_API_ID_INSTANCE="7990000001", GREEN_API_API_TOKEN_INSTANCE=CANARY)
+    with contextlib.ExitStack() as stack:
+        if answer == "nothing":
+            url = f"http://127.0.0.1:{free_port()}"  # free a moment ago: nothing listens there
+            expected = f"no answer from {url.removeprefix('http://')}"
+        else:
+            page = {"html": (200, "<html>It works!</html>", "text/html"), "html-404": (404, "<h1>Not Found</h1>", "text/html"),
+                    "json": (200, '{"status": "ok"}', "application/json")}[answer]
+            url = stack.enter_context(foreign_http_server(*page))
+            expected = f"the answer from {url.removeprefix('http://')} does not look like GREEN-API's"
+        cli_env["GREEN_API_API_URL"] = url
+
+        done = _run(["run", "--reason", "number_blocked"], cli_env, tmp_path)
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    line = _the_error_line(done)
+    assert expected in line and "getStateInstance on instance 7990000001" in line
     assert CANARY not in done.stdout + done.stderr
 
 
@@ -101,13 +136,16 @@ def test_unknown_reason_is_rejected_by_the_parser(cli_env, tmp_path):
     assert done.returncode == 2 and "invalid choice: 'phone_lost'" in done.stderr
 
 
-def test_missing_block_exits_two_with_one_line(cli_env, tmp_path):
-    done = _run(["run", "--reason", "number_blocked", "--block", "nope"], cli_env, tmp_path)
+@pytest.mark.parametrize(("block", "expected"), [
+    ("nope", "no greenapi-instance block named 'nope'"),
+    ("7990000002", "no greenapi-instance block registered for idInstance 7990000002"),
+])
+def test_a_wrong_block_name_or_idinstance_exits_two_with_one_line(cli_env, tmp_path, block, expected):
+    done = _run(["run", "--reason", "number_blocked", "--block", block], cli_env, tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
-    ours = [line for line in done.stderr.splitlines() if line.startswith("greenapi-migrate:")]
-    assert ours == ["greenapi-migrate: configuration error: no greenapi-instance block named 'nope': "
-                    + ours[0].split("named 'nope': ", 1)[-1]]
-    assert "Unable to find block document named nope" in ours[0]
+    line = _the_error_line(done)
+    assert line.startswith("greenapi-migrate: configuration error:") and expected in line
+    assert "greenapi-migrate instances list" in line
 
 
 def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, tmp_path):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
 import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
-from flows import Outcome
+from flows import Outcome, handle_account_change
+from tasks import GreenApiInstance
 from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
 from tests.integration.helpers import methods_called, run_flow
 
@@ -231,6 +235,50 @@ async def test_a_missing_block_fails_with_a_one_line_reason(greenapi_env):
     state = await __import__("flows").handle_account_change(reason="account_changed", instance="no-such-block", return_state=True)
     assert state.is_failed()
     assert "no greenapi-instance block named 'no-such-block'" in state.message
+
+
+async def _run_logs(flow_run_id, *, until: str, timeout: float = 20):
+    """The run's logs (its task runs' included) as the Prefect server has them. They are sent in the
+    background, so read until the line ``until`` is there."""
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any(until in log.message for log in logs) or time.monotonic() > deadline:
+                return logs
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("failure", ["refused-token", "no-such-block"])
+async def test_an_expected_failure_logs_one_error_line_and_no_traceback(emulator, seed_instance, greenapi_env, failure):
+    canary = "CANARYlogs" + "7c" * 20
+    instance = seed_instance(notifications=3)
+    greenapi_env(instance)
+    name = f"logs-{instance.id_instance}"
+    if failure == "refused-token":  # the block's token is not the instance's: GREEN-API answers 401
+        await GreenApiInstance(api_url=emulator.url, id_instance=instance.id_instance, api_token_instance=canary).asave(name, overwrite=True)
+        expected = f"the apiTokenInstance was refused for idInstance {instance.id_instance}"
+    else:
+        expected = f"no greenapi-instance block named {name!r}"
+
+    state = await handle_account_change(reason="number_blocked", instance=name, return_state=True)
+
+    assert state.is_failed() and expected in state.message
+    logs = await _run_logs(state.state_details.flow_run_id, until="Finished in state Failed")
+    errors = [log.message for log in logs if log.level >= logging.ERROR]
+    assert len(errors) == 1 and expected in errors[0] and "Finished in state Failed" in errors[0], errors
+    assert not [log.message for log in logs if "Traceback" in log.message or canary in log.message]
+
+
+async def test_an_unexpected_error_still_raises_with_its_traceback(greenapi_env, monkeypatch):
+    module = importlib.import_module("flows.handle_account_change")  # the package's attribute is the flow itself
+
+    async def broken(instance, settings):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(module, "resolve_credentials", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await handle_account_change(reason="number_blocked", instance="any")
 
 
 async def test_a_window_opened_by_an_earlier_run_is_respected(emulator, seed_instance, greenapi_env):

@@ -101,3 +101,16 @@ async def test_the_hand_over_is_a_deferred_task_run_for_a_task_worker(id_instanc
     assert task_run.name.startswith("handle-reported-change")  # named with the instance when it runs
     assert task_run.state.type.value == "SCHEDULED" and task_run.state.state_details.deferred is True
     assert task_run.flow_run_id is None  # nothing runs it here: it waits for a task worker
+
+
+async def test_an_unregistered_instance_hands_nothing_over_on_either_endpoint(prefect_server):
+    unregistered = next(_ids)  # no greenapi-instance block: the receiver's registry reads the session's server
+    dispatcher = RecordingDispatcher()
+    client, events = _receiver(dispatcher)
+    async with client:
+        webhook = await client.post("/webhooks/greenapi", json=_blocked_webhook(unregistered))
+        queue_reset = await client.post("/events/queue-reset", json={"idInstance": unregistered, "reason": "number_blocked"})
+
+    assert webhook.status_code == 200 and webhook.json()["status"] == "ignored", webhook.text
+    assert queue_reset.status_code == 422 and str(unregistered) in queue_reset.text
+    assert dispatcher.handed_over == [] and events.events == []  # no task run, no event: no run can start

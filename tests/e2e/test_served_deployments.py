@@ -332,3 +332,54 @@ async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, se
     await asyncio.sleep(4)  # longer than event -> automation -> run takes in the tests above
     assert await _handle_runs(str(seeded.id_instance)) == [] and await _reported_runs(seeded.id_instance) == []
     assert RECEIVER_SECRET not in served.log.read_text()
+
+
+async def _log_lines(served: Served, since: int, about: str, *, until: str, count: int, timeout: float = 15) -> list[str]:
+    """serve's output since ``since`` (characters), the lines naming ``about``; read until ``count`` of them hold ``until``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in served.log.read_text()[since:].splitlines() if about in line]
+        if sum(until in line for line in lines) >= count or time.monotonic() > deadline:
+            return lines
+        await asyncio.sleep(0.25)
+
+
+async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_traceback(served, emulator, seed_instance):
+    seeded = seed_instance(state="blocked", notifications=2)
+    canary = "CANARYserved" + "4b" * 20  # the block's token, which the instance refuses
+    block = f"e2e-{seeded.id_instance}"
+    await GreenApiInstance(api_url=emulator.url, id_instance=seeded.id_instance, api_token_instance=canary).asave(block, overwrite=True)
+    log_before = len(served.log.read_text())
+
+    # One run on Prefect's runner (a process of its own), one in serve's task worker (from the receiver).
+    deployment_run = await run_deployment(HANDLE, parameters={"reason": "number_blocked", "instance": block}, timeout=0)
+    answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked"})
+    assert answer.status_code == 202, answer.text
+    reported = await _wait_for_reported_runs(seeded.id_instance, 1)
+    runs = await _wait_final([deployment_run.id, reported[0].id])
+
+    expected = f"the apiTokenInstance was refused for idInstance {seeded.id_instance}"
+    assert [r.state.type.value for r in runs] == ["FAILED", "FAILED"] and all(expected in r.state.message for r in runs)
+    lines = await _log_lines(served, log_before, str(seeded.id_instance), until="Finished in state Failed('Instance", count=2)
+    errors = [line for line in lines if "ERROR" in line]
+    assert len(errors) == 2 and all(expected in line for line in errors), "\n".join(lines)  # one per run
+    logged = served.log.read_text()[log_before:]
+    assert "Traceback" not in logged and canary not in logged
+
+
+async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served):
+    unregistered = 7_980_000_001  # no greenapi-instance block
+    log_before = len(served.log.read_text())
+    webhook = {"typeWebhook": "stateInstanceChanged", "timestamp": int(time.time()), "stateInstance": "blocked",
+               "instanceData": {"idInstance": unregistered, "wid": "79990000001@c.us", "typeInstance": "whatsapp"}}
+
+    answers = [_post(served, "/webhooks/greenapi", webhook),
+               _post(served, "/events/queue-reset", {"idInstance": unregistered, "reason": "number_blocked"})]
+
+    assert [a.status_code for a in answers] == [200, 422], [a.text for a in answers]
+    assert answers[0].json()["status"] == "ignored"
+    await asyncio.sleep(4)  # longer than event -> automation -> run, or a hand-over, takes in the tests above
+    assert await _handle_runs(str(unregistered)) == [] and await _reported_runs(unregistered) == []
+    lines = await _log_lines(served, log_before, str(unregistered), until="no greenapi-instance block", count=2)
+    assert len(lines) == 2 and all("WARNING" in line for line in lines), lines
+    assert "Traceback" not in served.log.read_text()[log_before:]

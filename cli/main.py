@@ -15,7 +15,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the flow against the bundled emulator on Prefect's local server")
+    demo = commands.add_parser(
+        "demo", help="run the flow against the bundled emulator on Prefect's local server",
+        description="Start the bundled GREEN-API emulator on loopback (short windows) and run handle-account-change on "
+                    "three emulated instances at once: a blocked number, a clear that must wait out leftTime, and a count "
+                    "that wrongly says 0. Prints a summary per instance and where to look in the Prefect UI. No credentials.",
+    )
     demo.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
     run = commands.add_parser(
@@ -37,14 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
-    serve = commands.add_parser("serve", help="serve the deployments of prefect.yaml and the webhook receiver")
+    serve = commands.add_parser(
+        "serve", help="serve the deployments of prefect.yaml and the webhook receiver",
+        description="Against the Prefect server in PREFECT_API_URL: register and serve the deployments of prefect.yaml "
+                    "(handle-account-change and the sweep, with their schedule and event triggers) with Prefect's runner, "
+                    "run a task worker for the receiver's reports, and run the receiver (GREEN_API_RECEIVER_SECRET required).",
+    )
     serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
     serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for scheduled runs (default 1 s)")
     serve.add_argument("--task-limit", type=int, default=50,
                        help="reports from the receiver handled at once by this process's task worker (default 50)")
 
-    worker = commands.add_parser("task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)")
+    worker = commands.add_parser(
+        "task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)",
+        description="Run a Prefect task worker for the background task handle-reported-change: each report the receiver "
+                    "hands over becomes a handle-account-change run in this process, with no new process per run.",
+    )
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
     from cli.instances import add_parser as add_instances_parser

@@ -103,10 +103,16 @@ class EmulatorServer:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m emulator",
-        description="Local GREEN-API emulator.",
+        prog="greenapi-migrate emulator",
+        # Raw text (the epilog is a table): the description is wrapped by hand.
+        description="A local GREEN-API emulator for tests and demos: the queue, account and receiving methods with\n"
+                    "GREEN-API's timing (a clear window of a minute, the count refreshed every 10 s), its reported bugs\n"
+                    "on request, and the partner endpoint. Instances come from a JSON seed file (--seed, below).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="""seed file (--seed): {"config": {...}, "instances": [{...}, ...]}; each instance:
+        epilog="""seed file (--seed): {"config": {...}, "instances": [{...}, ...]}
+config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_seconds, rate_limits_per_second,
+  call_log_limit, partner_token (the --clear-window, --count-refresh, --max-receive-wait and
+  --partner-token flags override them). Each instance:
   id_instance, api_token (required); state, wid, webhook_url, notifications, outgoing_messages,
   cleared_seconds_ago, count_snapshot, arrival_rate_per_second, cyrillic_count,
   refuse_clears {"reason", "times"};
@@ -124,9 +130,9 @@ def _parser() -> argparse.ArgumentParser:
   name, deleted, is_expired           what the partner endpoint lists for the instance
 partner API: GET /partner/getInstances/{partnerToken} lists every instance (GREEN-API's shape, tokens
   included); with a wrong token, or no --partner-token, HTTP 200 {"code": 401, "description": "Unauthorized"}
-see emulator/README.md""",
+every option, with an example seed file: emulator/README.md ("Seed file")""",
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("--seed", help='JSON seed file: {"config": {...}, "instances": [...]}')
     p.add_argument("--clear-window", type=float, help="seconds between allowed clearWebhooksQueue calls")

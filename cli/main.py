@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--reason", required=True, choices=[r.value for r in Reason], help="why the queue is reset")
     run.add_argument("--block", metavar="NAME", help="name of a greenapi-instance block (default: GREEN_API_* settings)")
-    run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
+    run.add_argument("--clear-outgoing", action=argparse.BooleanOptionalAction, default=None,
+                     help="also clear the outgoing message queue (default: after a block yes, after an account change no)")
     run.add_argument(
         "--detach-webhook", action="store_true",
         help="with a webhookUrl set (no peek possible, and clears reported to fail, GREEN-API #1107): remember the "

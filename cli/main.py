@@ -47,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)")
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
+    automations = commands.add_parser(
+        "automations", help="apply the project's Prefect automations (needed after `prefect deploy --all`)",
+        description="The project's automations, declared in deploy/automations.py: greenapi-crashed-runs, and the "
+                    "failure notifications through the block GREEN_API_NOTIFY_BLOCK names. `serve` and `task-worker` "
+                    "apply them; `prefect deploy --all` does not.",
+    )
+    automations_sub = automations.add_subparsers(dest="automations_command", required=True, metavar="ACTION")
+    automations_sub.add_parser(
+        "apply", help="create or update them by name (idempotent); remove the notification ones when "
+                      "GREEN_API_NOTIFY_BLOCK is unset or names no block",
+        description="Create or update, by name, greenapi-crashed-runs and (with GREEN_API_NOTIFY_BLOCK=block-type-slug/"
+                    "block-name naming a notification block) greenapi-notify-queue-reset-failed and "
+                    "greenapi-notify-sweep-failed; without a usable block the notification ones are removed. Prints what "
+                    "it did. Exit 0: applied; 2: GREEN_API_NOTIFY_BLOCK set but unusable (one line on stderr; the "
+                    "rest applied).",
+    )
+
     from cli.instances import add_parser as add_instances_parser
 
     add_instances_parser(commands)
@@ -86,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.instances import run as run_instances
 
         return run_instances(args)
+    if args.command == "automations":
+        from cli.automations import apply_command
+
+        return apply_command()
     if args.command == "task-worker":
         from cli.task_worker import run_task_worker
 

@@ -50,6 +50,7 @@ class GreenAPISettings(BaseSettings):
     settings_poll_seconds: float = Field(default=5.0, ge=1, le=60, description="With detach_webhook: how often GetSettings is read while waiting for the empty webhookUrl to apply.")
     partner_api_url: str = Field(default="https://api.green-api.com", description="Partner API host: GET {partnerApiUrl}/partner/getInstances/{partnerToken} (instances import --partner, the sweep's partner fleet).")
     partner_token: SecretStr | None = Field(default=None, description="Partner token of a GREEN-API partner account (or a greenapi-partner block).")
+    notify_block: str | None = Field(default=None, description="Prefect notification block that failure notifications go through, as block-type-slug/block-name (e.g. slack-webhook/ops, custom-webhook/ops); unset: no notifications.")
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> "GreenAPISettings":

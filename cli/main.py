@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.models import Reason
+from domain import Reason
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import re
 
 from prefect.runtime import flow_run
 
-from tasks.accounts import Reason
+from domain import Reason
 
 
 def run_name(reason: Reason | str, id_instance: int | str) -> str:

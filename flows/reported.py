@@ -12,7 +12,7 @@ from prefect import get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.handle_account_change import handle_account_change
-from tasks.accounts import Reason
+from domain import Reason
 
 
 @task(name="handle-reported-change", task_run_name="handle-reported-change-{id_instance}", cache_policy=NO_CACHE)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any, Iterable
 
 from prefect.variables import Variable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from domain import Reason
 from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
@@ -26,13 +26,6 @@ REPORTS_KEPT = 20
 REPORT_MEMORY = timedelta(hours=24)
 # Variables read at once when the sweep looks up a whole fleet's recorded accounts.
 READS_IN_FLIGHT = 16
-
-
-class Reason(str, Enum):
-    """Why an instance's queue is reset."""
-
-    number_blocked = "number_blocked"
-    account_changed = "account_changed"
 
 
 def seen_variable_name(id_instance: int) -> str:

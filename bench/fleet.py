@@ -126,9 +126,7 @@ def _with_prefect(env: dict, coroutine_function, *args):
 
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
-    from prefect.variables import Variable
-
-    from tasks.accounts import wid_variable_name
+    from tasks.accounts import SeenAccount, record_seen
     from tasks.credentials import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
@@ -139,7 +137,7 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
         async with slots:
             await GreenApiInstance(api_url=emulator_url, id_instance=seed["id_instance"], api_token_instance=seed["api_token"]).asave(
                 f"bench-{seed['id_instance']}", overwrite=True)
-            await Variable.aset(wid_variable_name(seed["id_instance"]), recorded[seed["id_instance"]], overwrite=True)
+            await record_seen(seed["id_instance"], SeenAccount(state="authorized", wid=recorded[seed["id_instance"]]))
 
     await asyncio.gather(*(one(s) for s in instances))
 
@@ -153,14 +151,14 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
     """Undo what a sweep wrote for the affected instances: their clear windows and new wids."""
     from prefect.variables import Variable
 
-    from tasks.accounts import next_clear_variable_name, wid_variable_name
+    from tasks.accounts import SeenAccount, next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(2)
 
     async def one(iid: int) -> None:
         async with slots:
             await Variable.aunset(next_clear_variable_name(iid))
-            await Variable.aset(wid_variable_name(iid), recorded[iid], overwrite=True)
+            await record_seen(iid, SeenAccount(state="authorized", wid=recorded[iid]))
 
     await asyncio.gather(*(one(iid) for iid in affected))
 

@@ -23,7 +23,7 @@ def _findings_from_report(report) -> list[dict]:
 
 
 async def _findings_from_artifact(flow_run_id) -> list[dict]:
-    """The sweep-report artifact's table: | instance | block | state | wid | recorded wid | finding | action |."""
+    """The sweep-report artifact's table: | instance | block | state | wid | seen before | finding | action | error |."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
@@ -34,10 +34,10 @@ async def _findings_from_artifact(flow_run_id) -> list[dict]:
     for artifact in artifacts[:1]:
         for line in str(artifact.data).splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) != 7 or not cells[0].isdigit():
+            if len(cells) != 8 or not cells[0].isdigit():
                 continue
             finding, action = cells[5], cells[6]
-            error = finding.removeprefix("check failed: ") if finding.startswith("check failed: ") else None
+            error = cells[7] or None
             findings.append({"id": int(cells[0]), "affected": finding in ("number_blocked", "account_changed"),
                              "error": error, "outcome": action.split(": ", 1)[1] if ": " in action else None})
     return findings

@@ -112,9 +112,9 @@ def list_command(*, as_json: bool) -> int:
     if as_json:
         print(json.dumps([item.as_json() for item in listed]))
         return EXIT_OK
-    columns = ("idInstance", "name", "API host", "last state", "last wid", "last reset", "when (UTC)")
-    rows = [(str(i.id_instance), i.block_name, i.api_url, i.last_state or "—", i.last_wid or "—",
-             i.last_outcome or "—", _when(i.last_reset_at)) for i in listed]
+    columns = ("idInstance", "name", "API host", "last state", "since (UTC)", "last wid", "last reset", "when (UTC)")
+    rows = [(str(i.id_instance), i.block_name, i.api_url, i.last_state or "—", _when(i.last_state_since),
+             i.last_wid or "—", i.last_outcome or "—", _when(i.last_reset_at)) for i in listed]
     if sys.stdout.isatty():
         from rich.table import Table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.models import Reason
+from domain import Reason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reason", required=True, choices=[r.value for r in Reason], help="why the queue is reset")
     run.add_argument("--block", metavar="NAME", help="a greenapi-instance block name, or an idInstance (the block registered "
                                                       "for it); default: the GREEN_API_* settings")
-    run.add_argument("--clear-outgoing", action="store_true", help="also clear the outgoing message queue")
+    run.add_argument("--clear-outgoing", action=argparse.BooleanOptionalAction, default=None,
+                     help="also clear the outgoing message queue (default: after a block yes, after an account change no)")
     run.add_argument(
         "--detach-webhook", action="store_true",
         help="with a webhookUrl set (no peek possible, and clears reported to fail, GREEN-API #1107): remember the "
@@ -60,6 +61,23 @@ def _parser() -> argparse.ArgumentParser:
                     "hands over becomes a handle-account-change run in this process, with no new process per run.",
     )
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
+
+    automations = commands.add_parser(
+        "automations", help="apply the project's Prefect automations (needed after `prefect deploy --all`)",
+        description="The project's automations, declared in deploy/automations.py: greenapi-crashed-runs, and the "
+                    "failure notifications through the block GREEN_API_NOTIFY_BLOCK names. `serve` and `task-worker` "
+                    "apply them; `prefect deploy --all` does not.",
+    )
+    automations_sub = automations.add_subparsers(dest="automations_command", required=True, metavar="ACTION")
+    automations_sub.add_parser(
+        "apply", help="create or update them by name (idempotent); remove the notification ones when "
+                      "GREEN_API_NOTIFY_BLOCK is unset or names no block",
+        description="Create or update, by name, greenapi-crashed-runs and (with GREEN_API_NOTIFY_BLOCK=block-type-slug/"
+                    "block-name naming a notification block) greenapi-notify-queue-reset-failed and "
+                    "greenapi-notify-sweep-failed; without a usable block the notification ones are removed. Prints what "
+                    "it did. Exit 0: applied; 2: GREEN_API_NOTIFY_BLOCK set but unusable (one line on stderr; the "
+                    "rest applied).",
+    )
 
     from cli.instances import add_parser as add_instances_parser
 
@@ -100,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.instances import run as run_instances
 
         return run_instances(args)
+    if args.command == "automations":
+        from cli.automations import apply_command
+
+        return apply_command()
     if args.command == "task-worker":
         from cli.task_worker import run_task_worker
 

@@ -21,7 +21,7 @@ def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
     return None, result if isinstance(result, BaseException) else None
 
 
-def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool, as_json: bool, detach_webhook: bool = False) -> int:
+def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool | None, as_json: bool, detach_webhook: bool = False) -> int:
     try:
         settings = get_settings()
         # Fail before a flow run exists when the settings or the block cannot work: one line, exit 2.

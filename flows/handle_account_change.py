@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
 from flows.cancellation import stop_when_cancelled
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
+from flows.naming import name_at_start, name_once_known
 from flows.report import publish_report
 from flows.steps import record_step
 from greenapi import ConfigurationError, GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials, get_settings
@@ -43,17 +43,11 @@ from tasks import (
     wait_seconds,
 )
 from tasks import webhook as webhook_steps
-from tasks.accounts import next_clear_allowed_at, record_next_clear_allowed
+from tasks.accounts import fresh_observation, next_clear_allowed_at, record_next_clear_allowed
 from tasks.connections import open_client
 from tasks.locks import instance_lock
 from tasks.results import InstanceInfo, Verification, utc_now
 from tasks.wait import WaitKind
-
-
-def _run_name() -> str:
-    parameters = flow_run.parameters
-    reason = getattr(parameters.get("reason"), "value", parameters.get("reason"))
-    return f"{reason}-{parameters.get('instance') or 'from-settings'}"
 
 
 class _Stop(Exception):
@@ -64,34 +58,37 @@ class _Stop(Exception):
         self.outcome, self.message = outcome, message
 
 
-@flow(name="handle-account-change", flow_run_name=_run_name, retries=0)
+@flow(name="handle-account-change", flow_run_name=name_at_start, retries=0)
 async def handle_account_change(
     reason: Reason,
     instance: Annotated[str | None, Field(max_length=255)] = None,
-    clear_outgoing: bool = False,
+    clear_outgoing: bool | None = None,
     detach_webhook: bool = False,
     max_clear_attempts: Annotated[int | None, Field(ge=1, le=50)] = None,
     max_total_wait_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None,
-    observed: InstanceInfo | None = None,
 ) -> QueueResetReport:
     """Clear and verify a GREEN-API instance's incoming notification queue.
 
     Args:
         reason: number_blocked (the number was blocked) or account_changed (another WhatsApp account is on the instance).
         instance: a greenapi-instance block name, or an idInstance (the block registered for it). Empty: the GREEN_API_* settings.
-        clear_outgoing: also clear messages not yet sent (GREEN-API advises it after a block, before reconnecting).
+        clear_outgoing: also clear messages not yet sent. Empty: yes after a block (GREEN-API advises it before
+            another number is connected), no after an account change.
         detach_webhook: with a webhookUrl set, follow GREEN-API's workaround: remember the webhookUrl and
             webhookUrlToken (a Secret block), SetSettings an empty webhookUrl, clear, verify with a peek, SetSettings
             both back, whatever happens in between. SetSettings restarts the instance and takes up to 5 minutes.
         max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: GREEN_API_MAX_CLEAR_ATTEMPTS.
         max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
-        observed: filled in by the sweep, which has just inspected the instance; leave it empty. The run
-            then skips its own inspection and the "before" counts, and goes straight to the clear.
+
+    A run the sweep started finds the sweep's inspection of the instance (a Variable, not a parameter), and
+    then skips its own inspection and the "before" counts, and goes straight to the clear.
     """
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     try:
         settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
         credentials = await resolve_credentials(instance, settings)
+        await name_once_known(reason, credentials.id_instance)
+        observed = await fresh_observation(credentials.id_instance, timedelta(seconds=settings.observation_max_age_seconds))
         return await stop_when_cancelled(
             reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing,
                                  detach_webhook=detach_webhook, observed=observed),
@@ -119,7 +116,7 @@ async def reset_instance_queue(
     credentials: InstanceCredentials,
     settings: GreenAPISettings,
     *,
-    clear_outgoing: bool = False,
+    clear_outgoing: bool | None = None,
     detach_webhook: bool = False,
     observed: InstanceInfo | None = None,
     already_locked: bool = False,
@@ -127,7 +124,10 @@ async def reset_instance_queue(
     """The runbook itself, in whatever flow run calls it: this module's flow, or the sweep handling an
     instance inline, whose run then shows the instance's steps as its own task runs. Raises
     QueueNotVerifiedEmpty (with the report) unless the queue was verified empty. ``already_locked``:
-    the caller holds the instance's slot (the sweep locks a batch's instances together)."""
+    the caller holds the instance's slot (the sweep locks a batch's instances together).
+    ``clear_outgoing`` None: after a block only."""
+    if clear_outgoing is None:
+        clear_outgoing = reason is Reason.number_blocked
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     # Runs for the same instance take turns: the second sees the first one's result, not a half-cleared queue.
     lock = contextlib.nullcontext() if already_locked else instance_lock(

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 from pydantic import BaseModel, Field
 
-from tasks.accounts import Reason
-
-
-class Outcome(str, Enum):
-    cleared = "cleared"  # cleared, then verified empty
-    already_empty = "already_empty"  # count 0 confirmed by a peek: nothing to clear
-    not_empty = "not_empty"  # cleared, but notifications were still queued within the bounds
-    clear_refused = "clear_refused"  # isCleared false with a reason other than the rate limit
-    gave_up_waiting = "gave_up_waiting"  # leftTime waits would exceed the attempt or wait bounds
-    api_error = "api_error"  # an API call failed for good (auth, quota, server, bad answer)
-
-
-VERIFIED_OUTCOMES = frozenset({Outcome.cleared, Outcome.already_empty})
+from domain import VERIFIED_OUTCOMES, Outcome, Reason  # noqa: F401  (re-exported: flows.models is their old home)
 
 
 class StepRecord(BaseModel):

@@ -69,6 +69,7 @@ async def publish_report(report: QueueResetReport) -> None:
     )
     try:
         await record_last_reset(report.id_instance, {
+            "reason": report.reason.value,
             "outcome": report.outcome.value if report.outcome else None,
             "verified_empty": report.verified_empty,
             "finished_at": (report.finished_at or report.started_at).isoformat(),

@@ -12,18 +12,18 @@ from prefect import get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.handle_account_change import handle_account_change
-from tasks.accounts import Reason
+from domain import Reason
 
 
 @task(name="handle-reported-change", task_run_name="handle-reported-change-{id_instance}", cache_policy=NO_CACHE)
-async def handle_reported_change(id_instance: int, reason: Reason, report_id: str, clear_outgoing: bool = False) -> str:
+async def handle_reported_change(id_instance: int, reason: Reason, report_id: str, clear_outgoing: bool | None = None) -> str:
     """Run handle-account-change for a reported instance.
 
     Args:
         id_instance: the instance the report names (its greenapi-instance block holds the token).
         reason: number_blocked or account_changed.
         report_id: the receiver's event id for the report, for the logs and the UI.
-        clear_outgoing: also clear the outgoing message queue.
+        clear_outgoing: also clear the outgoing message queue (empty: after a block only).
 
     Returns:
         The final state of the handle-account-change run (Completed, Failed, Cancelled...).

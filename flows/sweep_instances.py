@@ -4,17 +4,22 @@
 2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
    checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
-3. Blocked: number_blocked. Authorized with another wid than recorded: account_changed. Record new wids.
+3. Act on changes. Blocked: number_blocked, once per block (again only while no reset since the block
+   was first seen verified the queue empty). Authorized with another wid than the last one: account_changed.
+   What each check saw (state, since when, last wid) is recorded where it changed.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
    worker (``handle="deployment"``), or here, its steps as this run's tasks (``handle="inline"``), which reuses the
    inspection and shares this sweep's connections; a batch's affected instances are then locked in one write.
 5. Report what was found and done: a progress artifact while it runs, a markdown table at the end.
+   The sweep ends Failed when an instance could not be checked or handled, after handling all the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
@@ -26,8 +31,19 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.models import QueueNotVerifiedEmpty
+from flows.naming import run_name
 from greenapi import get_settings
-from tasks.accounts import Reason, last_seen_wids, reason_for, record_wid
+from tasks.accounts import (
+    Reason,
+    SeenAccount,
+    block_already_handled,
+    hand_over_observation,
+    last_resets,
+    last_seen_many,
+    next_seen,
+    reason_for,
+    record_seen,
+)
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
 from tasks.inspect import check_instances
@@ -37,6 +53,7 @@ from tasks.results import InstanceInfo, utc_now
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
 PROGRESS_EVERY_SECONDS = 1.0
 BATCHES_IN_FLIGHT = 4
+ERROR_CELL_CHARS = 80
 
 
 class InstanceFinding(BaseModel):
@@ -44,17 +61,25 @@ class InstanceFinding(BaseModel):
     block_name: str
     state_instance: str | None = None
     wid: str | None = None
-    recorded_wid: str | None = None
+    seen_before: SeenAccount | None = None
     reason: Reason | None = None
+    note: str = ""
     error: str | None = None
     handled_by: str | None = None
+    run_url: str | None = None
     outcome: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or (self.outcome or "").startswith("failed")
 
 
 class SweepReport(BaseModel):
     checked: int
+    not_checked: int
     affected: int
-    failed_checks: int
+    already_handled: int
+    failed_handling: int
     findings: list[InstanceFinding]
 
 
@@ -85,8 +110,9 @@ async def sweep_instances(
     deployment_name: Annotated[str, Field(min_length=3)] = HANDLE_DEPLOYMENT,
     fleet: Literal["blocks", "partner"] = "blocks",
     partner_block: str | None = None,
+    clear_outgoing_after_block: bool = True,
 ) -> SweepReport:
-    """Check every registered GREEN-API instance and reset the queue of each blocked or changed one.
+    """Check every registered GREEN-API instance and reset the queue of each newly blocked or changed one.
 
     Args:
         max_concurrency: GREEN-API requests in flight at once, across the fleet (1-200).
@@ -101,6 +127,8 @@ async def sweep_instances(
             (Partner API getInstances; deleted and expired ones left out), no block per instance needed.
             Their tokens exist only in this run, so affected ones are handled inline.
         partner_block: with fleet="partner", a greenapi-partner block (default: GREEN_API_PARTNER_* settings).
+        clear_outgoing_after_block: after a block, also clear the messages not yet sent, as GREEN-API
+            advises before another number is connected.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -117,104 +145,178 @@ async def sweep_instances(
         instances = await registered_instances()
     logger.info("Sweeping %d %s instance(s), %d request(s) in flight at most", len(instances),
                 "partner" if fleet == "partner" else "registered", max_concurrency)
-    progress = _Progress(
+    sweep = _Sweep(settings, max_concurrency, check_timeout_seconds,
+                   _HandOver(start_runs, handle, deployment_name, clear_outgoing_after_block))
+    sweep.progress = _Progress(
         await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
         len(instances),
     )
-    findings: list[InstanceFinding | None] = [None] * len(instances)
-    hand_overs: list[asyncio.Task] = []
-    # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
-    # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
-    batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
-    # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
-    check_settings = settings.model_copy(update={
-        "read_timeout_seconds": check_timeout_seconds,
-        "connect_timeout_seconds": min(settings.connect_timeout_seconds, check_timeout_seconds),
-    })
-    check_slots = asyncio.Semaphore(max_concurrency)
+    report = await sweep.run(instances)
+    await acreate_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
+    logger.info("Sweep done: %d checked, %d could not be checked; %d affected, %d blocked and already handled",
+                report.checked, report.not_checked, report.affected, report.already_handled)
+    problems = [f"{report.not_checked} of {len(report.findings)} instance(s) could not be checked"
+                f" ({_ids(f for f in report.findings if f.error)})"] if report.not_checked else []
+    problems += [f"{report.failed_handling} could not be handled ({_ids(f for f in report.findings if f.error is None and f.failed)})"
+                 ] if report.failed_handling else []
+    if problems:
+        raise SweepIncomplete("; ".join(problems) + "; see the sweep-report artifact")
+    return report
 
-    async def check_batch(start: int, batch: list[RegisteredInstance]) -> None:
-        async with batch_window:
-            clients = [open_client(r.credentials, check_settings) for r in batch]
+
+def _ids(findings, shown: int = 10) -> str:
+    ids = [str(f.id_instance) for f in findings]
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+@dataclass(frozen=True)
+class _HandOver:
+    start_runs: bool
+    handle: Literal["deployment", "inline"]
+    deployment_name: str
+    clear_outgoing_after_block: bool
+
+    def clear_outgoing(self, reason: Reason) -> bool:
+        return self.clear_outgoing_after_block and reason is Reason.number_blocked
+
+
+class _Sweep:
+    """One sweep's batches: check, decide, hand over, record what was seen."""
+
+    def __init__(self, settings, max_concurrency: int, check_timeout_seconds: float, hand_over: _HandOver) -> None:
+        self.settings, self.batch_size, self.hand_over = settings, max_concurrency, hand_over
+        # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
+        self.check_settings = settings.model_copy(update={
+            "read_timeout_seconds": check_timeout_seconds,
+            "connect_timeout_seconds": min(settings.connect_timeout_seconds, check_timeout_seconds),
+        })
+        self.check_slots = asyncio.Semaphore(max_concurrency)
+        # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
+        # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
+        self.batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self.hand_overs: list[asyncio.Task] = []
+        self.progress: _Progress | None = None
+
+    async def run(self, instances: list[RegisteredInstance]) -> SweepReport:
+        findings: list[InstanceFinding] = []
+        async with shared_connections(self.batch_size):
+            size = self.batch_size
+            for batch_findings in await asyncio.gather(
+                    *(self.check_batch(instances[start:start + size]) for start in range(0, len(instances), size))):
+                findings.extend(batch_findings)
+            await asyncio.gather(*self.hand_overs)
+        if not instances and self.progress:
+            await aupdate_progress_artifact(self.progress.artifact_id, 100.0)
+        return SweepReport(
+            checked=sum(1 for f in findings if f.error is None),
+            not_checked=sum(1 for f in findings if f.error is not None),
+            affected=sum(1 for f in findings if f.reason),
+            already_handled=sum(1 for f in findings if f.note and not f.reason),
+            failed_handling=sum(1 for f in findings if f.error is None and f.failed),
+            findings=findings,
+        )
+
+    async def check_batch(self, batch: list[RegisteredInstance]) -> list[InstanceFinding]:
+        async with self.batch_window:
+            clients = [open_client(r.credentials, self.check_settings) for r in batch]
             try:
-                # The accounts recorded last time are read while the batch is checked, not all before the sweep starts.
-                results, recorded = await asyncio.gather(
-                    check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=check_slots),
-                    last_seen_wids(r.id_instance for r in batch),
+                # What the last checks saw is read while the batch is checked, not all before the sweep starts.
+                state, seen = await asyncio.gather(
+                    check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=self.check_slots,
+                                    return_state=True),
+                    last_seen_many(r.id_instance for r in batch),
                 )
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
-        new_wids: list[tuple[int, str]] = []
-        to_handle_inline: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]] = []
-        for offset, (registered, result) in enumerate(zip(batch, results)):
-            finding = InstanceFinding(
-                id_instance=registered.id_instance, block_name=registered.block_name,
-                recorded_wid=recorded.get(registered.id_instance),
-            )
-            findings[start + offset] = finding
+            results = await state.aresult(raise_on_failure=False)  # Failed when some could not be checked
+        findings = [InstanceFinding(id_instance=r.id_instance, block_name=r.block_name, seen_before=seen.get(r.id_instance))
+                    for r in batch]
+        await self.decide(findings, results)
+        self.start_hand_overs(findings, batch, results)
+        # Recorded after the batch's hand-overs have started: no hand-over waits behind a write.
+        now = utc_now()
+        changes = [(f.id_instance, next_seen(f.seen_before, f.state_instance, f.wid, now)) for f in findings if f.error is None]
+        await asyncio.gather(*(record_seen(i, changed) for i, changed in changes if changed is not None))
+        if self.progress:
+            await self.progress.advance(len(batch))
+        return findings
+
+    async def decide(self, findings: list[InstanceFinding], results: list[InstanceInfo | str]) -> None:
+        still_blocked = [f.id_instance for f, r in zip(findings, results)
+                         if isinstance(r, InstanceInfo) and r.state_instance == "blocked"
+                         and f.seen_before is not None and f.seen_before.state == "blocked"]
+        resets = await last_resets(still_blocked) if still_blocked else {}
+        for finding, result in zip(findings, results):
             if isinstance(result, str):
                 finding.error = result
                 continue
             finding.state_instance, finding.wid = result.state_instance, result.wid
-            finding.reason = reason_for(result.state_instance, result.wid, finding.recorded_wid)
-            if result.state_instance == "authorized" and result.wid and result.wid != finding.recorded_wid:
-                new_wids.append((registered.id_instance, result.wid))
-            if finding.reason and start_runs and handle == "inline":
-                to_handle_inline.append((finding, registered, result))
-            elif finding.reason and start_runs:
-                # Handed over at once, while the sweep goes on checking the rest.
-                hand_overs.append(asyncio.create_task(_start_run(finding, registered, result, deployment_name)))
-        if to_handle_inline:
-            hand_overs.append(asyncio.create_task(_handle_inline(to_handle_inline, settings)))
-        # Recorded after the batch's hand-overs have started, all at once: no hand-over waits behind a write.
-        await asyncio.gather(*(record_wid(id_instance, wid) for id_instance, wid in new_wids))
-        await progress.advance(len(batch))
+            recorded_wid = finding.seen_before.wid if finding.seen_before else None
+            reason = reason_for(result.state_instance, result.wid, recorded_wid)
+            if reason is Reason.number_blocked and block_already_handled(finding.seen_before, resets.get(finding.id_instance)):
+                finding.note = (f"blocked since {_when(finding.seen_before.since)}; reset verified empty "
+                                f"{_when(resets[finding.id_instance].get('finished_at'))}")
+                continue
+            finding.reason = reason
 
-    async with shared_connections(max_concurrency):
-        size = max_concurrency
-        await asyncio.gather(*(check_batch(start, instances[start:start + size]) for start in range(0, len(instances), size)))
-        await asyncio.gather(*hand_overs)
-    findings = [f for f in findings if f is not None]
-    if not instances:
-        await aupdate_progress_artifact(progress.artifact_id, 100.0)
-    report = SweepReport(
-        checked=len(findings),
-        affected=sum(1 for f in findings if f.reason),
-        failed_checks=sum(1 for f in findings if f.error),
-        findings=findings,
-    )
-    await acreate_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
-    logger.info("Sweep done: %d checked, %d affected, %d could not be checked", report.checked, report.affected, report.failed_checks)
-    if report.failed_checks:
-        raise SweepIncomplete(f"{report.failed_checks} of {report.checked} instance(s) could not be checked; see the sweep-report artifact")
-    return report
+    def start_hand_overs(self, findings: list[InstanceFinding], batch: list[RegisteredInstance],
+                         results: list[InstanceInfo | str]) -> None:
+        affected = [(f, r, info) for f, r, info in zip(findings, batch, results) if f.reason]
+        if not affected or not self.hand_over.start_runs:
+            return
+        if self.hand_over.handle == "inline":
+            self.hand_overs.append(asyncio.create_task(self.handle_inline(affected)))
+            return
+        for finding, registered, info in affected:  # handed over at once, while the sweep goes on checking the rest
+            self.hand_overs.append(asyncio.create_task(self.start_run(finding, registered, info)))
 
+    async def handle_inline(self, batch: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]]) -> None:
+        """The runbook for a batch's affected instances, here: their steps become this sweep run's task runs
+        (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
+        dozen more writes (bench/NOTES.md). The batch's instances are locked together when all are free (one
+        write to take their slots, one to release them); otherwise each takes its own lock."""
+        async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
+                                             lease_seconds=self.settings.instance_lock_lease_seconds) as locked:
+            await asyncio.gather(*(self.handle_one_inline(finding, registered, info, already_locked=locked)
+                                   for finding, registered, info in batch))
 
-async def _handle_inline(batch: list[tuple[InstanceFinding, RegisteredInstance, InstanceInfo]], settings) -> None:
-    """The runbook for a batch's affected instances, here: their steps become this sweep run's task runs
-    (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
-    dozen more writes (bench/NOTES.md). The batch's instances are locked together when all are free (one
-    write to take their slots, one to release them); otherwise each takes its own lock."""
-    async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
-                                         lease_seconds=settings.instance_lock_lease_seconds) as locked:
-        await asyncio.gather(*(_handle_one_inline(finding, registered, info, settings, already_locked=locked)
-                               for finding, registered, info in batch))
+    async def handle_one_inline(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo,
+                                *, already_locked: bool) -> None:
+        from flows.handle_account_change import reset_instance_queue
 
+        finding.handled_by = "inline"
+        try:
+            await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
+                                       already_locked=already_locked,
+                                       clear_outgoing=self.hand_over.clear_outgoing(finding.reason))
+            finding.outcome = "completed"
+        except QueueNotVerifiedEmpty as exc:
+            finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
+        except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
+            finding.outcome = f"failed: {type(exc).__name__}"
+            get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
 
-async def _handle_one_inline(
-    finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, settings, *, already_locked: bool
-) -> None:
-    from flows.handle_account_change import reset_instance_queue
+    async def start_run(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo) -> None:
+        """A handle-account-change run on the work pool, named as every run for the instance is, for any worker.
 
-    finding.handled_by = "inline"
-    try:
-        await reset_instance_queue(finding.reason, registered.credentials, settings, observed=info, already_locked=already_locked)
-        finding.outcome = "completed"
-    except QueueNotVerifiedEmpty as exc:
-        finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
-    except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
-        finding.outcome = f"failed: {type(exc).__name__}"
-        get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
+        The idempotency key makes a retried sweep start each run once. The inspection goes along (a
+        Variable the run reads): the run does not ask GREEN-API again what the sweep has just been told.
+        """
+        name = run_name(finding.reason, registered.id_instance)
+        try:
+            await hand_over_observation(info)
+            run = await run_deployment(
+                name=self.hand_over.deployment_name, timeout=0, tags=["greenapi", "sweep"], flow_run_name=name,
+                parameters={"reason": finding.reason.value, "instance": registered.block_name,
+                            "clear_outgoing": self.hand_over.clear_outgoing(finding.reason)},
+                idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
+            )
+        except Exception as exc:  # the others are still handed over; this one shows as failed in the report
+            finding.handled_by, finding.outcome = "run", f"failed: {type(exc).__name__} starting {name}"
+            get_run_logger().error("Instance %s: could not start run %s: %s", registered.id_instance, name, type(exc).__name__)
+            return
+        finding.handled_by, finding.outcome, finding.run_url = f"run {run.name}", "started", _run_url(run.id)
+        get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
 
 
 async def _deployment_exists(name: str) -> bool:
@@ -226,35 +328,39 @@ async def _deployment_exists(name: str) -> bool:
     return True
 
 
-async def _start_run(finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo, deployment_name: str) -> None:
-    """A handle-account-change run on the work pool, for any worker to pick up.
+def _run_url(run_id) -> str | None:
+    from prefect.settings import PREFECT_UI_URL
 
-    The idempotency key makes a retried sweep start each run once. The inspection goes along: the run
-    does not ask GREEN-API again what the sweep has just been told (2 calls saved, and no second
-    GetStateInstance within GREEN-API's 1 s rate limit when the run starts at once).
-    """
-    parameters = {"reason": finding.reason.value, "instance": registered.block_name, "observed": info.model_dump(mode="json")}
-    run = await run_deployment(
-        name=deployment_name, parameters=parameters, timeout=0, tags=["greenapi", "sweep"],
-        idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
-    )
-    finding.handled_by, finding.outcome = f"run {run.name}", "started"
-    get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base else None
+
+
+def _when(value) -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if isinstance(moment, datetime) else "—"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split()).replace("|", "/")
+    return text if len(text) <= ERROR_CELL_CHARS else text[:ERROR_CELL_CHARS - 1] + "…"
 
 
 def _render(report: SweepReport) -> str:
     lines = [
-        f"# Sweep: {report.checked} checked, {report.affected} affected, {report.failed_checks} not checked",
+        f"# Sweep: {report.checked} checked, {report.not_checked} could not be checked",
         "",
-        "| instance | block | state | wid | recorded wid | finding | action |",
-        "|---|---|---|---|---|---|---|",
+        f"{report.affected} affected, {report.already_handled} blocked and already handled, "
+        f"{report.failed_handling} could not be handled.",
+        "",
+        "| instance | block | state | wid | seen before | finding | action | error |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    ordered = sorted(report.findings, key=lambda f: (f.reason is None and f.error is None, f.id_instance))
+    ordered = sorted(report.findings, key=lambda f: (not f.failed, f.reason is None, f.id_instance))
     for f in ordered:
-        finding = f.reason.value if f.reason else ("check failed: " + f.error if f.error else "healthy")
-        action = f"{f.handled_by}: {f.outcome}" if f.handled_by else "—"
-        lines.append(
-            f"| {f.id_instance} | {f.block_name} | {f.state_instance or '—'} | {f.wid or '—'} | "
-            f"{f.recorded_wid or '—'} | {finding.replace('|', '/')} | {action} |"
-        )
+        before = f"{f.seen_before.state or '—'} since {_when(f.seen_before.since)}, wid {f.seen_before.wid or '—'}" if f.seen_before else "—"
+        finding = f.reason.value if f.reason else ("not checked" if f.error else f.note or "healthy")
+        action = f"[{f.handled_by}]({f.run_url})" if f.run_url else (f.handled_by or "—")
+        action += f": {f.outcome}" if f.outcome else ""
+        lines.append(f"| {f.id_instance} | {f.block_name} | {f.state_instance or '—'} | {f.wid or '—'} | {before} | "
+                     f"{finding} | {action.replace('|', '/')} | {_short(f.error) if f.error else ''} |")
     return "\n".join(lines) + "\n"

@@ -43,12 +43,14 @@ class GreenAPISettings(BaseSettings):
     max_total_wait_seconds: float = Field(default=300.0, ge=0, description="Upper bound on all waits of one run together.")
     instance_lock_timeout_seconds: float = Field(default=900.0, gt=0, description="How long a run waits for another run on the same instance to finish.")
     instance_lock_lease_seconds: float = Field(default=60.0, ge=60, le=3600, description="If a run dies holding its instance's lock, the lock frees after this long (Prefect's minimum lease is 60 s).")
+    observation_max_age_seconds: float = Field(default=120.0, ge=0, le=900, description="A run the sweep started uses the sweep's inspection of the instance when it is at most this old, instead of asking GREEN-API again.")
     cancel_check_seconds: float = Field(default=2.0, gt=0, le=60, description="How often a run asks Prefect whether it was cancelled (from the UI or the API), so it stops where it runs.")
     receive_timeout_seconds: int = Field(default=5, ge=5, le=60, description="receiveTimeout of the verification peek (GREEN-API accepts 5-60).")
     settings_apply_timeout_seconds: float = Field(default=300.0, ge=0, le=900, description="With detach_webhook: how long to wait for SetSettings' empty webhookUrl to apply (GREEN-API: within 5 minutes) before giving up.")
     settings_poll_seconds: float = Field(default=5.0, ge=1, le=60, description="With detach_webhook: how often GetSettings is read while waiting for the empty webhookUrl to apply.")
     partner_api_url: str = Field(default="https://api.green-api.com", description="Partner API host: GET {partnerApiUrl}/partner/getInstances/{partnerToken} (instances import --partner, the sweep's partner fleet).")
     partner_token: SecretStr | None = Field(default=None, description="Partner token of a GREEN-API partner account (or a greenapi-partner block).")
+    notify_block: str | None = Field(default=None, description="Prefect notification block that failure notifications go through, as block-type-slug/block-name (e.g. slack-webhook/ops, custom-webhook/ops); unset: no notifications.")
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> "GreenAPISettings":

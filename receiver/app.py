@@ -36,7 +36,7 @@ from receiver.models import Accepted, ErrorBody, GreenApiWebhook, Health, Ignore
 from receiver.registry import InstanceRegistry, PrefectInstanceRegistry
 from receiver.settings import ReceiverSettings
 from tasks import accounts
-from tasks.accounts import Reason
+from domain import Reason
 from tasks.credentials import BLOCK_TYPE_SLUG
 
 logger = logging.getLogger("greenapi.receiver")

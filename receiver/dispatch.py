@@ -11,7 +11,7 @@ import asyncio
 import logging
 from uuid import UUID
 
-from tasks.accounts import Reason
+from domain import Reason
 
 logger = logging.getLogger("greenapi.receiver")
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from prefect.events import Event
 
 from receiver.models import GreenApiWebhook, QueueResetRequest
-from tasks.accounts import Reason
+from domain import Reason
 from tasks.events import instance_resource
 
 EVENT_NAMES: dict[Reason, str] = {

@@ -8,7 +8,7 @@ from annotated_types import Ge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from tasks.accounts import Reason
+from domain import Reason
 
 ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
 

@@ -1,7 +1,8 @@
 """What happened to the account on an instance, and what runs remember about each instance.
 
 All of it lives in Prefect Variables, so the sweep, the receiver and every worker share it through the
-Prefect server: the last account seen (``greenapi-wid-<idInstance>``), the end of the clear window
+Prefect server: what the last check saw (``greenapi-seen-<idInstance>``: the state, since when, and the
+last account authorized on it), the end of the clear window
 (``greenapi-next-clear-<idInstance>``) and the reports already handed to a run
 (``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run), and how the last
 queue reset ended (``greenapi-last-reset-<idInstance>``: outcome, when, the state and wid it saw), which
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from enum import Enum
-from typing import Iterable
+from typing import Any, Iterable
 
 from prefect.variables import Variable
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from domain import Reason
+from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
 REPORTS_KEPT = 20
@@ -24,15 +28,12 @@ REPORT_MEMORY = timedelta(hours=24)
 READS_IN_FLIGHT = 16
 
 
-class Reason(str, Enum):
-    """Why an instance's queue is reset."""
-
-    number_blocked = "number_blocked"
-    account_changed = "account_changed"
+def seen_variable_name(id_instance: int) -> str:
+    return f"greenapi-seen-{id_instance}"
 
 
-def wid_variable_name(id_instance: int) -> str:
-    return f"greenapi-wid-{id_instance}"
+def observed_variable_name(id_instance: int) -> str:
+    return f"greenapi-observed-{id_instance}"
 
 
 def next_clear_variable_name(id_instance: int) -> str:
@@ -75,26 +76,96 @@ def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | 
     return None
 
 
-async def last_seen_wid(id_instance: int) -> str | None:
-    value = await Variable.aget(wid_variable_name(id_instance), default=None)
-    return value if isinstance(value, str) and value else None
+class SeenAccount(BaseModel):
+    """What the last check saw on an instance: its state, since when, and the last account authorized on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: str | None = None
+    since: datetime | None = None
+    wid: str | None = None
 
 
-async def last_seen_wids(ids: Iterable[int]) -> dict[int, str]:
-    """The recorded account of each instance that has one, read a few at a time."""
+def next_seen(seen: SeenAccount | None, state: str, wid: str | None, now: datetime) -> SeenAccount | None:
+    """The record after a check that saw ``state`` and ``wid``; None when nothing changed, so nothing is written."""
+    before = seen or SeenAccount()
+    after = SeenAccount(
+        state=state,
+        since=before.since if before.state == state and before.since else now,
+        wid=wid if state == "authorized" and wid else before.wid,
+    )
+    return None if after == before else after
+
+
+def block_already_handled(seen: SeenAccount | None, last_reset: dict | None) -> bool:
+    """Blocked at the last check too, and a number_blocked reset that ended after the block was first seen
+    verified the queue empty: this block is handled. A failed or unverified reset is tried again."""
+    if seen is None or seen.state != "blocked" or seen.since is None or not last_reset:
+        return False
+    finished = _parse(last_reset.get("finished_at"))
+    return (last_reset.get("reason") == Reason.number_blocked.value and last_reset.get("verified_empty") is True
+            and finished is not None and finished >= seen.since)
+
+
+def _as_seen(value: Any) -> SeenAccount | None:
+    try:
+        return SeenAccount.model_validate(value) if isinstance(value, dict) else None
+    except ValidationError:
+        return None
+
+
+async def last_seen(id_instance: int) -> SeenAccount | None:
+    return _as_seen(await Variable.aget(seen_variable_name(id_instance), default=None))
+
+
+async def last_seen_many(ids: Iterable[int]) -> dict[int, SeenAccount]:
+    """The last check's record of each instance that has one, read a few at a time."""
     slots = asyncio.Semaphore(READS_IN_FLIGHT)
 
-    async def read(id_instance: int) -> tuple[int, str | None]:
+    async def read(id_instance: int) -> tuple[int, SeenAccount | None]:
         async with slots:
-            return id_instance, await last_seen_wid(id_instance)
+            return id_instance, await last_seen(id_instance)
 
-    return {id_instance: wid for id_instance, wid in await asyncio.gather(*(read(i) for i in ids)) if wid}
+    return {id_instance: seen for id_instance, seen in await asyncio.gather(*(read(i) for i in ids)) if seen}
+
+
+async def record_seen(id_instance: int, seen: SeenAccount) -> None:
+    await Variable.aset(seen_variable_name(id_instance), seen.model_dump(mode="json"), overwrite=True, tags=["greenapi", "seen"])
+
+
+async def last_seen_wid(id_instance: int) -> str | None:
+    """The last account authorized on the instance, as any check recorded it."""
+    seen = await last_seen(id_instance)
+    return seen.wid if seen else None
 
 
 async def record_wid(id_instance: int, wid: str) -> None:
-    """Remember ``wid`` as the instance's account. Empty wids (not authorized yet) are not recorded."""
+    """Remember ``wid`` as the instance's account (it is authorized with it). Empty wids are not recorded."""
     if wid:
-        await Variable.aset(wid_variable_name(id_instance), wid, overwrite=True, tags=["greenapi", "wid"])
+        changed = next_seen(await last_seen(id_instance), "authorized", wid, datetime.now(timezone.utc))
+        if changed is not None:
+            await record_seen(id_instance, changed)
+
+
+async def hand_over_observation(info: InstanceInfo) -> None:
+    """The sweep's inspection, left for the run it starts on the instance (not a flow parameter: nobody can
+    type one into the UI's form)."""
+    await Variable.aset(observed_variable_name(info.id_instance),
+                        {"info": info.model_dump(mode="json"), "at": datetime.now(timezone.utc).isoformat()},
+                        overwrite=True, tags=["greenapi", "observed"])
+
+
+async def fresh_observation(id_instance: int, max_age: timedelta) -> InstanceInfo | None:
+    """A sweep's inspection of the instance from the last ``max_age``, if there is one."""
+    value = await Variable.aget(observed_variable_name(id_instance), default=None)
+    at = _parse(value.get("at")) if isinstance(value, dict) else None
+    if at is None or datetime.now(timezone.utc) - at > max_age:
+        return None
+    try:
+        info = InstanceInfo.model_validate(value.get("info"))
+    except ValidationError:
+        return None
+    return info if info.id_instance == id_instance else None
 
 
 async def next_clear_allowed_at(id_instance: int) -> datetime | None:
@@ -140,8 +211,8 @@ async def forget_report(id_instance: int, report_id: str) -> None:
         await Variable.aset(reports_variable_name(id_instance), kept, overwrite=True, tags=["greenapi", "reports"])
 
 
-def _parse(value: str) -> datetime | None:
+def _parse(value: Any) -> datetime | None:
     try:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None

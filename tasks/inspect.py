@@ -7,6 +7,7 @@ from collections import Counter
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from greenapi import GreenAPIClient, GreenAPIError
 from tasks.events import emit_step_event
@@ -60,7 +61,8 @@ async def check_instances(
         slots: checks in progress at once, shared across batches.
 
     Returns:
-        An InstanceInfo per instance, or the error text of those that could not be checked, in order.
+        An InstanceInfo per instance, or the error text of those that could not be checked, in order;
+        in a Failed state (the batch shows red) when any could not be checked.
     """
     slots = slots or asyncio.Semaphore(len(clients) or 1)
 
@@ -76,7 +78,9 @@ async def check_instances(
     logger = get_run_logger()
     logger.info("Checked %d instance(s), %s to %s: %s", len(results), first_id, last_id,
                 ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
-    for result in results:
-        if isinstance(result, str):
-            logger.warning("%s", result)
+    failures = [result for result in results if isinstance(result, str)]
+    for failure in failures:
+        logger.warning("%s", failure)
+    if failures:
+        return Failed(message=f"{len(failures)} of {len(results)} instance(s) could not be checked", data=results)
     return results

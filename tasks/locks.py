@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import AsyncIterator, Sequence
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
@@ -45,13 +47,63 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return None
 
 
+# A free slot is taken within this; a longer wait is for another run's hold, and is said in the log first.
+FIRST_TRY_SECONDS = 1.0
+
+
 @contextlib.asynccontextmanager
 async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_seconds: float) -> AsyncIterator[None]:
-    """Hold the instance's one slot while the block runs; TimeoutError when another run keeps it past ``timeout_seconds``."""
+    """Hold the instance's one slot while the block runs; TimeoutError when another run keeps it past ``timeout_seconds``.
+
+    When another run holds it, the log says which run (as far as Prefect's runs show it) and how long this
+    one waits at most."""
     name = await ensure_instance_limit(id_instance)
-    async with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, lease_duration=lease_seconds,
-                           strict=True, holder=_holder()):
+    first_try = min(FIRST_TRY_SECONDS, timeout_seconds)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(concurrency(name, occupy=1, timeout_seconds=first_try,
+                                                        lease_duration=lease_seconds, strict=True, holder=_holder()))
+        except TimeoutError:
+            left = timeout_seconds - first_try
+            _logger().info("Instance %s is held by %s: waiting for it %.0f s at most",
+                                  id_instance, await describe_holder(id_instance), left)
+            if left <= 0:
+                raise
+            await stack.enter_async_context(concurrency(name, occupy=1, timeout_seconds=left,
+                                                        lease_duration=lease_seconds, strict=True, holder=_holder()))
         yield
+
+
+def _logger():
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a run (tests, scripts)
+        return logging.getLogger("greenapi.locks")
+
+
+async def describe_holder(id_instance: int) -> str:
+    """The other running handle-account-change run(s) on the instance, found by their name (``<reason>-<idInstance>``)."""
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    own = FlowRunContext.get().flow_run.id if FlowRunContext.get() and FlowRunContext.get().flow_run else None
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["handle-account-change"])),
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(like_=f"-{id_instance}"),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+            ),
+            limit=5,
+        )
+    others = [run for run in runs if run.id != own and run.name.endswith(f"-{id_instance}")]
+    if not others:
+        return "another run (no running handle-account-change run names it: a sweep handling it inline, or a run just ending)"
+    return ", ".join(f"run {run.name} ({run.id})" for run in others)
 
 
 # How long a batch waits for all its slots before each instance takes its own lock instead.

@@ -364,21 +364,22 @@ class ListedInstance:
     block_name: str
     api_url: str
     last_state: str | None
+    last_state_since: str | None
     last_wid: str | None
     last_outcome: str | None
     last_reset_at: str | None
 
     def as_json(self) -> dict[str, Any]:
         return {"idInstance": self.id_instance, "name": self.block_name, "apiUrl": self.api_url,
-                "lastState": self.last_state, "lastWid": self.last_wid, "lastOutcome": self.last_outcome,
-                "lastResetAt": self.last_reset_at}
+                "lastState": self.last_state, "lastStateSince": self.last_state_since, "lastWid": self.last_wid,
+                "lastOutcome": self.last_outcome, "lastResetAt": self.last_reset_at}
 
 
 async def list_instances() -> list[ListedInstance]:
-    """Every greenapi-instance block (secrets not read), with the wid and last reset the runs recorded."""
+    """Every greenapi-instance block (secrets not read), with what the last check saw and how the last reset ended."""
     from prefect.client.orchestration import get_client
 
-    from tasks.accounts import last_resets, last_seen_wids
+    from tasks.accounts import last_resets, last_seen_many
 
     async with get_client() as client:
         from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
@@ -395,13 +396,15 @@ async def list_instances() -> list[ListedInstance]:
         if d.name and not d.is_anonymous and isinstance(value, int):
             blocks.append((value, d.name, str((d.data or {}).get("api_url") or DEFAULT_API_URL)))
     ids = sorted({i for i, _, _ in blocks})
-    wids, resets = await asyncio.gather(last_seen_wids(ids), last_resets(ids))
+    seen, resets = await asyncio.gather(last_seen_many(ids), last_resets(ids))
     out = []
     for id_instance, name, api_url in sorted(blocks):
-        reset = resets.get(id_instance, {})
+        reset, check = resets.get(id_instance, {}), seen.get(id_instance)
         out.append(ListedInstance(
             id_instance=id_instance, block_name=name, api_url=_host(api_url),
-            last_state=_str(reset.get("state_instance")), last_wid=wids.get(id_instance) or _str(reset.get("wid")),
+            last_state=(check.state if check else None) or _str(reset.get("state_instance")),
+            last_state_since=check.since.isoformat() if check and check.since else None,
+            last_wid=(check.wid if check else None) or _str(reset.get("wid")),
             last_outcome=_str(reset.get("outcome")), last_reset_at=_str(reset.get("finished_at")),
         ))
     return out

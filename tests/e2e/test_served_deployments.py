@@ -148,7 +148,9 @@ async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulato
     runs = await _wait_for_runs(str(seeded.id_instance), 1)
     (run,) = await _wait_final([r.id for r in runs])
     assert run.state.type.value == "COMPLETED", run.state.message
-    assert run.parameters == {"reason": "number_blocked", "instance": str(seeded.id_instance), "clear_outgoing": False}
+    # After a block the outgoing queue is cleared too, unless the event says otherwise; named by the idInstance.
+    assert run.parameters == {"reason": "number_blocked", "instance": str(seeded.id_instance), "clear_outgoing": True}
+    assert run.name == f"number_blocked-{seeded.id_instance}"
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
 
 
@@ -212,7 +214,7 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
     report = await sweep_instances(max_concurrency=3)
 
     found = {f.id_instance: f for f in report.findings}
-    assert report.checked == 6 and report.affected == 2 and report.failed_checks == 0
+    assert report.checked == 6 and report.affected == 2 and report.not_checked == 0
     assert found[blocked.id_instance].reason.value == "number_blocked"
     assert found[changed.id_instance].reason.value == "account_changed"
     assert all(found[h.id_instance].reason is None for h in healthy)
@@ -224,7 +226,12 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
         (run,) = await _wait_final([r.id for r in runs])
         assert run.state.type.value == "COMPLETED", run.state.message
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+        # Created with its final name, which the report links; the sweep's inspection went along (no second one).
+        assert run.name == f"{found[seeded.id_instance].reason.value}-{seeded.id_instance}"
+        assert found[seeded.id_instance].handled_by == f"run {run.name}"
+        assert [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)].count("getStateInstance") == 1
     assert started[changed.id_instance][0].parameters["reason"] == "account_changed"
+    assert "observed" not in started[changed.id_instance][0].parameters
     for seeded in healthy:
         assert await _handle_runs(f"e2e-{seeded.id_instance}") == []
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 4  # untouched

@@ -23,6 +23,7 @@ HAPPY_PATH_CALLS = [
     "getSettings",
     "getWebhooksCount",
     "getMessagesCount",
+    "clearMessagesQueue",  # after a block, the messages not yet sent too
     "clearWebhooksQueue",
     "receiveNotification",  # the peek, while the count snapshot refreshes
     "getWebhooksCount",
@@ -45,9 +46,9 @@ async def test_happy_path_clears_verifies_and_makes_no_extra_calls(emulator, see
     assert report.outcome is Outcome.cleared and report.verified_empty
     assert (report.count_before, report.count_after, report.clear_attempts) == (17, 0, 1)
     assert report.state_instance == "blocked" and report.verified_by == "count+peek"
-    assert report.outgoing_count == 2 and not report.outgoing_cleared
+    assert report.outgoing_count == 2 and report.outgoing_cleared
     assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
-    assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 2
+    assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 0
     assert methods_called(emulator, instance.id_instance) == HAPPY_PATH_CALLS
 
     task_names = [run.name for run in await _task_runs(state.state_details.flow_run_id)]
@@ -126,15 +127,22 @@ async def test_with_a_webhook_url_it_verifies_by_count_and_never_peeks(emulator,
     assert "receiveNotification" not in methods_called(emulator, instance.id_instance)
 
 
-async def test_clear_outgoing_is_opt_in(emulator, seed_instance, greenapi_env):
-    instance = seed_instance(notifications=3, outgoing_messages=4)
-    greenapi_env(instance)
+async def test_outgoing_is_cleared_after_a_block_unless_turned_off(emulator, seed_instance, greenapi_env):
+    outcomes = {}
+    for reason, clear_outgoing in (("number_blocked", None), ("number_blocked", False), ("account_changed", None)):
+        instance = seed_instance(notifications=3, outgoing_messages=4)
+        greenapi_env(instance)
+        parameters = {} if clear_outgoing is None else {"clear_outgoing": clear_outgoing}
+        state, report = await run_flow(reason=reason, **parameters)
+        assert state.is_completed(), state.message
+        outcomes[(reason, clear_outgoing)] = (report.outgoing_count, report.outgoing_cleared,
+                                              emulator.state.instance(instance.id_instance)["outgoing_messages"])
 
-    state, report = await run_flow(reason="number_blocked", clear_outgoing=True)
-
-    assert state.is_completed(), state.message
-    assert report.outgoing_count == 4 and report.outgoing_cleared
-    assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 0
+    assert outcomes == {
+        ("number_blocked", None): (4, True, 0),  # GREEN-API advises it after a block
+        ("number_blocked", False): (4, False, 4),
+        ("account_changed", None): (4, False, 4),
+    }
 
 
 async def test_refused_clear_fails_with_the_reason(emulator, seed_instance, greenapi_env):
@@ -229,6 +237,49 @@ async def test_a_named_block_supplies_the_credentials(emulator, seed_instance, g
 
     assert state.is_completed(), state.message
     assert report.id_instance == instance.id_instance
+    # Started with a block name, the run is named by the idInstance once it has read the block.
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == f"account_changed-{instance.id_instance}"
+
+
+async def test_a_run_waiting_for_another_runs_hold_says_which_run_and_how_long(emulator, seed_instance, greenapi_env):
+    import asyncio
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    from tasks.locks import instance_limit_name
+
+    # Cleared just now: the first run waits out leftTime holding the instance, long enough to be waited for.
+    instance = seed_instance(notifications=3, cleared_seconds_ago=0)
+    greenapi_env(instance, instance_lock_timeout_seconds=120)
+
+    def run_in_own_loop():  # each run in its own thread and event loop, as two workers would run them
+        return asyncio.to_thread(asyncio.run, run_flow(reason="number_blocked"))
+
+    first = asyncio.ensure_future(run_in_own_loop())
+    deadline = asyncio.get_running_loop().time() + 30
+    async with get_client() as client:
+        while True:  # until the first run holds the instance
+            try:
+                if (await client.read_global_concurrency_limit_by_name(instance_limit_name(instance.id_instance))).active_slots:
+                    break
+            except Exception:  # the limit is created by the first run
+                pass
+            assert asyncio.get_running_loop().time() < deadline, "the first run never took the instance"
+            await asyncio.sleep(0.1)
+    (first_state, _), (second_state, _) = await asyncio.wait_for(asyncio.gather(first, run_in_own_loop()), 120)
+
+    assert first_state.is_completed() and second_state.is_completed()
+    await asyncio.to_thread(APILogWorker.drain_all, timeout=15)  # the runs' logs, sent
+    holder, waiter = first_state.state_details.flow_run_id, second_state.state_details.flow_run_id
+    async with get_client() as client:
+        waits = {run_id: [log.message for log in await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+                          if "is held by" in log.message] for run_id in (holder, waiter)}
+    assert len(waits[waiter]) == 1 and not waits[holder]
+    assert f"run number_blocked-{instance.id_instance} ({holder})" in waits[waiter][0]
+    assert "waiting for it 119 s at most" in waits[waiter][0]
 
 
 async def test_a_missing_block_fails_with_a_one_line_reason(greenapi_env):

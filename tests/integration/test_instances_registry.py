@@ -87,8 +87,10 @@ async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
 
     listed = {item.id_instance: item for item in await list_instances()}
     assert set(listed) == set(ids)
+    # The last check's state (the account recorded as authorized) wins over the state the last reset saw.
     assert (listed[ids[0]].last_state, listed[ids[0]].last_wid, listed[ids[0]].last_outcome, listed[ids[0]].last_reset_at) == (
-        "blocked", "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00")
+        "authorized", "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00")
+    assert listed[ids[0]].last_state_since is not None and listed[ids[1]].last_state is None
     assert (listed[ids[1]].last_outcome, listed[ids[1]].api_url) == (None, "127.0.0.1:9")
 
     removed = await remove_instances([ids[0], 3_100_000_299])

@@ -30,7 +30,7 @@ from receiver.events import EVENT_ID_NAMESPACE
 from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, get_receiver_settings
 from tasks import GreenApiInstance
-from tasks.accounts import wid_variable_name
+from tasks.accounts import seen_variable_name
 
 CANARY = "CANARYrcv" + "7e57" * 8  # the receiver's secret; must never show up anywhere
 BLOCKED, CHANGED = "greenapi.instance.number-blocked", "greenapi.instance.account-changed"
@@ -158,10 +158,10 @@ def scenario(prefect_server) -> Scenario:
             # GREEN-API: authorized: first sighting, same account again, then another account
             s.ids["authorized"] = c = _new_id()
             post("authorized-first", "/webhooks/greenapi", _webhook(c, "authorized", "71230000003@c.us", timestamp=1_700_000_001))
-            s.variables["after-first"] = Variable.get(wid_variable_name(c))
+            s.variables["after-first"] = Variable.get(seen_variable_name(c))["wid"]
             post("authorized-same", "/webhooks/greenapi", _webhook(c, "authorized", "71230000003@c.us", timestamp=1_700_000_002))
             post("authorized-other", "/webhooks/greenapi", _webhook(c, "authorized", "71230000099@c.us", timestamp=1_700_000_003))
-            s.variables["after-other"] = Variable.get(wid_variable_name(c))
+            s.variables["after-other"] = Variable.get(seen_variable_name(c))["wid"]
             post("authorized-other-again", "/webhooks/greenapi", _webhook(c, "authorized", "71230000099@c.us", timestamp=1_700_000_003))
 
             # GREEN-API: what needs no action

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete
@@ -34,7 +34,8 @@ async def _artifact(key: str):
 
 
 async def test_a_slow_instance_fails_alone_and_the_rest_are_swept(emulator, seed_instance, greenapi_env):
-    greenapi_env(seed_instance())  # timing settings; the sweep itself reads the blocks
+    # Timing settings (the sweep itself reads the blocks); no retries, so the slow instance's own time is 1 s.
+    greenapi_env(seed_instance(), max_retries="0")
     healthy = [seed_instance(wid=f"7955500000{i}@c.us") for i in range(6)]
     blocked = seed_instance(state="blocked")
     slow = seed_instance()
@@ -50,8 +51,17 @@ async def test_a_slow_instance_fails_alone_and_the_rest_are_swept(emulator, seed
         await state.aresult()
     assert elapsed < 8  # the slow instance did not hold the sweep for its 8 s
     report = await _artifact("sweep-report")
+    assert report.data.startswith("# Sweep: 7 checked, 1 could not be checked")
     assert f"| {blocked.id_instance} | sweep-{blocked.id_instance} | blocked |" in report.data
-    assert f"| {slow.id_instance} | sweep-{slow.id_instance} | — | — | — | check failed" in report.data
+    (slow_row,) = [line for line in report.data.splitlines() if line.startswith(f"| {slow.id_instance} |")]
+    cells = [cell.strip() for cell in slow_row.strip("|").split("|")]
+    assert cells[5] == "not checked" and "timed out" in cells[7].lower() and len(cells[7]) <= 80
+    # The batch holding the slow instance shows Failed in the UI; the other batches Completed.
+    async with get_client() as client:
+        batches = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    by_state = {run.name: run.state.type.value for run in batches if run.name.startswith("check-instances-")}
+    assert sorted(by_state.values()) == ["COMPLETED"] * 3 + ["FAILED"]
+    assert [name for name, value in by_state.items() if value == "FAILED"] == [f"check-instances-{blocked.id_instance}-to-{slow.id_instance}"]
     assert all(f"| {h.id_instance} |" in report.data for h in healthy)
     progress = await _artifact("sweep-progress")
     assert progress.data == 100.0
@@ -70,7 +80,7 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
 
     report = await sweep_instances(max_concurrency=3, start_runs=False)
 
-    assert report.checked == 9 and report.failed_checks == 0 and report.affected == 0
+    assert report.checked == 9 and report.not_checked == 0 and report.affected == 0
     spans = [(c["started_at"], c["finished_at"]) for s in fleet for c in emulator.state.calls(instance=s.id_instance, method="getStateInstance")]
     peak = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert 2 <= peak <= 3
@@ -93,10 +103,12 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
     assert outcomes[blocked.id_instance] == ("number_blocked", "inline", "completed")
     assert outcomes[changed.id_instance] == ("account_changed", "inline", "completed")
     assert outcomes[hooked.id_instance] == ("number_blocked", "inline", "completed")
-    for seeded, expected in ((blocked, 5), (changed, 5), (hooked, 4)):  # 4: no peek with a webhookUrl
+    # After a block the outgoing queue is counted (and cleared when not empty) too; no peek with a webhookUrl.
+    check, outgoing = ["getStateInstance", "getSettings"], ["getMessagesCount"]
+    for seeded, before_clear, expected in ((blocked, check + outgoing, 6), (changed, check, 5), (hooked, check + outgoing, 5)):
         methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
         assert len(methods) == expected, methods
-        assert methods[:3] == ["getStateInstance", "getSettings", "clearWebhooksQueue"]
+        assert methods[:len(before_clear) + 1] == before_clear + ["clearWebhooksQueue"]
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
     for seeded in healthy:
         assert len(emulator.state.calls(instance=seeded.id_instance)) == 2
@@ -119,3 +131,53 @@ async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
 
     assert [r.id_instance for r in found] == [5_000_000_000 + i for i in range(205)]
     assert found[7].credentials.api_token_instance.get_secret_value() == "t0007"
+
+
+async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_env):
+    """A block is handled once (again only while no reset verified it empty); a new wid afterwards is an account change."""
+    greenapi_env(seed_instance())
+    number = seed_instance(wid="79111111111@c.us")
+    refused = seed_instance(state="blocked", notifications=2,
+                            refuse_clears={"reason": "The system could not process the request", "times": None})
+    await _only_these_registered(emulator, [number, refused])
+
+    def calls(seeded) -> int:
+        return len(emulator.state.calls(instance=seeded.id_instance))
+
+    first = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
+    assert first.is_failed()  # the refused instance's reset failed
+    emulator.state.patch_instance(number.id_instance, {"state": "blocked", "add_notifications": 3, "add_outgoing": 2})
+
+    state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
+    assert state.is_failed()
+    after_block_calls = calls(number)
+    inst = emulator.state.instance(number.id_instance)
+    assert (inst["queue_length"], inst["outgoing_messages"]) == (0, 0)  # outgoing cleared too, after a block
+
+    refused_calls = calls(refused)
+    state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
+    report = await _artifact("sweep-report")
+    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance} |"))
+    assert "blocked since" in number_row and "reset verified empty" in number_row
+    assert calls(number) - after_block_calls == 2  # checked only: this block was handled
+    assert [c["method"] for c in emulator.state.calls(instance=refused.id_instance)][refused_calls:].count("clearWebhooksQueue") >= 1
+
+    emulator.state.patch_instance(number.id_instance, {"state": "authorized", "wid": "79222222222@c.us", "add_notifications": 1})
+    state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
+    report = await _artifact("sweep-report")
+    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance} |"))
+    assert "account_changed" in number_row and "inline: completed" in number_row
+    assert emulator.state.instance(number.id_instance)["queue_length"] == 0
+    assert await last_seen_wid(number.id_instance) == "79222222222@c.us"
+
+
+async def test_outgoing_is_left_alone_after_a_block_when_turned_off(emulator, seed_instance, greenapi_env):
+    greenapi_env(seed_instance())
+    blocked = seed_instance(state="blocked", notifications=2, outgoing_messages=3)
+    await _only_these_registered(emulator, [blocked])
+
+    report = await sweep_instances(handle="inline", clear_outgoing_after_block=False)
+
+    assert [f.outcome for f in report.findings] == ["completed"]
+    inst = emulator.state.instance(blocked.id_instance)
+    assert (inst["queue_length"], inst["outgoing_messages"]) == (0, 3)

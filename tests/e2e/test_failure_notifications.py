@@ -1,0 +1,121 @@
+"""Failures reach people: with GREEN_API_NOTIFY_BLOCK naming a Prefect notification block, a failed queue
+reset and a failed sweep become notifications (here a custom-webhook block posting to a loopback endpoint)
+that name the instance or run and the outcome, and never carry a token. Every wait is bounded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+
+from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
+from tasks import GreenApiInstance
+from tasks.accounts import Reason
+from tests.e2e.helpers import HttpCatcher
+from tests.integration.helpers import run_flow
+
+# SQLite only: the automations and the notification block do not depend on the back-end.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
+
+CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+CANARY = "CANARYnotify" + "c0ffee" * 6
+NOTIFY_BLOCK = "e2e-notify"
+NOTIFICATION_TIMEOUT_S = 60
+
+
+def _apply(real_prefect_server, tmp_path, notify_block: str) -> subprocess.CompletedProcess:
+    """`greenapi-migrate automations apply`, the documented path after `prefect deploy --all`."""
+    env = {**real_prefect_server, "GREEN_API_NOTIFY_BLOCK": notify_block}
+    return subprocess.run([CLI, "automations", "apply"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+async def endpoint(prefect_server, real_prefect_server, tmp_path):
+    """A loopback endpoint behind a custom-webhook block, and the project's automations applied for it."""
+    with HttpCatcher() as catcher:
+        await CustomWebhookNotificationBlock(
+            name="greenapi-e2e", url=catcher.url, json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        ).asave(NOTIFY_BLOCK, overwrite=True)
+        done = _apply(real_prefect_server, tmp_path, f"custom-webhook/{NOTIFY_BLOCK}")
+        assert done.returncode == 0, done.stderr
+        assert all(name in done.stdout for name in NOTIFICATION_AUTOMATIONS), done.stdout
+        # The triggers service learns of new automations from a change feed: give it a moment.
+        await asyncio.sleep(2)
+        yield catcher
+
+
+async def test_a_failed_queue_reset_is_notified_naming_the_instance_and_the_outcome(endpoint, emulator, seed_instance, greenapi_env):
+    seeded = seed_instance(token=CANARY, notifications=3, refuse_clears={"reason": "queue is locked"})
+    await GreenApiInstance(api_url=emulator.url, id_instance=seeded.id_instance, api_token_instance=seeded.token).asave(
+        f"notify-{seeded.id_instance}", overwrite=True)
+
+    state, report = await run_flow(reason=Reason.number_blocked, instance=f"notify-{seeded.id_instance}")
+    assert state.is_failed() and report.outcome.value == "clear_refused", state.message
+
+    body = await endpoint.wait_for(lambda b: str(seeded.id_instance) in b, timeout=NOTIFICATION_TIMEOUT_S,
+                                   what=f"instance {seeded.id_instance}")
+    assert "queue reset failed (clear_refused)" in body and "queue is locked" in body, body
+    assert all(CANARY not in b for b in endpoint.bodies())
+
+
+async def test_a_failed_sweep_is_notified_naming_the_run_and_the_outcome(endpoint, emulator, greenapi_env):
+    from flows import sweep_instances
+
+    # Nothing answers on port 9: the instance cannot be checked, so the sweep ends Failed (SweepIncomplete).
+    await GreenApiInstance(api_url="http://127.0.0.1:9", id_instance=2_999_000_001, api_token_instance=CANARY).asave(
+        "notify-unreachable", overwrite=True)
+    try:
+        state = await sweep_instances(start_runs=False, check_timeout_seconds=2, return_state=True)
+    finally:
+        await GreenApiInstance.adelete("notify-unreachable")  # later sweeps in the session must not meet it
+    assert state.is_failed(), state.message
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+
+    body = await endpoint.wait_for(lambda b: run.name in b, timeout=NOTIFICATION_TIMEOUT_S, what=f"sweep run {run.name}")
+    assert f"GREEN-API sweep {run.name}: Failed" in body and "SweepIncomplete" in body and "could not be checked" in body, body
+    assert all(CANARY not in b for b in endpoint.bodies())
+
+
+async def test_a_notify_block_that_does_not_exist_is_one_line_and_the_rest_still_applies(prefect_server, real_prefect_server, tmp_path):
+    done = _apply(real_prefect_server, tmp_path, "custom-webhook/no-such-block")
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "greenapi-migrate automations apply: GREEN_API_NOTIFY_BLOCK: no custom-webhook block named 'no-such-block' on "
+        "the Prefect server: failure notifications are off (create it, then run `greenapi-migrate automations apply`)"
+    ]
+    async with get_client() as client:
+        assert await client.read_automations_by_name(CRASHED_RUNS)
+        for name in NOTIFICATION_AUTOMATIONS:  # none left pointing at a block that is not there
+            assert not await client.read_automations_by_name(name)
+
+
+def test_a_task_worker_with_a_missing_notify_block_warns_once_and_starts(prefect_server, real_prefect_server, tmp_path):
+    """`task-worker` and `serve` apply the automations through the same call (cli.task_worker.serve_reports)."""
+    log = tmp_path / "task-worker.log"
+    env = {**real_prefect_server, "GREEN_API_NOTIFY_BLOCK": "custom-webhook/no-such-block"}
+    with log.open("w") as out:
+        process = subprocess.Popen([CLI, "task-worker"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while "Starting task worker" not in (started := log.read_text()):
+            assert process.poll() is None, f"task-worker exited {process.returncode}:\n{started[-3000:]}"
+            assert time.monotonic() < deadline, f"task-worker did not start within 60 s:\n{started[-3000:]}"
+            time.sleep(0.25)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    # What it said up to starting (its SIGTERM shutdown is another matter).
+    warnings = [line for line in started.splitlines() if "GREEN_API_NOTIFY_BLOCK" in line]
+    assert len(warnings) == 1 and "no custom-webhook block named 'no-such-block'" in warnings[0], started
+    assert "Traceback" not in started, started

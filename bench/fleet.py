@@ -126,7 +126,8 @@ def _with_prefect(env: dict, coroutine_function, *args):
 
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
-    from tasks.accounts import SeenAccount, record_seen
+    from domain.changes import SeenAccount
+    from tasks.accounts import record_seen
     from tasks.credentials import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
@@ -151,7 +152,8 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
     """Undo what a sweep wrote for the affected instances: their clear windows and new wids."""
     from prefect.variables import Variable
 
-    from tasks.accounts import SeenAccount, next_clear_variable_name, record_seen
+    from domain.changes import SeenAccount
+    from tasks.accounts import next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(2)
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,24 +31,17 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from domain import Reason
+from domain.changes import SeenAccount, block_already_handled, next_seen, reason_for
 from flows.models import QueueNotVerifiedEmpty
 from flows.naming import run_name
+from flows.runbook import reset_instance_queue
 from greenapi import get_settings
-from tasks.accounts import (
-    Reason,
-    SeenAccount,
-    block_already_handled,
-    hand_over_observation,
-    last_resets,
-    last_seen_many,
-    next_seen,
-    reason_for,
-    record_seen,
-)
+from tasks.accounts import hand_over_observation, last_resets, last_seen_many, record_seen
 from tasks.connections import open_client, shared_connections
 from tasks.credentials import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
 from tasks.inspect import check_instances
-from tasks.locks import instances_locked_together
+from tasks.locks import instance_lock, instances_locked_together
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -277,18 +271,19 @@ class _Sweep:
         write to take their slots, one to release them); otherwise each takes its own lock."""
         async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
                                              lease_seconds=self.settings.instance_lock_lease_seconds) as locked:
-            await asyncio.gather(*(self.handle_one_inline(finding, registered, info, already_locked=locked)
+            await asyncio.gather(*(self.handle_one_inline(finding, registered, info, locked_with_batch=locked)
                                    for finding, registered, info in batch))
 
     async def handle_one_inline(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo,
-                                *, already_locked: bool) -> None:
-        from flows.handle_account_change import reset_instance_queue
-
+                                *, locked_with_batch: bool) -> None:
         finding.handled_by = "inline"
+        hold = contextlib.nullcontext() if locked_with_batch else instance_lock(
+            registered.id_instance, timeout_seconds=self.settings.instance_lock_timeout_seconds,
+            lease_seconds=self.settings.instance_lock_lease_seconds)
         try:
-            await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
-                                       already_locked=already_locked,
-                                       clear_outgoing=self.hand_over.clear_outgoing(finding.reason))
+            async with hold:
+                await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
+                                           clear_outgoing=self.hand_over.clear_outgoing(finding.reason))
             finding.outcome = "completed"
         except QueueNotVerifiedEmpty as exc:
             finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"

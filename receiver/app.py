@@ -35,6 +35,7 @@ from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key,
 from receiver.models import Accepted, ErrorBody, GreenApiWebhook, Health, Ignored, QueueResetRequest
 from receiver.registry import InstanceRegistry, PrefectInstanceRegistry
 from receiver.settings import ReceiverSettings
+from domain.changes import reason_for
 from tasks import accounts
 from domain import Reason
 from tasks.credentials import BLOCK_TYPE_SLUG
@@ -300,7 +301,7 @@ def create_app(
                     reason = Reason.number_blocked
                 else:
                     recorded = await prefect_call(wids.last_seen(id_instance), "reading the last account")
-                    reason = accounts.reason_for(state, wid, recorded)
+                    reason = reason_for(state, wid, recorded)
                     if reason is None:
                         await prefect_call(wids.record(id_instance, wid), "recording the account")
                         return ignored("first account seen on this instance: recorded" if recorded is None else "account unchanged")

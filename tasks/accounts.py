@@ -1,4 +1,4 @@
-"""What happened to the account on an instance, and what runs remember about each instance.
+"""What runs remember about each instance (the rules that read it are in domain/changes.py).
 
 All of it lives in Prefect Variables, so the sweep, the receiver and every worker share it through the
 Prefect server: what the last check saw (``greenapi-seen-<idInstance>``: the state, since when, and the
@@ -16,9 +16,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from prefect.variables import Variable
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from domain import Reason
+from domain import Reason  # noqa: F401  (for callers that name it with the memory)
+from domain.changes import SeenAccount, next_seen
 from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
@@ -62,49 +63,6 @@ async def last_resets(ids: Iterable[int]) -> dict[int, dict]:
             return id_instance, await Variable.aget(last_reset_variable_name(id_instance), default=None)
 
     return {i: v for i, v in await asyncio.gather(*(read(i) for i in ids)) if isinstance(v, dict)}
-
-
-def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | None) -> Reason | None:
-    """Blocked means number_blocked; authorized with another account than recorded means account_changed.
-
-    The first account ever seen on an instance is recorded, not reported: there is nothing to compare with.
-    """
-    if state_instance == "blocked":
-        return Reason.number_blocked
-    if state_instance == "authorized" and wid and recorded_wid and wid != recorded_wid:
-        return Reason.account_changed
-    return None
-
-
-class SeenAccount(BaseModel):
-    """What the last check saw on an instance: its state, since when, and the last account authorized on it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    state: str | None = None
-    since: datetime | None = None
-    wid: str | None = None
-
-
-def next_seen(seen: SeenAccount | None, state: str, wid: str | None, now: datetime) -> SeenAccount | None:
-    """The record after a check that saw ``state`` and ``wid``; None when nothing changed, so nothing is written."""
-    before = seen or SeenAccount()
-    after = SeenAccount(
-        state=state,
-        since=before.since if before.state == state and before.since else now,
-        wid=wid if state == "authorized" and wid else before.wid,
-    )
-    return None if after == before else after
-
-
-def block_already_handled(seen: SeenAccount | None, last_reset: dict | None) -> bool:
-    """Blocked at the last check too, and a number_blocked reset that ended after the block was first seen
-    verified the queue empty: this block is handled. A failed or unverified reset is tried again."""
-    if seen is None or seen.state != "blocked" or seen.since is None or not last_reset:
-        return False
-    finished = _parse(last_reset.get("finished_at"))
-    return (last_reset.get("reason") == Reason.number_blocked.value and last_reset.get("verified_empty") is True
-            and finished is not None and finished >= seen.since)
 
 
 def _as_seen(value: Any) -> SeenAccount | None:

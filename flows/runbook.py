@@ -1,0 +1,327 @@
+"""The runbook for one instance after its number was blocked or its account changed, in whatever flow run
+calls it (handle-account-change, or the sweep handling an instance inline); its caller holds the instance.
+
+
+1. Inspect the instance: state, account (wid), whether a webhookUrl is set.
+2. With detach_webhook and a webhookUrl set: remember it (a Secret block), SetSettings an empty one, wait
+   until it applies. Only then can a peek prove anything.
+3. Count the incoming notification queue (and the outgoing message queue, cleared only on request).
+4. Clear the incoming queue. "Too many requests" comes with leftTime: wait exactly that, clear again.
+5. Peek while waiting for the count snapshot to postdate the clear, then count: empty when the count is 0
+   and the peek (where the webhookUrl is empty) found nothing. A webhookUrl set: the count only, said so.
+6. Not empty yet: clear again once the clear window allows, within the attempt and wait bounds.
+7. Whatever happened: put a detached webhookUrl and webhookUrlToken back (also one an earlier run left).
+Completed only when the queue is verified empty. Otherwise the runbook raises QueueNotVerifiedEmpty
+(carrying the report) and the flow ends Failed with what is left and why, that exception as its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+
+from prefect import get_run_logger
+
+from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
+from flows.report import publish_report
+from flows.steps import record_step
+from greenapi import GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials
+from tasks import (
+    clear_notifications,
+    clear_outgoing_messages,
+    count_notifications,
+    count_outgoing_messages,
+    inspect_instance,
+    peek_notification,
+    verify_empty,
+    wait_seconds,
+)
+from tasks import webhook as webhook_steps
+from tasks.accounts import next_clear_allowed_at, record_next_clear_allowed
+from tasks.connections import open_client
+from tasks.results import InstanceInfo, Verification, utc_now
+from tasks.wait import WaitKind
+
+
+class _Stop(Exception):
+    """Ends the runbook early with an outcome; never leaves this module."""
+
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome, self.message = outcome, message
+
+
+COUNT_ONLY_CAVEAT = (
+    "verified by the count only: with a webhookUrl set GREEN-API allows no peek, and GREEN-API's count has been "
+    "reported to read 0 on a full queue (GREEN-API issue #1108); detach_webhook verifies with a peek"
+)
+WEBHOOK_CLEAR_HINT = (
+    "GREEN-API has been reported to refuse clears while a webhookUrl is set (GREEN-API issue #1107): "
+    "detach_webhook removes it for the clear and puts it back"
+)
+
+
+async def reset_instance_queue(
+    reason: Reason,
+    credentials: InstanceCredentials,
+    settings: GreenAPISettings,
+    *,
+    clear_outgoing: bool | None = None,
+    detach_webhook: bool = False,
+    observed: InstanceInfo | None = None,
+) -> QueueResetReport:
+    """The runbook on one instance whose slot the caller holds (:func:`tasks.locks.instance_lock`): runs
+    for one instance take turns, so the second sees the first one's result, not a half-cleared queue.
+
+    Args:
+        reason: why the queue is reset.
+        credentials: the instance's.
+        settings: bounds and timings.
+        clear_outgoing: also clear messages not yet sent; None: after a block only.
+        detach_webhook: GREEN-API's workaround for a webhookUrl (see handle_account_change).
+        observed: an inspection made moments ago (by the sweep): the run skips its own and the "before" counts.
+
+    Returns:
+        The report, when the queue was verified empty; otherwise QueueNotVerifiedEmpty carries it.
+    """
+    if clear_outgoing is None:
+        clear_outgoing = reason is Reason.number_blocked
+    report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
+    async with open_client(credentials, settings) as client:
+        runbook = _Runbook(client, settings, report)
+        try:
+            await runbook.run(clear_outgoing, detach_webhook, observed)
+        except _Stop as stop:
+            report.outcome, report.message = stop.outcome, stop.message
+        except GreenAPIError as exc:
+            report.outcome, report.message = Outcome.api_error, f"{runbook.current_step()} step failed: {exc}"
+        finally:  # a crash skips this: the Secret block survives, and the next run puts the webhook back
+            await runbook.put_webhook_back()
+    report.verified_empty = report.outcome in VERIFIED_OUTCOMES
+    report.finished_at = utc_now()
+    await publish_report(report)
+    if report.verified_empty:
+        get_run_logger().info("Instance %s: %s", report.id_instance, report.message)
+        return report
+    raise QueueNotVerifiedEmpty(report)
+
+
+class _Runbook:
+    """One run's steps on one instance; each step a task, each recorded in the report."""
+
+    def __init__(self, client: GreenAPIClient, settings: GreenAPISettings, report: QueueResetReport) -> None:
+        self.client, self.settings, self.report = client, settings, report
+        self.can_peek = False
+        self.must_restore = False  # a detach was attempted (here or by an earlier run): put it back at the end
+        self.refusals = 0
+        self.last_check: Verification | None = None
+
+    def current_step(self) -> str:
+        """The step that failed (a wait run beside a failed peek may have finished after it), else the last one."""
+        failed = [step.step for step in self.report.steps if step.result.startswith("failed:")]
+        return failed[-1] if failed else self.report.steps[-1].step if self.report.steps else "start"
+
+    async def run(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
+        report = self.report
+        if observed is None:
+            info = await record_step(report, "inspect", inspect_instance(self.client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
+        else:  # the sweep inspected it moments ago: its answer stands, and the run goes straight to the clear
+            info = observed
+        report.state_instance, report.wid, report.webhook_url_set = info.state_instance, info.wid, info.webhook_url_set
+        self.can_peek = not info.webhook_url_set
+        if await webhook_steps.remembered_webhook(self.client.id_instance) is not None:
+            # An earlier run detached the webhookUrl and did not put it back: this run puts it back after its work.
+            self.must_restore = True
+            report.webhook_detached = not info.webhook_url_set
+        if detach_webhook and info.webhook_url_set:
+            await self.detach()
+        await self.count_before(observed is None, clear_outgoing)
+        # A window an earlier run learned of (its clear, or a leftTime), on any worker, is known: no clear inside it.
+        window_left = _seconds_until(await next_clear_allowed_at(self.client.id_instance))
+        await self.stop_if_already_empty(window_left)
+        await self.wait("clear-window", window_left, Outcome.gave_up_waiting, "an earlier run's clear window is still open")
+        await self.clear_until_verified()
+
+    async def detach(self) -> None:
+        """GREEN-API's workaround for a webhookUrl: remembered first, so a failure or a crash still puts it back."""
+        self.must_restore = True
+        detached = await record_step(self.report, "detach webhook", webhook_steps.detach_webhook(self.client),
+                                     lambda d: "webhookUrl remembered, empty one saved" if d.detached else "SetSettings did not save")
+        if not detached.detached:
+            raise _Stop(Outcome.api_error, "detach webhook step failed: SetSettings did not save an empty webhookUrl")
+        applied = await record_step(
+            self.report, "wait (webhook detached)",
+            webhook_steps.wait_webhook_detached(self.client, self.settings.settings_apply_timeout_seconds, self.settings.settings_poll_seconds),
+            lambda a: f"{'applied' if a.applied else 'NOT applied'} after {a.waited_seconds:.1f} s",
+        )
+        self.report.waited_seconds = round(self.report.waited_seconds + applied.waited_seconds, 3)
+        if not applied.applied:
+            raise _Stop(Outcome.gave_up_waiting, f"the empty webhookUrl did not apply within "
+                        f"settings_apply_timeout_seconds={self.settings.settings_apply_timeout_seconds:.0f}; no clear was sent")
+        self.report.webhook_detached, self.can_peek = True, True
+
+    async def count_before(self, count_incoming: bool, clear_outgoing: bool) -> None:
+        report = self.report
+        if count_incoming:
+            before = await record_step(report, "count", count_notifications(self.client), lambda c: f"{c.count} queued")
+            report.count_before = before.count
+        if count_incoming or clear_outgoing:
+            outgoing = await record_step(report, "count outgoing", count_outgoing_messages(self.client), lambda c: f"{c.count} queued")
+            report.outgoing_count = outgoing.count
+            if clear_outgoing and outgoing.count:
+                cleared = await record_step(report, "clear outgoing", clear_outgoing_messages(self.client), lambda a: a.kind)
+                report.outgoing_cleared = cleared.kind == "cleared"
+
+    async def stop_if_already_empty(self, window_left: float) -> None:
+        """A count of 0 is evidence, not proof: a peek that also finds nothing, or a clear moments ago, skips the clear."""
+        report = self.report
+        if report.count_before != 0:
+            return
+        if self.can_peek:
+            if await record_step(report, "peek", peek_notification(self.client), _describe_peek):
+                report.count_after, report.verified_by = 0, "count+peek"
+                raise _Stop(Outcome.already_empty, "the queue was already empty (count 0, peek found nothing); no clear needed")
+        elif window_left > 0:
+            report.count_after, report.verified_by, report.caveat = 0, "count", COUNT_ONLY_CAVEAT
+            raise _Stop(Outcome.already_empty, f"count 0, and an earlier run cleared the queue: its clear window "
+                        f"is open {window_left:.0f} s more; no clear needed; {COUNT_ONLY_CAVEAT}")
+
+    def check_wait(self, seconds: float, give_up: Outcome, what: str) -> None:
+        if self.report.waited_seconds + seconds > self.settings.max_total_wait_seconds:
+            raise _Stop(give_up, f"{what}; waiting {seconds:.0f} s more would pass "
+                        f"max_total_wait_seconds={self.settings.max_total_wait_seconds:.0f}")
+
+    async def wait(self, kind: WaitKind, seconds: float, give_up: Outcome, what: str, *, checked: bool = False) -> None:
+        if seconds <= 0:
+            return
+        if not checked:
+            self.check_wait(seconds, give_up, what)
+        await record_step(self.report, f"wait ({kind})", wait_seconds(self.client.id_instance, seconds, kind), lambda w: f"{w.seconds:.1f} s")
+        self.report.waited_seconds = round(self.report.waited_seconds + seconds, 3)
+
+    async def clear_until_verified(self) -> None:
+        report, settings = self.report, self.settings
+        while True:
+            if report.clear_attempts >= settings.max_clear_attempts:
+                raise self.out_of_attempts()
+            attempt = await record_step(report, "clear", clear_notifications(self.client), _describe_clear)
+            report.clear_attempts += 1
+            if attempt.kind == "too_early":
+                await record_next_clear_allowed(self.client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time))
+                if report.clear_attempts < settings.max_clear_attempts:  # no point waiting for a clear the bound forbids
+                    await self.wait("left-time", attempt.left_time + settings.left_time_margin_seconds, Outcome.gave_up_waiting,
+                                    f"GREEN-API asks to wait {attempt.left_time} s before clearing")
+            elif attempt.kind == "refused":
+                await self.after_refusal(attempt.reason)
+            else:
+                await self.after_clear(attempt.attempted_at)
+
+    async def after_refusal(self, reason: str) -> None:
+        self.refusals += 1
+        refusal = f"GREEN-API refused to clear the queue: {reason or 'no reason given'}"
+        if self.report.webhook_url_set and not self.report.webhook_detached:
+            refusal = f"{refusal}; {WEBHOOK_CLEAR_HINT}"
+        if self.refusals > self.settings.max_refused_clears or self.report.clear_attempts >= self.settings.max_clear_attempts:
+            raise _Stop(Outcome.clear_refused, f"{refusal} ({self.refusals} time(s))")
+        # "The system could not process the request" may pass: try again shortly, a bounded number of times.
+        await self.wait("refused", self.settings.refused_retry_seconds, Outcome.clear_refused, refusal)
+
+    async def after_clear(self, attempted_at: datetime) -> None:
+        """Verify a clear: peek while the count snapshot ages past it, then count. Stops when verified empty."""
+        report, settings = self.report, self.settings
+        cleared_at = time.monotonic()
+        await record_next_clear_allowed(self.client.id_instance, attempted_at + timedelta(seconds=settings.clear_interval_seconds))
+        check = await self.verify()
+        report.count_after, report.verified_by = check.count_after, check.method
+        if check.empty:
+            report.caveat = "" if self.can_peek else COUNT_ONLY_CAVEAT
+            raise _Stop(Outcome.cleared, f"queue cleared and verified empty by {check.method} (count before: "
+                        f"{report.count_before}, clear calls: {report.clear_attempts})" + (f"; {report.caveat}" if report.caveat else ""))
+        get_run_logger().warning(
+            "Instance %s: still %d notification(s) counted after the clear (peek %s); clearing again when the window allows",
+            self.client.id_instance, check.count_after, {True: "empty", False: "found one", None: "not possible"}[check.peeked_empty],
+        )
+        if report.clear_attempts < settings.max_clear_attempts:  # else the bound check at the top reports it
+            window_left = settings.clear_interval_seconds - (time.monotonic() - cleared_at)
+            await self.wait("clear-window", window_left, Outcome.not_empty, f"{_left_over(check)} after the clear")
+
+    async def verify(self) -> Verification:
+        """The peek waits its receiveTimeout while the count-refresh wait runs: the larger of the two, not their sum."""
+        seconds = self.settings.count_refresh_seconds
+        self.check_wait(seconds, Outcome.not_empty, "the count cannot be trusted yet after the clear")
+        waiting = self.wait("count-refresh", seconds, Outcome.not_empty, "", checked=True)
+        if self.can_peek:
+            peeking = record_step(self.report, "peek (during the wait)", peek_notification(self.client), _describe_peek)
+            waited, peeked_empty = await asyncio.gather(waiting, peeking, return_exceptions=True)
+            for outcome in (waited, peeked_empty):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        else:
+            await waiting
+            peeked_empty = None
+        self.last_check = await record_step(self.report, "verify", verify_empty(self.client, peeked_empty), _describe_verification)
+        return self.last_check
+
+    def out_of_attempts(self) -> _Stop:
+        report, check = self.report, self.last_check
+        if check is not None and not check.empty:
+            return _Stop(Outcome.not_empty, f"{_left_over(check)} after {report.clear_attempts} clear call(s) "
+                         f"(max_clear_attempts); notifications may keep arriving")
+        return _Stop(Outcome.gave_up_waiting, f"the queue is not cleared after {report.clear_attempts} clear call(s) (max_clear_attempts)")
+
+    async def put_webhook_back(self) -> None:
+        """Restore what a detach remembered, whatever happened before; a failure here is said, not hidden."""
+        if not self.must_restore:
+            return
+        report = self.report
+        try:
+            restored = await record_step(report, "restore webhook", webhook_steps.restore_webhook(self.client), _describe_restore)
+        except GreenAPIError as exc:
+            report.webhook_restored = False
+            report.outcome = Outcome.api_error
+            report.message = (f"{report.message}; " if report.message else "") + (
+                f"restore webhook step failed: {exc}; the webhookUrl is remembered in Secret block "
+                f"{webhook_steps.detached_webhook_block_name(self.client.id_instance)}, the next run puts it back")
+            return
+        report.webhook_restored = restored.restored if restored.found and not restored.superseded else None
+        if restored.found and not restored.restored and not restored.superseded:
+            report.outcome = Outcome.api_error
+            report.message = f"{report.message}; SetSettings did not save the remembered webhookUrl back: the next run tries again"
+        elif restored.restored:
+            report.message = f"{report.message}; webhookUrl and webhookUrlToken put back (SetSettings restarts the instance; applies within 5 minutes)"
+
+
+def _seconds_until(moment: datetime | None) -> float:
+    return 0.0 if moment is None else max(0.0, (moment - utc_now()).total_seconds())
+
+
+def _describe_clear(attempt) -> str:
+    if attempt.kind == "too_early":
+        return f"too early: leftTime {attempt.left_time} s"
+    if attempt.kind == "refused":
+        return f"refused: {attempt.reason}"
+    return "cleared"
+
+
+def _left_over(check: Verification) -> str:
+    if check.count_after:
+        return f"{check.count_after} notification(s) still counted"
+    return "a peek still found a notification (count 0)"
+
+
+def _describe_peek(empty: bool) -> str:
+    return "nothing queued" if empty else "found one"
+
+
+def _describe_restore(restored) -> str:
+    if not restored.found:
+        return "nothing to put back"
+    if restored.superseded:
+        return "another webhookUrl was set since: left as it is"
+    return "webhookUrl and webhookUrlToken put back" if restored.restored else "SetSettings did not save"
+
+
+def _describe_verification(check) -> str:
+    peek = {True: "peek empty", False: "peek found one", None: "no peek"}[check.peeked_empty]
+    return f"count {check.count_after}, {peek}: {'empty' if check.empty else 'NOT empty'}"

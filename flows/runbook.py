@@ -21,6 +21,8 @@ import asyncio
 import time
 from datetime import datetime, timedelta
 
+import httpx
+
 from prefect import get_run_logger
 
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
@@ -70,6 +72,7 @@ async def reset_instance_queue(
     clear_outgoing: bool | None = None,
     detach_webhook: bool = False,
     observed: InstanceInfo | None = None,
+    http_client: httpx.AsyncClient | None = None,
 ) -> QueueResetReport:
     """The runbook on one instance whose slot the caller holds (:func:`tasks.locks.instance_lock`): runs
     for one instance take turns, so the second sees the first one's result, not a half-cleared queue.
@@ -81,6 +84,7 @@ async def reset_instance_queue(
         clear_outgoing: also clear messages not yet sent; None: after a block only.
         detach_webhook: GREEN-API's workaround for a webhookUrl (see handle_account_change).
         observed: an inspection made moments ago (by the sweep): the run skips its own and the "before" counts.
+        http_client: a fleet run's shared HTTP client (the sweep's), else the run opens its own connections.
 
     Returns:
         The report, when the queue was verified empty; otherwise QueueNotVerifiedEmpty carries it.
@@ -88,7 +92,7 @@ async def reset_instance_queue(
     if clear_outgoing is None:
         clear_outgoing = reason is Reason.number_blocked
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
-    async with open_client(credentials, settings) as client:
+    async with open_client(credentials, settings, http_client) as client:
         runbook = _Runbook(client, settings, report)
         try:
             await runbook.run(clear_outgoing, detach_webhook, observed)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.orchestration import get_client
@@ -38,7 +39,7 @@ from flows.naming import run_name
 from flows.runbook import reset_instance_queue
 from greenapi import get_settings
 from tasks.accounts import hand_over_observation, last_resets, last_seen_many, record_seen
-from tasks.connections import open_client, shared_connections
+from tasks.connections import fleet_http, open_client
 from tasks.credentials import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
 from tasks.inspect import check_instances
 from tasks.locks import instance_lock, instances_locked_together
@@ -190,10 +191,11 @@ class _Sweep:
         self.batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self.hand_overs: list[asyncio.Task] = []
         self.progress: _Progress | None = None
+        self.http: httpx.AsyncClient | None = None  # the fleet's one connection pool, while the sweep runs
 
     async def run(self, instances: list[RegisteredInstance]) -> SweepReport:
         findings: list[InstanceFinding] = []
-        async with shared_connections(self.batch_size):
+        async with fleet_http(self.batch_size) as self.http:
             size = self.batch_size
             for batch_findings in await asyncio.gather(
                     *(self.check_batch(instances[start:start + size]) for start in range(0, len(instances), size))):
@@ -212,7 +214,7 @@ class _Sweep:
 
     async def check_batch(self, batch: list[RegisteredInstance]) -> list[InstanceFinding]:
         async with self.batch_window:
-            clients = [open_client(r.credentials, self.check_settings) for r in batch]
+            clients = [open_client(r.credentials, self.check_settings, self.http) for r in batch]
             try:
                 # What the last checks saw is read while the batch is checked, not all before the sweep starts.
                 state, seen = await asyncio.gather(
@@ -283,7 +285,8 @@ class _Sweep:
         try:
             async with hold:
                 await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
-                                           clear_outgoing=self.hand_over.clear_outgoing(finding.reason))
+                                           clear_outgoing=self.hand_over.clear_outgoing(finding.reason),
+                                           http_client=self.http)
             finding.outcome = "completed"
         except QueueNotVerifiedEmpty as exc:
             finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"

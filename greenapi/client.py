@@ -54,6 +54,7 @@ class GreenAPIClient:
         settings: GreenAPISettings | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,7 +71,9 @@ class GreenAPIClient:
         )
         self._timeout = httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
         self._pacer = Pacer(clock=clock, sleep=sleep)
-        self._http = httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
+        # A caller's http_client (one pool for a whole fleet) stays the caller's to close.
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
         self.calls_made = 0
 
     @property
@@ -87,7 +90,8 @@ class GreenAPIClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     # -- the methods -------------------------------------------------------------------------
 
@@ -196,7 +200,8 @@ class GreenAPIClient:
         failure: GreenAPIError | None = None
         try:
             response = await self._http.request(
-                verb, self._url(method), params=params, json=json_body, timeout=timeout or self._timeout
+                verb, self._url(method), params=params, json=json_body, timeout=timeout or self._timeout,
+                follow_redirects=False,
             )
         except httpx.TimeoutException as exc:
             failure = connection_error(exc, method=method, id_instance=self.id_instance, host=self._host, timed_out=True)

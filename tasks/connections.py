@@ -1,16 +1,16 @@
-"""Connections shared by every instance a fleet run talks to: one pool, one bound on requests in flight.
+"""One connection pool for every instance a fleet run talks to, and one bound on requests in flight.
 
 A sweep over 1,000 instances must not open 1,000 connection pools, nor send more than
 ``max_concurrency`` requests to GREEN-API at once, while runs that only wait (leftTime, count
 refresh) hold no slot. The bound lives in the transport, so it covers every request of every
-client that uses it, retries included.
+client that uses it, retries included. The sweep passes the one ``httpx.AsyncClient`` to each
+instance's client (``http_client=``); a single run's client opens its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from typing import AsyncIterator
 
 import httpx
@@ -18,11 +18,9 @@ import httpx
 from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
 from tasks.expected import install_expected_failure_logging
 
-_shared: contextvars.ContextVar["BoundedTransport | None"] = contextvars.ContextVar("greenapi_shared_transport", default=None)
-
 
 class BoundedTransport(httpx.AsyncBaseTransport):
-    """One connection pool for many clients, at most ``max_in_flight`` requests at a time."""
+    """One connection pool, at most ``max_in_flight`` requests at a time."""
 
     def __init__(self, max_in_flight: int) -> None:
         self._inner = httpx.AsyncHTTPTransport(
@@ -37,25 +35,18 @@ class BoundedTransport(httpx.AsyncBaseTransport):
             return response
 
     async def aclose(self) -> None:
-        """Clients sharing the transport close it on exit: the owner closes it with :meth:`shutdown`."""
-
-    async def shutdown(self) -> None:
         await self._inner.aclose()
 
 
 @contextlib.asynccontextmanager
-async def shared_connections(max_in_flight: int) -> AsyncIterator[BoundedTransport]:
-    """Clients opened with :func:`open_client` inside this block (subflows included) share one bounded pool."""
-    transport = BoundedTransport(max_in_flight)
-    token = _shared.set(transport)
-    try:
-        yield transport
-    finally:
-        _shared.reset(token)
-        await transport.shutdown()
+async def fleet_http(max_in_flight: int) -> AsyncIterator[httpx.AsyncClient]:
+    """The one HTTP client a fleet run shares between its instances' clients, closed at the end."""
+    async with httpx.AsyncClient(transport=BoundedTransport(max_in_flight), follow_redirects=False) as http:
+        yield http
 
 
-def open_client(credentials: InstanceCredentials, settings: GreenAPISettings) -> GreenAPIClient:
-    """A client on the shared pool when one is in effect, on its own connections otherwise."""
+def open_client(credentials: InstanceCredentials, settings: GreenAPISettings,
+                http_client: httpx.AsyncClient | None = None) -> GreenAPIClient:
+    """A client for one instance: on ``http_client`` (a fleet run's pool) when given, on its own connections otherwise."""
     install_expected_failure_logging()  # every run's steps get their client here: their failures log one line
-    return GreenAPIClient(credentials, settings, transport=_shared.get())
+    return GreenAPIClient(credentials, settings, http_client=http_client)

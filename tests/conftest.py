@@ -33,14 +33,13 @@ def emulator_config(**overrides) -> EmulatorConfig:
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect server on a temporary SQLite database, shared by the session (~10 s to start)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
     from prefect.testing.utilities import prefect_test_harness
+
+    from tests.servers import drain_prefect_workers
 
     # This process's events and logs workers may still be bound to a server an earlier test used (the
     # e2e back-ends): drained, the harness's runs get workers bound to the harness.
-    for worker in (EventsWorker, APILogWorker):
-        worker.drain_all(timeout=15)
+    drain_prefect_workers()
     with prefect_test_harness(server_startup_timeout=90):
         from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
 

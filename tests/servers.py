@@ -327,3 +327,30 @@ def database_dump_text(server) -> str:
         for path in sorted(base.parent.glob(base.name + "*")):
             parts.append(f"-- file {path.name}\n" + path.read_bytes().decode("utf-8", errors="replace"))
     return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def talking_to(api_url: str) -> Iterator[None]:
+    """This process's Prefect clients, events and logs go to ``api_url`` inside, and back to the server
+    before (the integration tests' harness, on the same worker) after.
+
+    Per test, not per session: session fixtures are torn down in whatever order the tests need them,
+    so a settings context held by one would undo another's. Prefect's events and logs workers are bound
+    to the URL they first met, so they are drained on the way in and out, as prefect_test_harness does."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    drain_prefect_workers()
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            yield
+        finally:
+            drain_prefect_workers()
+
+
+def drain_prefect_workers() -> None:
+    """Send what this process's Prefect events and logs workers hold, and stop them (bounded)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=15)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import PrefectServerInfo
-from tests.servers import PostgresCluster, PrefectServer, postgres_unavailable
+from tests.servers import PostgresCluster, PrefectServer, postgres_unavailable, talking_to
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -43,27 +43,23 @@ def postgres_cluster():
 
 @pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
 def prefect_server(request):
-    """`prefect server start` on a fresh database of the back-end, shared by the session's e2e tests;
-    in-process Prefect clients (``get_client()``) talk to it while it is active."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+    """`prefect server start` on a fresh database of the back-end, shared by the session's e2e tests.
+    In-process Prefect clients (``get_client()``) talk to it inside each test that uses it (see
+    ``_in_process_clients_use_the_session_server``), and inside :func:`talking_to`."""
     cluster = request.getfixturevalue("postgres_cluster") if request.param == "postgres" else None
     database_url = cluster.create_database() if cluster else None
-    with PrefectServer(database_url) as server, temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        _drain_prefect_workers()  # whatever a test before sent elsewhere must not follow into this server
+    with PrefectServer(database_url) as server:
         yield BackendServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
                                 server=server, cluster=cluster)
-        # As prefect_test_harness does: this process's events and logs workers are bound to this server's
-        # URL; drained now, the next server (or the integration tests' harness) gets fresh ones.
-        _drain_prefect_workers()
 
 
-def _drain_prefect_workers() -> None:
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (EventsWorker, APILogWorker):
-        worker.drain_all(timeout=15)
+@pytest.fixture(autouse=True)
+def _in_process_clients_use_the_session_server(request):
+    if "prefect_server" not in request.fixturenames:  # tests of the embedded default have no server of ours
+        yield
+        return
+    with talking_to(request.getfixturevalue("prefect_server").api_url):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ ACCEPTED = (200, 202)
 async def register_instances(ids, *, api_url: str = "http://127.0.0.1:9", name_prefix: str = "e2e") -> None:
     """A greenapi-instance block for each idInstance (the receiver acts only on registered instances).
     The default apiUrl answers nothing: for tests that never reach GREEN-API."""
+    # The block type first, once: concurrent first saves on a fresh server race to create it (409).
+    await GreenApiInstance.aregister_type_and_schema()
     await asyncio.gather(*(
         GreenApiInstance(api_url=api_url, id_instance=i, api_token_instance=secrets.token_hex(25)).asave(f"{name_prefix}-{i}", overwrite=True)
         for i in ids

@@ -26,6 +26,7 @@ from prefect.events.clients import get_events_client
 from tasks import GreenApiInstance
 from tasks.accounts import last_seen_wid, record_wid
 from tasks.events import instance_resource
+from tests.servers import talking_to
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,8 @@ def served(prefect_server, emulator_server, tmp_path_factory):
         process = subprocess.Popen([CLI, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=tmp_path_factory.mktemp("served-cwd"))
     try:
-        asyncio.run(_wait_for_deployments(process, log))
+        with talking_to(prefect_server.api_url):  # a module's fixture: set up before any test's own context
+            asyncio.run(_wait_for_deployments(process, log))
         receiver_url = re.search(r"receiver listening on (http://\S+)", log.read_text()).group(1)
         yield Served(process=process, receiver_url=receiver_url, log=log)
     finally:

@@ -17,13 +17,13 @@ from uuid import UUID
 from prefect.events import Event
 
 from domain import Reason
+from domain.changes import reason_for
 from receiver.dedup import TTLCache
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError
 from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
-from domain.changes import reason_for
 from tasks import accounts
 from tasks.credentials import BLOCK_TYPE_SLUG
 

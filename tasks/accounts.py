@@ -23,7 +23,8 @@ from domain.changes import SeenAccount, next_seen
 from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
-REPORTS_KEPT = 20
+# 50 entries (about 80 characters each) stay inside Prefect's 5,000-character limit on a Variable's value.
+REPORTS_KEPT = 50
 REPORT_MEMORY = timedelta(hours=24)
 # Variables read at once when the sweep looks up a whole fleet's recorded accounts.
 READS_IN_FLIGHT = 16

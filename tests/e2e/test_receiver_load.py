@@ -42,7 +42,6 @@ CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYload" + "10ad" * 8
 
 REQUESTS_DISTINCT, REQUESTS_DUPLICATE, CONCURRENCY = 420, 130, 50
-WALL_TIME_BOUND_SECONDS = 60.0  # measured 2.4-2.8 s; the bound only catches a receiver that stalls
 
 
 # ------------------------------------------------------------------------------ shared helpers
@@ -256,7 +255,6 @@ def test_550_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(pref
     assert len(results) == len(work)
     bad = [(r.delivery.index, r.status, r.text[:200]) for r in results if not 200 <= r.status < 300]
     assert bad == [], bad[:10]
-    assert wall < WALL_TIME_BOUND_SECONDS
 
     by_delivery: dict[int, list[Result]] = {}
     for r in results:

@@ -181,7 +181,7 @@ def test_a_clear_after_a_seeded_window_expired_is_no_violation(ctl, api):
 def test_a_delayed_clear_sent_before_a_window_opened_is_no_violation(server, ctl, api):
     """A clear is judged by what could be known when it was sent, not when its delayed answer is made."""
     seed(ctl, notifications=2)
-    ctl.add_fault(ID, "clearWebhooksQueue", {"kind": "delay", "seconds": 1.5})
+    ctl.add_fault(ID, "clearWebhooksQueue", {"kind": "delay", "seconds": 1.0})
     answers = {}
 
     def slow_clear():
@@ -190,7 +190,7 @@ def test_a_delayed_clear_sent_before_a_window_opened_is_no_violation(server, ctl
 
     thread = threading.Thread(target=slow_clear)
     thread.start()
-    time.sleep(0.5)  # the slow request has arrived and sleeps (1.5 s); this one opens the window
+    time.sleep(0.5)  # the slow request has arrived and sleeps (1 s); this one opens the window (leftTime 2.5 -> 2)
     assert api.delete(u("clearWebhooksQueue")).json() == {"isCleared": True, "reason": ""}
     thread.join(5)
     assert answers["slow"]["isCleared"] is False and answers["slow"]["leftTime"] == 2

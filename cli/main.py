@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for add in (_add_demo, _add_run, _add_serve_and_worker, _add_automations):
         add(commands)
+
     from cli.instances import add_parser as add_instances_parser
 
     add_instances_parser(commands)
@@ -30,8 +31,6 @@ def _parser() -> argparse.ArgumentParser:
         help="run the receiver (authenticated HTTP -> Prefect events) in the foreground (options: greenapi-migrate receiver --help)",
     )
     return parser
-
-
 
 
 def _add_demo(commands) -> None:

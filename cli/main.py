@@ -15,6 +15,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add in (_add_demo, _add_run, _add_serve_and_worker, _add_automations):
+        add(commands)
+
+    from cli.instances import add_parser as add_instances_parser
+
+    add_instances_parser(commands)
+
+    commands.add_parser(
+        "emulator", add_help=False,
+        help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
+    )
+    commands.add_parser(
+        "receiver", add_help=False,
+        help="run the receiver (authenticated HTTP -> Prefect events) in the foreground (options: greenapi-migrate receiver --help)",
+    )
+    return parser
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo", help="run the flow against the bundled emulator on Prefect's local server",
         description="Start the bundled GREEN-API emulator on loopback (short windows) and run handle-account-change on "
@@ -23,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser(
         "run", help="run the flow on the configured instance (GREEN_API_* settings or a block)",
         description="Clear and verify one instance's incoming queue: count, clear (waiting out leftTime), then peek while "
@@ -43,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
+
+def _add_serve_and_worker(commands) -> None:
     serve = commands.add_parser(
         "serve", help="serve the deployments of prefect.yaml and the webhook receiver",
         description="Against the Prefect server in PREFECT_API_URL: register and serve the deployments of prefect.yaml "
@@ -62,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
+
+def _add_automations(commands) -> None:
     automations = commands.add_parser(
         "automations", help="apply the project's Prefect automations (needed after `prefect deploy --all`)",
         description="The project's automations, declared in deploy/automations.py: greenapi-crashed-runs, and the "
@@ -78,20 +103,6 @@ def _parser() -> argparse.ArgumentParser:
                     "it did. Exit 0: applied; 2: GREEN_API_NOTIFY_BLOCK set but unusable (one line on stderr; the "
                     "rest applied).",
     )
-
-    from cli.instances import add_parser as add_instances_parser
-
-    add_instances_parser(commands)
-
-    commands.add_parser(
-        "emulator", add_help=False,
-        help="run the GREEN-API emulator in the foreground (options: greenapi-migrate emulator --help)",
-    )
-    commands.add_parser(
-        "receiver", add_help=False,
-        help="run the receiver (authenticated HTTP -> Prefect events) in the foreground (options: greenapi-migrate receiver --help)",
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

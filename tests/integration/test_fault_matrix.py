@@ -8,13 +8,13 @@ In no cell is the queue reported verified empty unless the emulator's queue real
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 from flows import Outcome
-from tests.integration.helpers import every_log_record, run_flow
+from tests.helpers import database_dump_text, every_log_record, run_flow
+from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
 
@@ -112,9 +112,7 @@ async def test_clear_refused_with_a_reason(emulator, seed_instance, greenapi_env
 
 
 async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance, greenapi_env, monkeypatch):
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()  # free a moment ago: nothing listens there
     instance = seed_instance(notifications=2)
     greenapi_env(instance, max_retries="2")
     monkeypatch.setenv("GREEN_API_API_URL", f"http://127.0.0.1:{closed_port}")
@@ -128,15 +126,13 @@ async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance
 
 async def test_zz_the_canary_token_is_nowhere_after_the_whole_matrix(prefect_server, matrix_log, capfd):
     """Runs last in this module: every cell above used CANARY as its token."""
-    from tests.integration.test_token_canary import _database_text
-
     from prefect.logging.handlers import APILogHandler
 
     await APILogHandler.aflush()
     logs = matrix_log.getvalue()
     assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here
     assert CANARY not in logs
-    database = _database_text(prefect_server.sqlite_path)
+    database = database_dump_text(prefect_server)
     assert "verify step failed" in database  # and reached the database
     assert CANARY not in database
     captured = capfd.readouterr()

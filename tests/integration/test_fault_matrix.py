@@ -13,7 +13,7 @@ import time
 import pytest
 
 from flows import Outcome
-from tests.helpers import database_dump_text, every_log_record, run_flow
+from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, run_flow
 from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
@@ -51,7 +51,7 @@ FAULTS = {
     "466": ({"kind": "status", "status": 466, "body": '{"invokeStatus": {"status": "QUOTE_ALLOWED_EXCEEDED"}}', "content_type": "application/json"}, False, "HTTP 466"),
 }
 
-# Every cell runs with this token; the last test searches the database and every log line for it.
+# Every cell runs with this token; the canary test searches the database and every log line for it.
 CANARY = "CANARYmatrix" + "0a1b2c" * 6
 
 CELLS = [(step, fault, variant) for step in STEPS for fault in FAULTS for variant in ("permanent", "transient")]
@@ -124,16 +124,34 @@ async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance
     assert "gave up after 3 attempts" in state.message
 
 
-async def test_zz_the_canary_token_is_nowhere_after_the_whole_matrix(prefect_server, matrix_log, capfd):
-    """Runs last in this module: every cell above used CANARY as its token."""
+# Failing cells of the canary test's own, one per step: their failures must be in the logs and the database.
+CANARY_CELLS = [("inspect", "401"), ("count", "non-json"), ("clear", "466"), ("verify", "500")]
+
+
+async def test_the_canary_token_is_in_no_log_output_or_database_row(prefect_server, emulator, seed_instance, greenapi_env,
+                                                                     matrix_log, capfd):
+    """Independent of the order: it runs failing cells of its own with CANARY as the token, then searches every
+    log record of the module so far, its own output, and the whole Prefect database (which holds whatever
+    cells of the matrix ran before, too)."""
     from prefect.logging.handlers import APILogHandler
 
+    instances = []
+    for step, fault in CANARY_CELLS:
+        method, before = STEPS[step]
+        instance = seed_instance(token=CANARY, notifications=6)
+        emulator.state.add_faults(instance.id_instance, [{"method": method, "fault": FAULTS[fault][0], "after": before, "times": None}])
+        greenapi_env(instance, read_timeout_seconds="0.3", max_retries="1")
+        state, _ = await run_flow(reason="number_blocked")
+        assert state.is_failed() and f"{step} step failed" in state.message, state.message
+        instances.append(instance.id_instance)
+    await flush_runs_to_server(prefect_server, instances)
     await APILogHandler.aflush()
+
     logs = matrix_log.getvalue()
-    assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here
+    assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here ...
     assert CANARY not in logs
     database = database_dump_text(prefect_server)
-    assert "verify step failed" in database  # and reached the database
+    assert "verify step failed" in database and f"greenapi.instance.{instances[-1]}" in database  # ... and reached the database
     assert CANARY not in database
     captured = capfd.readouterr()
     assert CANARY not in captured.out + captured.err

@@ -276,6 +276,22 @@ async def test_a_run_cancelled_from_the_ui_stops_in_the_task_worker_and_frees_it
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 5
 
 
+async def _after_a_positive_control(served: Served, emulator, seed_instance) -> None:
+    """Absence, proved by what came after it: a good report to the receiver (a hand-over to the task worker)
+    and a number-blocked event (the trigger's deployment run) for another instance, sent now, and waited
+    for until both their runs are final. Whatever the requests before had started would have been sent
+    earlier on the same paths, so it would be there by now."""
+    control = seed_instance(state="blocked", notifications=1)
+    await register_seeded(control, emulator)
+    answer = _post(served, "/events/queue-reset", {"idInstance": control.id_instance, "reason": "number_blocked"})
+    assert answer.status_code == 202, answer.text
+    async with get_events_client(checkpoint_every=1) as events:
+        await events.emit(Event(event="greenapi.instance.number-blocked", resource=instance_resource(control.id_instance),
+                                payload={"source": "e2e-control"}))
+    runs = await _wait_for_reported_runs(control.id_instance, 1) + await _wait_for_runs(str(control.id_instance), 1)
+    await wait_for_final([r.id for r in runs])
+
+
 async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=2)
     await register_seeded(seeded, emulator)
@@ -292,7 +308,7 @@ async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, se
 
     assert [a.status_code for a in answers][:2] == [401, 401]
     assert all(400 <= a.status_code < 500 for a in answers[2:]), [a.text for a in answers]
-    await asyncio.sleep(4)  # longer than event -> automation -> run takes in the tests above
+    await _after_a_positive_control(served, emulator, seed_instance)
     assert await _handle_runs(str(seeded.id_instance)) == [] and await _reported_runs(seeded.id_instance) == []
     assert RECEIVER_SECRET not in served.log.read_text()
 
@@ -334,7 +350,7 @@ async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_
     assert "Traceback" not in logged and canary not in logged
 
 
-async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served):
+async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served, emulator, seed_instance):
     unregistered = 7_980_000_001  # no greenapi-instance block
     log_before = len(served.log.read_text())
     webhook = {"typeWebhook": "stateInstanceChanged", "timestamp": int(time.time()), "stateInstance": "blocked",
@@ -345,7 +361,7 @@ async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(se
 
     assert [a.status_code for a in answers] == [200, 422], [a.text for a in answers]
     assert answers[0].json()["status"] == "ignored"
-    await asyncio.sleep(4)  # longer than event -> automation -> run, or a hand-over, takes in the tests above
+    await _after_a_positive_control(served, emulator, seed_instance)
     assert await _handle_runs(str(unregistered)) == [] and await _reported_runs(unregistered) == []
     lines = await _log_lines(served, log_before, str(unregistered), until="no greenapi-instance block", count=2)
     assert len(lines) == 2 and all("WARNING" in line for line in lines), lines

@@ -82,7 +82,8 @@ async def test_left_time_is_waited_exactly_then_the_clear_succeeds(emulator, see
     clears = [c for c in emulator.state.calls(instance=instance.id_instance) if c["method"] == "clearWebhooksQueue"]
     assert [c["body_summary"].get("isCleared") for c in clears] == [False, True]
     left_time = clears[0]["body_summary"]["leftTime"]
-    assert left_time == 2  # window 3 s, cleared 1 s ago
+    # Window 3 s, cleared 1 s ago: 2 s left, or 1 s when the run reached its clear more than a second later (a busy machine).
+    assert left_time in (1, 2), left_time
     left_time_waits = [s for s in report.steps if s.step == "wait (left-time)"]
     assert len(left_time_waits) == 1 and left_time_waits[0].result == f"{left_time + 0.5:.1f} s"
     gap = clears[1]["started_at"] - clears[0]["finished_at"]

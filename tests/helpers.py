@@ -128,7 +128,11 @@ async def register_seeded(seeded, emulator, name: str | None = None) -> str:
 
 
 async def register_instances(ids: Iterable[int], *, api_url: str = UNREACHABLE_API_URL, name_prefix: str = "e2e") -> None:
-    """`register_instance` for each idInstance, with a random token."""
+    """`register_instance` for each idInstance, with a random token. The block type is registered first:
+    on a fresh server, concurrent first saves race to create it (409 Conflict)."""
+    from tasks import GreenApiInstance
+
+    await GreenApiInstance.aregister_type_and_schema()
     await asyncio.gather(*(register_instance(i, api_url=api_url, name=f"{name_prefix}-{i}") for i in ids))
 
 

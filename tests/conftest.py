@@ -51,10 +51,6 @@ class PrefectServerInfo:
     api_url: str
     database_url: str
 
-    @property
-    def sqlite_path(self) -> str:
-        return self.database_url.split(":///", 1)[1]
-
 
 @pytest.fixture(scope="session")
 def emulator_server():

@@ -1,12 +1,17 @@
-"""Real servers for the e2e tests and the benchmarks: `prefect server start` as a subprocess on a
-SQLite file or a PostgreSQL database, and a throwaway PostgreSQL cluster (pytest-postgresql's
-executor) to hold the latter. The one home of this code: bench/infra.py imports from here.
+"""Real processes for the e2e tests and the benchmarks: `prefect server start` as a subprocess on a
+SQLite file or a PostgreSQL database, a throwaway PostgreSQL cluster (pytest-postgresql's executor)
+to hold the latter, `greenapi-migrate receiver` as a subprocess, and what starting any of them takes
+(free ports, the command's path, clean environments). The one home of this code: bench/infra.py
+imports from here. What the processes did (runs, events, the database's text) is read with
+tests/helpers.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +23,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # pytest-postgresql's executor runs this as its pg_ctl: Debian's, as the postgres user when we are root.
 PG_CTL = Path(__file__).resolve().parent / "bin" / "pg_ctl"
+
+# The command as a user runs it, from this environment.
+CLI = str(BIN / "greenapi-migrate")
+
+# The GREEN_API_* timings of a client subprocess against the tests' emulator (its windows: tests/conftest.py).
+FAST_GREEN_API = {
+    "GREEN_API_COUNT_REFRESH_SECONDS": "1",
+    "GREEN_API_CLEAR_INTERVAL_SECONDS": "3",
+    "GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS": "0.05",
+    "GREEN_API_READ_TIMEOUT_SECONDS": "30",
+}
 
 SERVER_START_TIMEOUT_S = 90
 SERVER_STOP_TIMEOUT_S = 10  # then SIGKILL: after its database went away, SIGTERM can hang for 30 s
@@ -42,6 +57,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GREEN_API_"))}
     env.update(extra)
     return env
+
+
+def client_env(api_url: str, home: str | Path, **extra: str) -> dict[str, str]:
+    """A clean environment for a client of the Prefect server at ``api_url``, with its own PREFECT_HOME."""
+    return clean_env(PREFECT_API_URL=api_url, PREFECT_HOME=str(home), **extra)
 
 
 @contextlib.contextmanager
@@ -71,6 +91,18 @@ def foreign_http_server(status: int = 200, body: str = "<html><body><h1>It works
     finally:
         server.shutdown()
         server.server_close()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within ``timeout`` seconds; reaped either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(timeout=10)
 
 
 def _fernet_key() -> str:
@@ -120,7 +152,7 @@ class PrefectServer:
     @property
     def client_env(self) -> dict[str, str]:
         """A clean environment pointing Prefect clients at this server."""
-        return clean_env(PREFECT_API_URL=self.api_url, PREFECT_HOME=str(self.home))
+        return client_env(self.api_url, self.home)
 
     def log_text(self) -> str:
         try:
@@ -286,47 +318,76 @@ class PostgresCluster:
         self.close()
 
 
-# ------------------------------------------------------------------------------ what the database holds
+# ------------------------------------------------------------------------------ the receiver
 
 
-def psycopg_dsn(database_url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+asyncpg://...``) as a libpq one."""
-    parts = urlsplit(database_url)
-    return parts._replace(scheme="postgresql").geturl()
+class Receiver:
+    """A ``greenapi-migrate receiver`` subprocess; its stdout and stderr are kept whole. ``start`` returns
+    once it printed the URL it listens on."""
 
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.url = ""
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._pumps: list[threading.Thread] = []
 
-def database_tables_text(database_url: str) -> dict[str, str]:
-    """Every table of the database, each as the text of all its rows."""
-    if database_url.startswith("sqlite"):
-        import sqlite3
+    @classmethod
+    def start(cls, env: dict[str, str], cwd: Path, *args: str, timeout: float = 45) -> "Receiver":
+        proc = subprocess.Popen([CLI, "receiver", *args], env=env, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        receiver = cls(proc)
+        lines: queue.Queue[str] = queue.Queue()
 
-        path = database_url.split(":///", 1)[1]
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            return {table: "\n".join(repr(row) for row in db.execute(f'SELECT * FROM "{table}"')) for table in tables}
-    import psycopg
+        def pump(stream, into: list[str], tee: queue.Queue | None) -> None:
+            for line in stream:
+                into.append(line)
+                if tee is not None:
+                    tee.put(line)
 
-    with psycopg.connect(psycopg_dsn(database_url), connect_timeout=10) as conn:
-        tables = [name for (name,) in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
-        return {table: "\n".join(text for (text,) in conn.execute(f'SELECT t::text FROM "{table}" t'))
-                for table in tables}
+        receiver._pumps = [threading.Thread(target=pump, args=(proc.stdout, receiver.stdout, lines), daemon=True),
+                           threading.Thread(target=pump, args=(proc.stderr, receiver.stderr, None), daemon=True)]
+        for thread in receiver._pumps:
+            thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                match = re.fullmatch(r"receiver listening on (http://\S+)\n", lines.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            if match:
+                receiver.url = match.group(1)
+                return receiver
+        receiver.kill()
+        raise AssertionError(f"the receiver did not start within {timeout} s: stdout={receiver.stdout!r} "
+                             f"stderr={''.join(receiver.stderr)[-2000:]!r}")
 
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; the exit status, once its output is read to the end."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the receiver did not stop within {timeout} s of SIGTERM") from None
+        self._drain()
+        return code
 
-def database_dump_text(server) -> str:
-    """All the text the server's database holds, for a canary search that works on both back-ends.
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._drain()
 
-    `server`: anything with a ``database_url`` (a `PrefectServer`, the e2e ``prefect_server``), or the URL.
-    SQLite: the raw bytes of the database file and its -wal/-shm files, and every row. PostgreSQL: every
-    row of every table as text.
-    """
-    url = server if isinstance(server, str) else server.database_url
-    parts = [f"-- {table}\n{text}" for table, text in database_tables_text(url).items()]
-    if url.startswith("sqlite"):
-        base = Path(url.split(":///", 1)[1])
-        for path in sorted(base.parent.glob(base.name + "*")):
-            parts.append(f"-- file {path.name}\n" + path.read_bytes().decode("utf-8", errors="replace"))
-    return "\n".join(parts)
+    def _drain(self, timeout: float = 5) -> None:
+        """The output read to the end: the pumps stop when the exited process's pipes close (bounded)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._pumps:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def output(self) -> str:
+        return "".join(self.stdout) + "".join(self.stderr)
 
 
 @contextlib.contextmanager

@@ -23,13 +23,6 @@ class BackendServerInfo(PrefectServerInfo):
     server: PrefectServer | None = None
     cluster: PostgresCluster | None = None
 
-    @property
-    def sqlite_path(self) -> str:
-        """The SQLite file; on postgres, the database URL, which the e2e database helpers also take."""
-        if self.backend == "sqlite":
-            return self.database_url.split(":///", 1)[1]
-        return self.database_url
-
 
 @pytest.fixture(scope="session")
 def postgres_cluster():

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import foreign_http_server, free_port
+from tests.helpers import wait_until
+from tests.servers import CLI, FAST_GREEN_API, client_env, foreign_http_server, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYcli" + "a1b2c3" * 7
 
 
 @pytest.fixture
 def cli_env(prefect_server, emulator, tmp_path):
     """A clean environment: the session's Prefect server, the emulator, no stray GREEN_API_ settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(
-        PREFECT_API_URL=prefect_server.api_url,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
+    return client_env(
+        prefect_server.api_url, tmp_path / "prefect-home",
         GREEN_API_API_URL=emulator.url,
-        GREEN_API_COUNT_REFRESH_SECONDS="1",
-        GREEN_API_CLEAR_INTERVAL_SECONDS="3",
-        GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS="0.05",
+        **FAST_GREEN_API,
     )
-    return env
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -149,10 +142,7 @@ def test_a_wrong_block_name_or_idinstance_exits_two_with_one_line(cli_env, tmp_p
 
 
 def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home"))
-
-    done = _run(["demo"], env, tmp_path, timeout=180)
+    done = _run(["demo"], client_env(prefect_server.api_url, tmp_path / "home"), tmp_path, timeout=180)
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("COMPLETED: cleared") == 3
@@ -163,12 +153,13 @@ def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, 
 
 
 def test_emulator_command_serves_standalone(tmp_path):
-    process = subprocess.Popen([CLI, "emulator", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "emulator.out"
+    with out.open("w") as sink:
+        process = subprocess.Popen([CLI, "emulator", "--port", "0"], stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
-        line = process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
+        # Its first line names its URL; read from a file, so a silent emulator fails the wait, not pytest's timeout.
+        match = wait_until(lambda: process.poll() is None and re.search(r"http://127\.0\.0\.1:\d+", out.read_text()),
+                           timeout=30, message=lambda: f"the emulator printed no URL (exit {process.poll()}): {out.read_text()[-2000:]!r}")
         assert httpx.get(f"{match.group(0)}/_emulator/health", timeout=5).status_code == 200
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout=10)

@@ -4,18 +4,16 @@ window, and nothing reports the queue empty before it is verified."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for_left_time
+from tests.servers import CLI, client_env
+
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 WINDOW_SECONDS = 8
 
 
@@ -32,19 +30,15 @@ def _run(env, tmp_path) -> subprocess.Popen:
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
     instance = seed_instance(notifications=5, cleared_seconds_ago=1)  # leftTime 7 s
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(
-        PREFECT_API_URL=real_prefect_server["PREFECT_API_URL"], PREFECT_HOME=str(tmp_path / "home"),
+    env = client_env(
+        real_prefect_server["PREFECT_API_URL"], tmp_path / "home",
         GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
         GREEN_API_API_TOKEN_INSTANCE=instance.token, GREEN_API_COUNT_REFRESH_SECONDS="1",
         GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS),
     )
 
     first = _run(env, tmp_path)
-    deadline = time.monotonic() + 60
-    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=instance.id_instance, method="clearWebhooksQueue")):
-        assert first.poll() is None and time.monotonic() < deadline, "the run never reached its leftTime wait"
-        time.sleep(0.1)
+    wait_for_left_time(emulator, instance.id_instance, process=first)
     first.send_signal(signal.SIGKILL)  # no cleanup, no state change: a machine going away
     first.wait(timeout=10)
     assert first.stdout.read() == ""  # it reported nothing, let alone an empty queue

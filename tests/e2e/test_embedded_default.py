@@ -4,7 +4,6 @@ Prefect starts its own temporary server in each process; the demo, `run` and the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import CLI, clean_env
+
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYembedded" + "c0ffee" * 6
 
 
 @pytest.fixture
 def embedded_env(tmp_path):
     """Nothing of Prefect's or ours set, PREFECT_API_URL and PREFECT_PROFILE included; a new PREFECT_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "fresh-home")
-    return env
+    return clean_env(PREFECT_HOME=str(tmp_path / "fresh-home"))
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

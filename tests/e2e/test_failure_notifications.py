@@ -4,11 +4,8 @@ that name the instance or run and the outcome, and never carry a token. Every wa
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import asyncio
-import time
-from pathlib import Path
+import subprocess
 
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
@@ -17,13 +14,12 @@ from prefect.client.orchestration import get_client
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
 from tasks import GreenApiInstance
 from tasks.accounts import Reason
-from tests.e2e.helpers import HttpCatcher
-from tests.integration.helpers import run_flow
+from tests.helpers import HttpCatcher, run_flow, wait_until
+from tests.servers import CLI, stop_process
 
 # SQLite only: the automations and the notification block do not depend on the back-end.
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYnotify" + "c0ffee" * 6
 NOTIFY_BLOCK = "e2e-notify"
 NOTIFICATION_TIMEOUT_S = 60
@@ -104,17 +100,14 @@ def test_a_task_worker_with_a_missing_notify_block_warns_once_and_starts(prefect
     with log.open("w") as out:
         process = subprocess.Popen([CLI, "task-worker"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while "Starting task worker" not in (started := log.read_text()):
-            assert process.poll() is None, f"task-worker exited {process.returncode}:\n{started[-3000:]}"
-            assert time.monotonic() < deadline, f"task-worker did not start within 60 s:\n{started[-3000:]}"
-            time.sleep(0.25)
+        def started_or_exited() -> bool:
+            assert process.poll() is None, f"task-worker exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            return "Starting task worker" in log.read_text()
+
+        wait_until(started_or_exited, timeout=60, message=lambda: f"task-worker did not start:\n{log.read_text()[-3000:]}")
+        started = log.read_text()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
     # What it said up to starting (its SIGTERM shutdown is another matter).
     warnings = [line for line in started.splitlines() if "GREEN_API_NOTIFY_BLOCK" in line]
     assert len(warnings) == 1 and "no custom-webhook block named 'no-such-block'" in warnings[0], started

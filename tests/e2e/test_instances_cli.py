@@ -4,25 +4,23 @@ each command its own process (and Prefect's own temporary server) on the same da
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.servers import ROOT, clean_env  # ROOT: the checkout these tests belong to (a worktree too)
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout these tests belong to (a worktree too)
 CANARY = "CANARYinstances" + "d00d" * 8
 
 
 @pytest.fixture
 def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "fresh-home")
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+    """As `test_embedded_default.embedded_env`, and this checkout's code for `python -m cli.main`."""
+    return clean_env(PREFECT_HOME=str(tmp_path / "fresh-home"), PYTHONPATH=str(ROOT))
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:

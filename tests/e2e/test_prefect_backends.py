@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 import uuid
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.servers import PostgresCluster, PrefectServer, database_dump_text, database_tables_text
+from tests.helpers import database_dump_text, database_tables_text, wait_until
+from tests.servers import PostgresCluster, PrefectServer
 
 pytestmark = pytest.mark.e2e
 
@@ -99,19 +99,21 @@ def test_a_flow_runs_through_the_server_on_its_database(prefect_server):
 
 def _answers_with_the_database(server: PrefectServer, deadline_s: float = 60) -> None:
     """Bounded wait until the server answers /api/health and a query that reads the database."""
-    deadline = time.monotonic() + deadline_s
     last = None
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
+        nonlocal last
         try:
             health = httpx.get(f"{server.api_url}/health", timeout=5)
             flows = httpx.post(f"{server.api_url}/flows/filter", json={"limit": 1}, timeout=10)
-            if health.status_code == 200 and flows.status_code == 200:
-                return
-            last = f"health {health.status_code}, flows/filter {flows.status_code}: {flows.text[:200]}"
         except httpx.HTTPError as exc:
             last = repr(exc)
-        time.sleep(0.5)
-    raise AssertionError(f"the server did not answer within {deadline_s} s ({last}); log:\n{server.log_text()[-3000:]}")
+            return False
+        last = f"health {health.status_code}, flows/filter {flows.status_code}: {flows.text[:200]}"
+        return health.status_code == 200 and flows.status_code == 200
+
+    wait_until(answers, timeout=deadline_s, interval=0.5,
+               message=lambda: f"the server did not answer ({last}); log:\n{server.log_text()[-3000:]}")
 
 
 def _create_flow(server: PrefectServer) -> str:

@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
 import re
-import signal
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import register_instances
+from tests.helpers import register_instances
+from tests.servers import CLI, Receiver, client_env
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYrcvcli" + "b0a7" * 8
 
 
 @pytest.fixture
 def receiver_env(prefect_server, tmp_path):
     asyncio.run(register_instances([7_790_000_001]))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "prefect-home"))
-    return env
+    return client_env(prefect_server.api_url, tmp_path / "prefect-home")
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -55,27 +47,10 @@ def test_a_bad_setting_exits_2_with_one_line_and_no_secret(receiver_env, tmp_pat
 
 def test_with_a_secret_it_prints_its_url_answers_and_stops_on_sigterm(receiver_env, tmp_path):
     (tmp_path / ".env").write_text(f"GREEN_API_RECEIVER_SECRET={CANARY}\n")  # the secret from .env
-    proc = subprocess.Popen(
-        [CLI, "receiver", "--port", "0"], env=receiver_env, cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    stdout: list[str] = []
+    receiver = Receiver.start(receiver_env, tmp_path, "--port", "0")
     try:
-        deadline = time.monotonic() + 45
-        url = None
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            stdout.append(line)
-            match = re.fullmatch(r"receiver listening on (http://127\.0\.0\.1:(\d+))\n", line)
-            if match:
-                url = match.group(1)
-                assert int(match.group(2)) > 0
-        assert url, f"no URL printed; stdout={stdout!r}"
+        url = receiver.url
+        assert int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)", url).group(1)) > 0, url
 
         health = httpx.get(f"{url}/health", timeout=10)
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -90,18 +65,10 @@ def test_with_a_secret_it_prints_its_url_answers_and_stops_on_sigterm(receiver_e
         for response in (health, unauthorized, accepted):
             assert CANARY not in response.text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    time.sleep(0.1)
-    while not lines.empty():
-        stdout.append(lines.get())
-    stderr = proc.stderr.read()
-    assert proc.returncode == 0, stderr[-2000:]
-    output = "".join(stdout)
+        code = receiver.terminate(timeout=20)
+    stderr = "".join(receiver.stderr)
+    assert code == 0, stderr[-2000:]
+    output = "".join(receiver.stdout)
     assert output.count("receiver listening on") == 1 and output.rstrip().endswith("receiver stopped")
     assert CANARY not in output + stderr
     assert stderr.strip() == "", stderr[-2000:]  # no access log, no warnings on a clean run

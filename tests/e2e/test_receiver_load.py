@@ -8,164 +8,27 @@ none. The measured numbers are printed (``-s``); on 2 cores, loopback, sqlite, t
 50 in flight (every emit waits for Prefect's acknowledgement, one at a time, so latency grows with
 the queue). The bound asserted below is generous.
 
-The helpers here (start a receiver subprocess, read events from Prefect's database, SQLite or
-PostgreSQL, search that database for the secret) are shared with test_receiver_restart.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
 import random
-import re
-import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
-import sys
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import register_instances
+from tests.helpers import register_instances, wait_for_stored_events, where_in_database
+from tests.servers import Receiver, client_env
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 CANARY = "CANARYload" + "10ad" * 8
 
 REQUESTS_DISTINCT, REQUESTS_DUPLICATE, CONCURRENCY = 420, 130, 50
-
-
-# ------------------------------------------------------------------------------ shared helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def receiver_env(prefect_server, home: Path, secret: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(home), GREEN_API_RECEIVER_SECRET=secret, **extra)
-    return env
-
-
-@dataclass
-class Receiver:
-    """A ``greenapi-migrate receiver`` subprocess; its stdout and stderr are kept whole."""
-
-    proc: subprocess.Popen
-    url: str = ""
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, env: dict[str, str], cwd: Path, *args: str, timeout: float = 45) -> "Receiver":
-        proc = subprocess.Popen([CLI, "receiver", *args], env=env, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        receiver = cls(proc)
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump(stream, into: list[str], tee: queue.Queue | None) -> None:
-            for line in stream:
-                into.append(line)
-                if tee is not None:
-                    tee.put(line)
-
-        threading.Thread(target=pump, args=(proc.stdout, receiver.stdout, lines), daemon=True).start()
-        threading.Thread(target=pump, args=(proc.stderr, receiver.stderr, None), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                match = re.fullmatch(r"receiver listening on (http://\S+)\n", lines.get(timeout=0.2))
-            except queue.Empty:
-                continue
-            if match:
-                receiver.url = match.group(1)
-                return receiver
-        receiver.kill()
-        raise AssertionError(f"the receiver did not start: stdout={receiver.stdout!r} stderr={''.join(receiver.stderr)[-2000:]!r}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait; the exit status (the output threads get a moment to drain)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("the receiver did not stop within 30 s of SIGTERM") from None
-        time.sleep(0.2)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.stdout) + "".join(self.stderr)
-
-
-def events_in_prefect(sqlite_path: str, resource_ids: list[str]) -> list[tuple[str, str, str]]:
-    """(event id, event name, resource id) of every event on these resources in Prefect's database
-    (`sqlite_path`: the SQLite file, or on the postgres back-end the database URL)."""
-    rows: list[tuple[str, str, str]] = []
-    if sqlite_path.startswith("postgresql"):
-        import psycopg
-
-        from tests.servers import psycopg_dsn
-
-        with psycopg.connect(psycopg_dsn(sqlite_path), connect_timeout=10) as db:
-            rows = db.execute("SELECT id, event, resource_id FROM events WHERE resource_id = ANY(%s)", (resource_ids,)).fetchall()
-        return [(str(uuid.UUID(str(i))), e, r) for i, e, r in rows]
-    with sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10) as db:
-        for start in range(0, len(resource_ids), 500):
-            chunk = resource_ids[start : start + 500]
-            rows += db.execute(f"SELECT id, event, resource_id FROM events WHERE resource_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-    return [(str(uuid.UUID(str(i))), e, r) for i, e, r in rows]
-
-
-def wait_for_events(sqlite_path: str, resource_ids: list[str], expected_ids: set[str], deadline_s: float = 40) -> list[tuple[str, str, str]]:
-    """Poll Prefect's database (it persists events in batches, about every 5 s) until every expected id is there."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        rows = events_in_prefect(sqlite_path, resource_ids)
-        if {row[0] for row in rows} >= expected_ids or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.5)
-
-
-def secret_in_prefect_db(sqlite_path: str, secret: str) -> list[str]:
-    """Where the secret appears: any row of any table, or the raw bytes of the database, -wal and -shm files
-    (on the postgres back-end, `sqlite_path` is the database URL: any row of any table)."""
-    found = []
-    if sqlite_path.startswith("postgresql"):
-        from tests.servers import database_tables_text
-
-        tables = database_tables_text(sqlite_path)
-        assert "events" in tables, sorted(tables)
-        return [table for table, text in tables.items() if secret in text]
-    with sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10) as db:
-        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        assert "events" in tables, tables
-        for table in tables:
-            if any(secret in repr(row) for row in db.execute(f'SELECT * FROM "{table}"')):
-                found.append(table)
-    base = Path(sqlite_path)
-    for path in base.parent.glob(base.name + "*"):
-        if secret.encode() in path.read_bytes():
-            found.append(path.name)
-    return found
 
 
 # ------------------------------------------------------------------------------ the load test
@@ -238,7 +101,7 @@ def test_550_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(pref
     resources = sorted({d.resource for d in distinct})
 
     asyncio.run(register_instances(sorted({int(d.resource.rsplit(".", 1)[1]) for d in distinct})))
-    receiver = Receiver.start(receiver_env(prefect_server, tmp_path / "home", CANARY), tmp_path, "--port", "0")
+    receiver = Receiver.start(client_env(prefect_server.api_url, tmp_path / "home", GREEN_API_RECEIVER_SECRET=CANARY), tmp_path, "--port", "0")
     try:
         results, errors, wall = asyncio.run(_blast(receiver.url, work, CONCURRENCY))
     finally:
@@ -269,11 +132,11 @@ def test_550_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(pref
         accepted_ids[ids.pop()] = copies[0].delivery
     assert len(accepted_ids) == REQUESTS_DISTINCT
 
-    rows = wait_for_events(prefect_server.sqlite_path, resources, set(accepted_ids))
+    rows = wait_for_stored_events(prefect_server, resources, set(accepted_ids))
     found = [row[0] for row in rows]
     assert len(found) == len(set(found)), "an event was stored twice"
     assert set(found) == set(accepted_ids), f"missing {len(set(accepted_ids) - set(found))}, unexpected {len(set(found) - set(accepted_ids))}"
-    for event_id, name, resource in rows:
+    for event_id, name, resource, _payload in rows:
         delivery = accepted_ids[event_id]
         assert resource == delivery.resource
         expected = "greenapi.instance.account-changed" if delivery.body.get("reason") == "account_changed" else "greenapi.instance.number-blocked"
@@ -283,4 +146,4 @@ def test_550_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(pref
     assert receiver.stdout[-1] == "receiver stopped\n", receiver.stdout[-3:]
     assert CANARY not in receiver.output
     assert not [r for r in results if CANARY in r.text]
-    assert secret_in_prefect_db(prefect_server.sqlite_path, CANARY) == []
+    assert where_in_database(prefect_server, CANARY) == []

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.e2e.helpers import ACCEPTED, register_instances
-from tests.e2e.test_receiver_load import Receiver, free_port, receiver_env, secret_in_prefect_db, wait_for_events
+from tests.helpers import ACCEPTED, register_instances, wait_for_stored_events, wait_until, where_in_database
+from tests.servers import Receiver, client_env, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,8 @@ class Attempt:
 def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
     asyncio.run(register_instances(range(BASE_ID, BASE_ID + 10)))
     port = free_port()
-    env = receiver_env(prefect_server, tmp_path / "home", CANARY, GREEN_API_RECEIVER_PORT=str(port), PREFECT_LOGGING_LEVEL="DEBUG")
+    env = client_env(prefect_server.api_url, tmp_path / "home", GREEN_API_RECEIVER_SECRET=CANARY, GREEN_API_RECEIVER_PORT=str(port),
+                     PREFECT_LOGGING_LEVEL="DEBUG")
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {CANARY}"}
     attempts: list[Attempt] = []
@@ -80,20 +81,24 @@ def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
                 if attempt.status is None or attempt.status >= 300:
                     time.sleep(0.1)  # the receiver is away: do not spin
 
+    def accepted_in(tag: str, at_least: int = 20) -> bool:
+        with lock:
+            return sum(1 for a in attempts if a.phase == tag and a.status in ACCEPTED) >= at_least
+
     first = Receiver.start(env, tmp_path)
     threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDERS)]
     second = None
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: accepted_in("first"), timeout=30, message="the first receiver accepted fewer than 20 deliveries")
         phase[0] = "stopping"
         first_code = first.terminate()  # SIGTERM while requests are in flight
         phase[0] = "down"
         second = Receiver.start(env, tmp_path)  # same port
         assert second.url == url
         phase[0] = "second"
-        time.sleep(1.5)
+        wait_until(lambda: accepted_in("second"), timeout=30, message="the second receiver accepted fewer than 20 deliveries")
         stop.set()
         for thread in threads:
             thread.join(30)
@@ -129,7 +134,7 @@ def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
     assert set(accepted) == {a.index for a in attempts}, "a delivery was never accepted"
 
     resources = sorted({delivery(i)[2] for i in accepted})
-    rows = wait_for_events(prefect_server.sqlite_path, resources, set(accepted.values()))
+    rows = wait_for_stored_events(prefect_server, resources, set(accepted.values()))
     found = [row[0] for row in rows]
     missing = set(accepted.values()) - set(found)
     assert not missing, f"{len(missing)} accepted deliveries are not in Prefect, e.g. {[i for i, e in accepted.items() if e in missing][:10]}"
@@ -142,4 +147,4 @@ def test_restart_mid_stream_loses_nothing_accepted(prefect_server, tmp_path):
         assert CANARY not in receiver.output
     assert len(first.output) + len(second.output) > 1000, "DEBUG logging produced no output to search"
     assert not [a for a in attempts + resent + redelivered if CANARY in a.text]
-    assert secret_in_prefect_db(prefect_server.sqlite_path, CANARY) == []
+    assert where_in_database(prefect_server, CANARY) == []

@@ -4,10 +4,8 @@ event triggers, one run per instance at a time, and the fleet sweep."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterDeploymentId,
-)
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.states import Cancelling
 from prefect.deployments import run_deployment
 from prefect.events import Event
@@ -26,13 +22,14 @@ from prefect.events.clients import get_events_client
 from tasks import GreenApiInstance
 from tasks.accounts import last_seen_wid, record_wid
 from tasks.events import instance_resource
-from tests.servers import talking_to
+from tests.helpers import (
+    await_left_time, await_until, clear_registry, handle_runs, methods_called, register_seeded, slots_taken, wait_for_final,
+)
+from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process, talking_to
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 HANDLE = "handle-account-change/handle-account-change"
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RECEIVER_SECRET = "CANARYreceiver" + "9f8e7d" * 6
 
 
@@ -46,15 +43,10 @@ class Served:
 @pytest.fixture(scope="module")
 def served(prefect_server, emulator_server, tmp_path_factory):
     """`greenapi-migrate serve` (deployments + receiver) in a subprocess, polling for runs every second."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(
-        PREFECT_API_URL=prefect_server.api_url,
-        PREFECT_HOME=str(tmp_path_factory.mktemp("served-home")),
+    env = client_env(
+        prefect_server.api_url, tmp_path_factory.mktemp("served-home"),
         PREFECT_RUNNER_POLL_FREQUENCY="1",
-        GREEN_API_COUNT_REFRESH_SECONDS="1",
-        GREEN_API_CLEAR_INTERVAL_SECONDS="3",
-        GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS="0.05",
-        GREEN_API_READ_TIMEOUT_SECONDS="30",
+        **FAST_GREEN_API,
         GREEN_API_RECEIVER_SECRET=RECEIVER_SECRET,
         GREEN_API_RECEIVER_PORT="0",
     )
@@ -68,79 +60,53 @@ def served(prefect_server, emulator_server, tmp_path_factory):
         receiver_url = re.search(r"receiver listening on (http://\S+)", log.read_text()).group(1)
         yield Served(process=process, receiver_url=receiver_url, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 async def _wait_for_deployments(process, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
+    async def served() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        async with get_client() as client:
             found = await client.read_deployments(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["handle-account-change", "sweep-instances"]))
             )
-            if len(found) == 2 and "Your deployments are being served" in log.read_text():
-                return
-            await asyncio.sleep(0.5)
-    raise AssertionError(f"deployments never appeared:\n{log.read_text()[-3000:]}")
+        return len(found) == 2 and "Your deployments are being served" in log.read_text()
 
-
-async def _register(seeded, emulator, name: str | None = None) -> str:
-    name = name or f"e2e-{seeded.id_instance}"
-    await GreenApiInstance(api_url=emulator.url, id_instance=seeded.id_instance, api_token_instance=seeded.token).asave(name, overwrite=True)
-    return name
+    await await_until(served, timeout=timeout, interval=0.5, message=lambda: f"deployments never appeared:\n{log.read_text()[-3000:]}")
 
 
 async def _handle_runs(instance_param: str | None = None):
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(HANDLE)
-        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
-    return [r for r in runs if instance_param is None or r.parameters.get("instance") == instance_param]
+    """The served handle-account-change deployment's runs for the instance."""
+    return await handle_runs(instance_param, deployment=HANDLE)
 
 
 async def _reported_runs(id_instance: int):
     """handle-account-change runs that a task worker ran for the receiver (no deployment, tagged receiver)."""
-    async with get_client() as client:
-        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["handle-account-change"])))
-    return [r for r in runs if r.deployment_id is None and r.parameters.get("instance") == str(id_instance)]
+    return await handle_runs(str(id_instance), deployment=False)
+
+
+async def _wait_for_runs(instance_param: str, count: int, timeout: float = 60, read=_handle_runs):
+    """At least ``count`` runs for the instance, as ``read`` finds them (deployment runs by default)."""
+    found = []
+
+    async def enough():
+        nonlocal found
+        found = await read(instance_param)
+        return len(found) >= count
+
+    await await_until(enough, timeout=timeout, message=lambda: f"expected {count} run(s) for instance {instance_param}, found {len(found)}")
+    return found
 
 
 async def _wait_for_reported_runs(id_instance: int, count: int, timeout: float = 60):
     return await _wait_for_runs(str(id_instance), count, timeout, read=lambda _: _reported_runs(id_instance))
 
 
-async def _wait_final(flow_run_ids, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while True:
-            runs = [await client.read_flow_run(i) for i in flow_run_ids]
-            if all(r.state and r.state.type.value in FINAL for r in runs):
-                return runs
-            if time.monotonic() > deadline:
-                raise AssertionError(f"runs not finished: {[(r.name, r.state and r.state.type.value) for r in runs]}")
-            await asyncio.sleep(0.5)
-
-
-async def _wait_for_runs(instance_param: str, count: int, timeout: float = 60, read=_handle_runs):
-    """At least ``count`` runs for the instance, as ``read`` finds them (deployment runs by default)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = await read(instance_param)
-        if len(runs) >= count:
-            return runs
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"expected {count} run(s) for instance {instance_param}, found {len(await read(instance_param))}")
-
-
 @pytest.mark.usefixtures("served")
 async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=6)
-    await _register(seeded, emulator)
+    await register_seeded(seeded, emulator)
 
     # A client of its own: the process-wide events worker may still point at a server an earlier test stopped.
     async with get_events_client(checkpoint_every=1) as events:
@@ -148,7 +114,7 @@ async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulato
                                 payload={"source": "e2e"}))
 
     runs = await _wait_for_runs(str(seeded.id_instance), 1)
-    (run,) = await _wait_final([r.id for r in runs])
+    (run,) = await wait_for_final([r.id for r in runs])
     assert run.state.type.value == "COMPLETED", run.state.message
     # After a block the outgoing queue is cleared too, unless the event says otherwise; named by the idInstance.
     assert run.parameters == {"reason": "number_blocked", "instance": str(seeded.id_instance), "clear_outgoing": True}
@@ -159,16 +125,16 @@ async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulato
 @pytest.mark.usefixtures("served")
 async def test_two_runs_for_one_instance_take_turns_and_the_second_does_not_clear(emulator, seed_instance):
     seeded = seed_instance(notifications=9)
-    block = await _register(seeded, emulator)
+    block = await register_seeded(seeded, emulator)
 
     first, second = await asyncio.gather(
         run_deployment(HANDLE, parameters={"reason": "number_blocked", "instance": block}, timeout=0),
         run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": block}, timeout=0),
     )
-    runs = await _wait_final([first.id, second.id])
+    runs = await wait_for_final([first.id, second.id])
 
     assert [r.state.type.value for r in runs] == ["COMPLETED", "COMPLETED"], [r.state.message for r in runs]
-    methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
+    methods = methods_called(emulator, seeded.id_instance)
     one_clearing_run = ["getStateInstance", "getSettings", "getWebhooksCount", "getMessagesCount",
                         "clearWebhooksQueue", "receiveNotification", "getWebhooksCount"]  # the peek runs during the wait
     already_empty_run = ["getStateInstance", "getSettings", "getWebhooksCount", "getMessagesCount", "receiveNotification"]
@@ -182,34 +148,29 @@ async def test_runs_for_different_instances_proceed_in_parallel(emulator, seed_i
     fast = seed_instance(notifications=3)
     # The slow instance answers its first count after 20 s; were runs serialised, the fast one would wait.
     emulator.state.add_faults(slow.id_instance, [{"method": "getWebhooksCount", "fault": {"kind": "delay", "seconds": 20}, "times": 1}])
-    slow_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await _register(slow, emulator)}, timeout=0)
-    while not emulator.state.calls(instance=slow.id_instance, method="getSettings"):
-        await asyncio.sleep(0.2)  # calls are logged when answered: after getSettings the slow run is in its count
-    fast_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await _register(fast, emulator)}, timeout=0)
+    slow_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await register_seeded(slow, emulator)}, timeout=0)
+    # Calls are logged when answered: after getSettings the slow run is in its count.
+    await await_until(lambda: emulator.state.calls(instance=slow.id_instance, method="getSettings"), timeout=60,
+                      message="the slow run never asked for its settings")
+    fast_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await register_seeded(fast, emulator)}, timeout=0)
 
-    finished = await _wait_final([slow_run.id, fast_run.id])
+    finished = await wait_for_final([slow_run.id, fast_run.id])
 
     assert [r.state.type.value for r in finished] == ["COMPLETED", "COMPLETED"], [r.state.message for r in finished]
     slow_calls, fast_calls = (emulator.state.calls(instance=s.id_instance) for s in (slow, fast))
     assert fast_calls[-1]["finished_at"] < slow_calls[-1]["started_at"]  # the fast run was all done meanwhile
 
 
-async def _clear_registry() -> None:
-    async with get_client() as client:
-        for document in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False):
-            await client.delete_block_document(document.id)
-
-
 @pytest.mark.usefixtures("served")
 async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instances(emulator, seed_instance):
     from flows import sweep_instances
 
-    await _clear_registry()
+    await clear_registry()
     healthy = [seed_instance(notifications=4, wid=f"7900000000{i}@c.us") for i in range(4)]
     blocked = seed_instance(state="blocked", notifications=5, wid="79111111111@c.us")
     changed = seed_instance(notifications=7, wid="79222222222@c.us")
     for seeded in (*healthy, blocked, changed):
-        await _register(seeded, emulator)
+        await register_seeded(seeded, emulator)
     await record_wid(changed.id_instance, "79333333333@c.us")  # the account seen last time
     await record_wid(healthy[0].id_instance, "79000000000@c.us")  # same account as before: healthy
 
@@ -225,7 +186,7 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
     for seeded in (blocked, changed):
         runs = await _wait_for_runs(f"e2e-{seeded.id_instance}", 1)
         started[seeded.id_instance] = runs
-        (run,) = await _wait_final([r.id for r in runs])
+        (run,) = await wait_for_final([r.id for r in runs])
         assert run.state.type.value == "COMPLETED", run.state.message
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
         # Created with its final name, which the report links; the sweep's inspection went along (no second one).
@@ -254,13 +215,13 @@ def _post(served: Served, path: str, body, secret: str | None = RECEIVER_SECRET)
 
 async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=5)
-    await _register(seeded, emulator)
+    await register_seeded(seeded, emulator)
 
     log_before = len(served.log.read_text())
     answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked", "source": "e2e"})
 
     assert answer.status_code == 202, answer.text
-    (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
+    (run,) = await wait_for_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["reason"] == "number_blocked"
     # serve's receiver hands the report to the task worker inside serve, which ran it to the end.
@@ -277,7 +238,7 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
 
 async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=8)
-    await _register(seeded, emulator)
+    await register_seeded(seeded, emulator)
     webhook = {
         "typeWebhook": "stateInstanceChanged",
         "instanceData": {"idInstance": seeded.id_instance, "wid": "79990000000@c.us", "typeInstance": "whatsapp"},
@@ -290,41 +251,51 @@ async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, em
 
     assert first.status_code == again.status_code == 200  # GREEN-API is answered 200, or it re-sends
     assert first.json()["eventId"] == again.json()["eventId"] and again.json()["duplicate"] is True
-    (run,) = await _wait_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
+    (run,) = await wait_for_final([r.id for r in await _wait_for_reported_runs(seeded.id_instance, 1)])
     assert run.state.type.value == "COMPLETED", run.state.message
     assert again.json()["taskRunId"] == first.json()["taskRunId"]  # the re-delivery names the one hand-over
     assert len(await _reported_runs(seeded.id_instance)) == 1 and await _handle_runs(str(seeded.id_instance)) == []
 
 
 async def test_a_run_cancelled_from_the_ui_stops_in_the_task_worker_and_frees_its_instance(served, emulator, seed_instance):
-    from tasks.locks import instance_limit_name
-
     emulator.state.set_config({"clear_window_seconds": 40})
     seeded = seed_instance(state="blocked", notifications=5, cleared_seconds_ago=1)  # leftTime 39 s: a long wait
-    await _register(seeded, emulator)
+    await register_seeded(seeded, emulator)
 
     answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked"})
     assert answer.status_code == 202, answer.text
     (run,) = await _wait_for_reported_runs(seeded.id_instance, 1)
-    deadline = time.monotonic() + 30
-    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=seeded.id_instance, method="clearWebhooksQueue")):
-        assert time.monotonic() < deadline, "the run never reached its leftTime wait"
-        await asyncio.sleep(0.2)
+    await await_left_time(emulator, seeded.id_instance, timeout=30)
     async with get_client() as client:
         await client.set_flow_run_state(run.id, Cancelling(message="cancelled by the e2e test, as the UI does"))
 
-    (final,) = await _wait_final([run.id], timeout=30)
+    (final,) = await wait_for_final([run.id], timeout=30)
     assert final.state.type.value == "CANCELLED", final.state.message
-    async with get_client() as client:
-        assert (await client.read_global_concurrency_limit_by_name(instance_limit_name(seeded.id_instance))).active_slots == 0
+    assert await slots_taken(seeded.id_instance) == 0
     clears = emulator.state.calls(instance=seeded.id_instance, method="clearWebhooksQueue")
     assert len(clears) == 1  # stopped in its wait: it never cleared again
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 5
 
 
+async def _after_a_positive_control(served: Served, emulator, seed_instance) -> None:
+    """Absence, proved by what came after it: a good report to the receiver (a hand-over to the task worker)
+    and a number-blocked event (the trigger's deployment run) for another instance, sent now, and waited
+    for until both their runs are final. Whatever the requests before had started would have been sent
+    earlier on the same paths, so it would be there by now."""
+    control = seed_instance(state="blocked", notifications=1)
+    await register_seeded(control, emulator)
+    answer = _post(served, "/events/queue-reset", {"idInstance": control.id_instance, "reason": "number_blocked"})
+    assert answer.status_code == 202, answer.text
+    async with get_events_client(checkpoint_every=1) as events:
+        await events.emit(Event(event="greenapi.instance.number-blocked", resource=instance_resource(control.id_instance),
+                                payload={"source": "e2e-control"}))
+    runs = await _wait_for_reported_runs(control.id_instance, 1) + await _wait_for_runs(str(control.id_instance), 1)
+    await wait_for_final([r.id for r in runs])
+
+
 async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=2)
-    await _register(seeded, emulator)
+    await register_seeded(seeded, emulator)
     good = {"idInstance": seeded.id_instance, "reason": "number_blocked"}
     almost = RECEIVER_SECRET[:-1] + ("0" if RECEIVER_SECRET[-1] != "0" else "1")
 
@@ -338,19 +309,23 @@ async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, se
 
     assert [a.status_code for a in answers][:2] == [401, 401]
     assert all(400 <= a.status_code < 500 for a in answers[2:]), [a.text for a in answers]
-    await asyncio.sleep(4)  # longer than event -> automation -> run takes in the tests above
+    await _after_a_positive_control(served, emulator, seed_instance)
     assert await _handle_runs(str(seeded.id_instance)) == [] and await _reported_runs(seeded.id_instance) == []
     assert RECEIVER_SECRET not in served.log.read_text()
 
 
 async def _log_lines(served: Served, since: int, about: str, *, until: str, count: int, timeout: float = 15) -> list[str]:
     """serve's output since ``since`` (characters), the lines naming ``about``; read until ``count`` of them hold ``until``."""
-    deadline = time.monotonic() + timeout
-    while True:
+    lines: list[str] = []
+
+    def enough() -> bool:
+        nonlocal lines
         lines = [line for line in served.log.read_text()[since:].splitlines() if about in line]
-        if sum(until in line for line in lines) >= count or time.monotonic() > deadline:
-            return lines
-        await asyncio.sleep(0.25)
+        return sum(until in line for line in lines) >= count
+
+    await await_until(enough, timeout=timeout, message=lambda: f"{count} line(s) on {about} with {until!r} in serve's output; "
+                                                               f"found:\n" + "\n".join(lines))
+    return lines
 
 
 async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_traceback(served, emulator, seed_instance):
@@ -365,7 +340,7 @@ async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_
     answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked"})
     assert answer.status_code == 202, answer.text
     reported = await _wait_for_reported_runs(seeded.id_instance, 1)
-    runs = await _wait_final([deployment_run.id, reported[0].id])
+    runs = await wait_for_final([deployment_run.id, reported[0].id])
 
     expected = f"the apiTokenInstance was refused for idInstance {seeded.id_instance}"
     assert [r.state.type.value for r in runs] == ["FAILED", "FAILED"] and all(expected in r.state.message for r in runs)
@@ -376,7 +351,7 @@ async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_
     assert "Traceback" not in logged and canary not in logged
 
 
-async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served):
+async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served, emulator, seed_instance):
     unregistered = 7_980_000_001  # no greenapi-instance block
     log_before = len(served.log.read_text())
     webhook = {"typeWebhook": "stateInstanceChanged", "timestamp": int(time.time()), "stateInstance": "blocked",
@@ -387,7 +362,7 @@ async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(se
 
     assert [a.status_code for a in answers] == [200, 422], [a.text for a in answers]
     assert answers[0].json()["status"] == "ignored"
-    await asyncio.sleep(4)  # longer than event -> automation -> run, or a hand-over, takes in the tests above
+    await _after_a_positive_control(served, emulator, seed_instance)
     assert await _handle_runs(str(unregistered)) == [] and await _reported_runs(unregistered) == []
     lines = await _log_lines(served, log_before, str(unregistered), until="no greenapi-instance block", count=2)
     assert len(lines) == 2 and all("WARNING" in line for line in lines), lines

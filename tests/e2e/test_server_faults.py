@@ -5,34 +5,24 @@ never reports a queue empty that is not, and never clears inside a window it kno
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for_left_time
+from tests.servers import CLI, client_env
+
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
 WINDOW_SECONDS = 20
 
 
 def _client_env(prefect_server, tmp_path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "client-home"),
-               GREEN_API_COUNT_REFRESH_SECONDS="1", GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS), **extra)
-    return env
-
-
-def _wait_for_left_time(emulator, id_instance: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(c["body_summary"].get("leftTime") for c in emulator.state.calls(instance=id_instance, method="clearWebhooksQueue")):
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the run never reached its leftTime wait"
-        time.sleep(0.1)
+    return client_env(prefect_server.api_url, tmp_path / "client-home", GREEN_API_COUNT_REFRESH_SECONDS="1",
+                      GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS), **extra)
 
 
 def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefect_server, emulator, seed_instance, tmp_path):
@@ -42,7 +32,7 @@ def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefe
                       GREEN_API_API_TOKEN_INSTANCE=instance.token)
     run = subprocess.Popen([CLI, "run", "--reason", "account_changed", "--json"], env=env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_left_time(emulator, instance.id_instance, run)
+    wait_for_left_time(emulator, instance.id_instance, process=run)
 
     restart_began = time.monotonic()
     prefect_server.server.restart()
@@ -82,7 +72,7 @@ def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect
     """).format(blocks=blocks)
     sweep = subprocess.Popen([sys.executable, "-c", script], env=_client_env(prefect_server, tmp_path), cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_left_time(emulator, affected[0].id_instance, sweep)
+    wait_for_left_time(emulator, affected[0].id_instance, process=sweep)
 
     prefect_server.cluster.restart()
     out, err = sweep.communicate(timeout=240)

@@ -9,13 +9,11 @@ Python process), so with four runs queued at once one worker cannot take them al
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +23,16 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from tasks import GreenApiInstance
 from tasks.accounts import record_wid
+from tests.helpers import FINAL, await_until, clear_registry, methods_called, register_seeded
+from tests.servers import BIN, FAST_GREEN_API, ROOT, clean_env
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+PREFECT = str(BIN / "prefect")
 WORKER_COUNT = 2
 # Written by the worker for every run it claims, and for every run it lost to another worker after
 # trying (prefect/workers/base.py, BaseWorker._submit_scheduled_flow_runs / _propose_pending_state).
@@ -87,17 +84,13 @@ async def pool(prefect_server, emulator_server, tmp_path):
             name=f"workers-{suffix}", work_pool_name=pool_name, build=False, push=False,
             tags=["greenapi"], print_next_steps=False, ignore_warnings=True,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GREEN_API_", "PREFECT_"))}
-        env.update(
+        env = clean_env(
             PREFECT_API_URL=prefect_server.api_url,
             PREFECT_WORKER_QUERY_SECONDS="1",
             PREFECT_WORKER_PREFETCH_SECONDS="1",
             PREFECT_LOGGING_COLORS="false",
             PYTHONUNBUFFERED="1",
-            GREEN_API_COUNT_REFRESH_SECONDS="1",
-            GREEN_API_CLEAR_INTERVAL_SECONDS="3",
-            GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS="0.05",
-            GREEN_API_READ_TIMEOUT_SECONDS="30",
+            **FAST_GREEN_API,
         )
         for index in range(WORKER_COUNT):
             name = f"{pool_name}-worker-{index}"
@@ -144,17 +137,16 @@ def _stop(process: subprocess.Popen) -> None:
 
 async def _wait_for_workers(pool_name: str, workers: list[Worker], timeout: float = 90) -> None:
     """Until every worker has registered with the server and says it is polling."""
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while time.monotonic() < deadline:
-            for worker in workers:
-                if worker.process.poll() is not None:
-                    raise AssertionError(f"worker {worker.name} exited {worker.process.returncode}:\n{worker.text()[-3000:]}")
+    async def all_online() -> bool:
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise AssertionError(f"worker {worker.name} exited {worker.process.returncode}:\n{worker.text()[-3000:]}")
+        async with get_client() as client:
             online = {w.name for w in await client.read_workers_for_work_pool(pool_name) if w.status.value == "ONLINE"}
-            if online >= {w.name for w in workers} and all(f"Worker '{w.name}' started!" in w.text() for w in workers):
-                return
-            await asyncio.sleep(0.5)
-    raise AssertionError("workers never came online:\n" + "\n".join(f"{w.name}:\n{w.text()[-2000:]}" for w in workers))
+        return online >= {w.name for w in workers} and all(f"Worker '{w.name}' started!" in w.text() for w in workers)
+
+    await await_until(all_online, timeout=timeout, interval=0.5,
+                      message=lambda: "workers never came online:\n" + "\n".join(f"{w.name}:\n{w.text()[-2000:]}" for w in workers))
 
 
 @pytest.fixture
@@ -163,10 +155,8 @@ async def register(emulator):
     names: list[str] = []
 
     async def _register(seeded) -> str:
-        name = f"e2e-{seeded.id_instance}"
-        await GreenApiInstance(api_url=emulator.url, id_instance=seeded.id_instance, api_token_instance=seeded.token).asave(name, overwrite=True)
-        names.append(name)
-        return name
+        names.append(await register_seeded(seeded, emulator))
+        return names[-1]
 
     yield _register
     async with get_client() as client:
@@ -178,42 +168,30 @@ async def register(emulator):
             await client.delete_block_document(document.id)
 
 
-async def _clear_registry() -> None:
-    """The sweep checks every registered instance: leave only this test's (other tests' are not emulated now)."""
-    async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type("greenapi-instance", include_secrets=False)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:  # the block type is not registered yet: nothing to clear
-                return
-            raise
-        for document in documents:
-            await client.delete_block_document(document.id)
-
-
 async def _pool_runs(deployment_id):
     async with get_client() as client:
         return await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
 
 
 async def _wait_final(deployment_id, count: int, workers: list[Worker], timeout: float = 180):
-    deadline = time.monotonic() + timeout
-    while True:
+    """At least ``count`` runs of the deployment, every one in a final state."""
+    runs = []
+
+    async def all_final() -> bool:
+        nonlocal runs
         runs = await _pool_runs(deployment_id)
-        if len(runs) >= count and all(r.state and r.state.type.value in FINAL for r in runs):
-            return runs
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"runs not finished: {[(r.name, r.state and r.state.type.value) for r in runs]}\n"
-                + "\n".join(f"{w.name}:\n{w.text()[-2000:]}" for w in workers)
-            )
-        await asyncio.sleep(0.5)
+        return len(runs) >= count and all(r.state and r.state.type.value in FINAL for r in runs)
+
+    await await_until(all_final, timeout=timeout, interval=0.5, message=lambda: (
+        f"runs not finished: {[(r.name, r.state and r.state.type.value) for r in runs]}\n"
+        + "\n".join(f"{w.name}:\n{w.text()[-2000:]}" for w in workers)))
+    return runs
 
 
 async def test_the_sweep_spreads_affected_instances_over_the_workers_of_one_pool(pool, emulator, seed_instance, register):
     from flows import sweep_instances
 
-    await _clear_registry()
+    await clear_registry()
     healthy = [seed_instance(notifications=4, wid=f"7800000000{i}@c.us") for i in range(4)]
     blocked = [seed_instance(state="blocked", notifications=5 + i, wid=f"7811111111{i}@c.us") for i in range(2)]
     changed = [seed_instance(notifications=7 + i, wid=f"7822222222{i}@c.us") for i in range(2)]
@@ -252,7 +230,7 @@ async def test_the_sweep_spreads_affected_instances_over_the_workers_of_one_pool
     for seeded in healthy:
         state = emulator.state.instance(seeded.id_instance)
         assert state["clears_done"] == 0 and state["queue_length"] == 4, (seeded.id_instance, state)
-        assert "clearWebhooksQueue" not in [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
+        assert "clearWebhooksQueue" not in methods_called(emulator, seeded.id_instance)
     assert emulator.state.violations() == []
 
     # Who ran what: the worker's label on the run (set only by the worker whose Pending proposal won,

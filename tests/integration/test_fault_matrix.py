@@ -8,13 +8,13 @@ In no cell is the queue reported verified empty unless the emulator's queue real
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 from flows import Outcome
-from tests.integration.helpers import every_log_record, run_flow
+from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, run_flow
+from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
 
@@ -51,7 +51,7 @@ FAULTS = {
     "466": ({"kind": "status", "status": 466, "body": '{"invokeStatus": {"status": "QUOTE_ALLOWED_EXCEEDED"}}', "content_type": "application/json"}, False, "HTTP 466"),
 }
 
-# Every cell runs with this token; the last test searches the database and every log line for it.
+# Every cell runs with this token; the canary test searches the database and every log line for it.
 CANARY = "CANARYmatrix" + "0a1b2c" * 6
 
 CELLS = [(step, fault, variant) for step in STEPS for fault in FAULTS for variant in ("permanent", "transient")]
@@ -112,9 +112,7 @@ async def test_clear_refused_with_a_reason(emulator, seed_instance, greenapi_env
 
 
 async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance, greenapi_env, monkeypatch):
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()  # free a moment ago: nothing listens there
     instance = seed_instance(notifications=2)
     greenapi_env(instance, max_retries="2")
     monkeypatch.setenv("GREEN_API_API_URL", f"http://127.0.0.1:{closed_port}")
@@ -126,18 +124,34 @@ async def test_connection_refused_fails_the_inspect_step(emulator, seed_instance
     assert "gave up after 3 attempts" in state.message
 
 
-async def test_zz_the_canary_token_is_nowhere_after_the_whole_matrix(prefect_server, matrix_log, capfd):
-    """Runs last in this module: every cell above used CANARY as its token."""
-    from tests.integration.test_token_canary import _database_text
+# Failing cells of the canary test's own, one per step: their failures must be in the logs and the database.
+CANARY_CELLS = [("inspect", "401"), ("count", "non-json"), ("clear", "466"), ("verify", "500")]
 
+
+async def test_the_canary_token_is_in_no_log_output_or_database_row(prefect_server, emulator, seed_instance, greenapi_env,
+                                                                     matrix_log, capfd):
+    """Independent of the order: it runs failing cells of its own with CANARY as the token, then searches every
+    log record of the module so far, its own output, and the whole Prefect database (which holds whatever
+    cells of the matrix ran before, too)."""
     from prefect.logging.handlers import APILogHandler
 
+    instances = []
+    for step, fault in CANARY_CELLS:
+        method, before = STEPS[step]
+        instance = seed_instance(token=CANARY, notifications=6)
+        emulator.state.add_faults(instance.id_instance, [{"method": method, "fault": FAULTS[fault][0], "after": before, "times": None}])
+        greenapi_env(instance, read_timeout_seconds="0.3", max_retries="1")
+        state, _ = await run_flow(reason="number_blocked")
+        assert state.is_failed() and f"{step} step failed" in state.message, state.message
+        instances.append(instance.id_instance)
+    await flush_runs_to_server(prefect_server, instances)
     await APILogHandler.aflush()
+
     logs = matrix_log.getvalue()
-    assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here
+    assert "clear step failed" in logs and "HTTP 466" in logs  # the cells' failures were logged here ...
     assert CANARY not in logs
-    database = _database_text(prefect_server.sqlite_path)
-    assert "verify step failed" in database  # and reached the database
+    database = database_dump_text(prefect_server)
+    assert "verify step failed" in database and f"greenapi.instance.{instances[-1]}" in database  # ... and reached the database
     assert CANARY not in database
     captured = capfd.readouterr()
     assert CANARY not in captured.out + captured.err

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFi
 from flows import Outcome, handle_account_change
 from tasks import GreenApiInstance
 from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
-from tests.integration.helpers import methods_called, run_flow
+from tests.helpers import await_until, methods_called, run_flow, slots_taken
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -251,8 +251,6 @@ async def test_a_run_waiting_for_another_runs_hold_says_which_run_and_how_long(e
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
 
-    from tasks.locks import instance_limit_name
-
     # Cleared just now: the first run waits out leftTime holding the instance, long enough to be waited for.
     instance = seed_instance(notifications=3, cleared_seconds_ago=0)
     greenapi_env(instance, instance_lock_timeout_seconds=120)
@@ -261,16 +259,8 @@ async def test_a_run_waiting_for_another_runs_hold_says_which_run_and_how_long(e
         return asyncio.to_thread(asyncio.run, run_flow(reason="number_blocked"))
 
     first = asyncio.ensure_future(run_in_own_loop())
-    deadline = asyncio.get_running_loop().time() + 30
-    async with get_client() as client:
-        while True:  # until the first run holds the instance
-            try:
-                if (await client.read_global_concurrency_limit_by_name(instance_limit_name(instance.id_instance))).active_slots:
-                    break
-            except Exception:  # the limit is created by the first run
-                pass
-            assert asyncio.get_running_loop().time() < deadline, "the first run never took the instance"
-            await asyncio.sleep(0.1)
+    # Until the first run holds the instance (the limit is created by the first run).
+    await await_until(lambda: slots_taken(instance.id_instance), timeout=30, interval=0.1, message="the first run never took the instance")
     (first_state, _), (second_state, _) = await asyncio.wait_for(asyncio.gather(first, run_in_own_loop()), 120)
 
     assert first_state.is_completed() and second_state.is_completed()
@@ -293,13 +283,17 @@ async def test_a_missing_block_fails_with_a_one_line_reason(greenapi_env):
 async def _run_logs(flow_run_id, *, until: str, timeout: float = 20):
     """The run's logs (its task runs' included) as the Prefect server has them. They are sent in the
     background, so read until an ERROR line with ``until`` is there (the flow run's last line)."""
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while True:
+    logs = []
+
+    async def logged() -> bool:
+        nonlocal logs
+        async with get_client() as client:
             logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if any(until in log.message and log.level >= logging.ERROR for log in logs) or time.monotonic() > deadline:
-                return logs
-            await asyncio.sleep(0.2)
+        return any(until in log.message and log.level >= logging.ERROR for log in logs)
+
+    await await_until(logged, timeout=timeout, interval=0.2,
+                      message=lambda: f"no log line of run {flow_run_id} with {until!r}; found: {[log.message for log in logs]}")
+    return logs
 
 
 @pytest.mark.parametrize("failure", ["refused-token", "no-such-block"])

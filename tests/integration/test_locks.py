@@ -8,16 +8,11 @@ import itertools
 import pytest
 from prefect.client.orchestration import get_client
 
-from tasks.locks import instance_limit_name, instance_lock
+from tasks.locks import instance_lock
+from tests.helpers import instance_limit_name, slots_taken
 
 LEASE = 60.0
 _ids = itertools.count(4_100_000_001)
-
-
-async def _slots_taken(id_instance: int) -> int:
-    """What the Prefect server says of the instance's limit (read with Prefect's own client)."""
-    async with get_client() as client:
-        return (await client.read_global_concurrency_limit_by_name(instance_limit_name(id_instance))).active_slots
 
 
 @pytest.fixture
@@ -27,8 +22,8 @@ def id_instance(prefect_server):
 
 async def test_the_slot_is_held_inside_the_block_and_free_after(id_instance):
     async with instance_lock(id_instance, timeout_seconds=5, lease_seconds=LEASE):
-        assert await _slots_taken(id_instance) == 1
-    assert await _slots_taken(id_instance) == 0
+        assert await slots_taken(id_instance) == 1
+    assert await slots_taken(id_instance) == 0
 
 
 async def test_a_second_holder_times_out_while_the_first_holds_it(id_instance):
@@ -62,8 +57,8 @@ async def test_a_batch_is_locked_together_and_released_together(prefect_server):
     ids = [next(_ids) for _ in range(3)]
     async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
         assert locked is True
-        assert [await _slots_taken(i) for i in ids] == [1, 1, 1]
-    assert [await _slots_taken(i) for i in ids] == [0, 0, 0]
+        assert [await slots_taken(i) for i in ids] == [1, 1, 1]
+    assert [await slots_taken(i) for i in ids] == [0, 0, 0]
 
 
 async def test_one_busy_instance_leaves_each_of_the_batch_to_its_own_lock(prefect_server):
@@ -74,4 +69,4 @@ async def test_one_busy_instance_leaves_each_of_the_batch_to_its_own_lock(prefec
         async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
             assert locked is False
             # All or none: the free ones were not taken, the busy one is still the other holder's.
-            assert [await _slots_taken(i) for i in ids] == [0, 1, 0]
+            assert [await slots_taken(i) for i in ids] == [0, 1, 0]

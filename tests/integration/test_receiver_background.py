@@ -12,7 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from receiver.app import create_app
-from tests.integration.helpers import RecordingEmitter
+from tests.helpers import RecordingEmitter
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from receiver.app import create_app
-from tests.integration.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
+from tests.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 

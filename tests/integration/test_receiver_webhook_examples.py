@@ -21,7 +21,7 @@ from receiver.registry import PrefectInstanceRegistry
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance
 from tasks.credentials import is_registered, registered_ids
-from tests.integration.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
+from tests.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 
 SECRET = "CANARYex" + "3a" * 16
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "greenapi_webhooks"

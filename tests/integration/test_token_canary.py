@@ -4,62 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-from pathlib import Path
 
 import pytest
-from prefect.events.clients import get_events_client  # noqa: F401  (imported so the worker exists)
-from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogHandler
 
 from greenapi import GreenAPIClient, InstanceCredentials, get_settings
 from tasks.webhook import detach_webhook
-from tests.integration.helpers import every_log_record, run_flow
+from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 CANARY = "CANARYtoken" + "5eC7e7" * 7  # shaped like a real apiTokenInstance
 HOOK_CANARY = "HOOKcanary" + "7oKe9a" * 6  # a webhookUrlToken: the user's webhook server's secret
 HOOK = dict(webhook_url="https://hooks.example/greenapi", settings={"webhookUrlToken": HOOK_CANARY}, settings_fields="documented")
-
-
-def _database_text(sqlite_path: str) -> str:
-    """Every row of every table as text, plus the raw bytes of the database files."""
-    chunks: list[str] = []
-    with sqlite3.connect(sqlite_path) as db:
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for row in db.execute(f'SELECT * FROM "{table}"'):
-                chunks.append(repr(row))
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path = Path(sqlite_path + suffix)
-        if path.exists():
-            chunks.append(path.read_bytes().decode("latin-1"))
-    return "\n".join(chunks)
-
-
-def _count_rows(sqlite_path: str, sql: str, *args) -> int:
-    with sqlite3.connect(sqlite_path) as db:
-        return db.execute(sql, args).fetchone()[0]
-
-
-async def _flush_to_server(sqlite_path: str, id_instances: list[int]) -> None:
-    """Send queued logs and events, then wait until the server has stored the closing events."""
-    await APILogHandler.aflush()
-    result = EventsWorker.drain_all()
-    if asyncio.iscoroutine(result):
-        await result
-    for _ in range(100):
-        stored = _count_rows(
-            sqlite_path,
-            "SELECT count(*) FROM events WHERE event LIKE 'greenapi.queue-reset.%' AND resource_id IN ({})".format(
-                ",".join(f"'greenapi.instance.{i}'" for i in id_instances)
-            ),
-        )
-        if stored >= len(id_instances):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("the closing events never reached the Prefect database")
 
 
 @pytest.fixture
@@ -119,7 +75,7 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
                               get_settings()) as client:
         assert (await detach_webhook(client)).detached
     await asyncio.sleep(1.0)  # the restart (GetSettings' 1/s limit is per process)
-    assert HOOK_CANARY not in _database_text(prefect_server.sqlite_path)
+    assert HOOK_CANARY not in database_dump_text(prefect_server)
     state, report = await run_flow(reason="number_blocked")
     outcomes["crash_then_rerun"] = (state.type.value, report.outcome.value, report.webhook_restored)
     instances.append(crashed.id_instance)
@@ -148,8 +104,8 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
     setsettings = [c for c in emulator.state.calls(method="setSettings") if c["status"] == 200]
     assert len(setsettings) == 2 * 2 + 2  # detach and restore, twice, and the crashed run's pair: the token travelled
 
-    await _flush_to_server(prefect_server.sqlite_path, instances)
-    database = _database_text(prefect_server.sqlite_path)
+    await flush_runs_to_server(prefect_server, instances)
+    database = database_dump_text(prefect_server)
     # The search is real: the database holds these runs' logs and events.
     assert "gave up after 2 attempts" in database and "401 unauthorized" in database
     assert f"greenapi.instance.{instances[0]}" in database

@@ -15,7 +15,7 @@ from flows import Outcome
 from greenapi import GreenAPIClient, InstanceCredentials, get_settings
 from tasks.webhook import detach_webhook, detached_webhook_block_name, remembered_webhook
 from tests.conftest import TEST_COUNT_REFRESH_SECONDS
-from tests.integration.helpers import methods_called, run_flow
+from tests.helpers import methods_called, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

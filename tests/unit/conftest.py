@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
+import httpx
 import pytest
 
 from emulator import EmulatorServer
@@ -24,6 +25,13 @@ def server():
     """One emulator per test module, on a free loopback port."""
     with EmulatorServer() as srv:
         yield srv
+
+
+@pytest.fixture
+def api(server):
+    """An HTTP client on the module's emulator, as GREEN-API's clients talk to it."""
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        yield client
 
 
 @pytest.fixture

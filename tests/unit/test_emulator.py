@@ -22,12 +22,6 @@ def ctl(server):
         yield control
 
 
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
-
-
 def u(method: str, extra: str | None = None, *, id_instance: int = ID, token: str = TOKEN) -> str:
     path = f"/waInstance{id_instance}/{method}/{token}"
     return f"{path}/{extra}" if extra is not None else path

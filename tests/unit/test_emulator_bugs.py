@@ -4,7 +4,6 @@ default: the tests also check that an instance seeded without it behaves as befo
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from emulator import EmulatorControl
@@ -19,12 +18,6 @@ def ctl(server):
     with EmulatorControl(server.url) as control:
         control.reset({"clear_window_seconds": 60, "count_refresh_seconds": 0})
         yield control
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
 
 
 def u(method: str, extra: str | None = None, *, id_instance: int = ID, prefix: str = "") -> str:

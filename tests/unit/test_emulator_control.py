@@ -36,12 +36,6 @@ def ctl(server):
         yield control
 
 
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
-
-
 def u(method: str, token: str = TOKEN, id_instance: int = ID) -> str:
     return f"/waInstance{id_instance}/{method}/{token}"
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from emulator import EmulatorControl
+from tests.helpers import wait_until
 
 TOKEN = "fedcba9876543210fedcba9876543210fedcba9876543210fe"
 ID = 7105000042
@@ -21,12 +22,6 @@ def ctl(server):
         control.reset({"clear_window_seconds": 2, "rate_limits_per_second": {}})
         control.seed_instance(id_instance=ID, api_token=TOKEN, notifications=3)
         yield control
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
 
 
 def u(method: str, token: str = TOKEN) -> str:
@@ -123,9 +118,8 @@ def test_delay_fault_causes_client_timeout_then_answers(ctl, api):
     assert time.monotonic() - start >= 0.28
     # the abandoned first request still finishes server-side; wait for it so it cannot
     # land in the next test's call log
-    deadline = time.monotonic() + 3
-    while len(ctl.calls(instance=ID)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(ctl.calls(instance=ID)) >= 2, timeout=3, interval=0.05,
+               message=lambda: f"the abandoned request never finished: {ctl.calls(instance=ID)}")
     assert [c["fault"] for c in ctl.calls(instance=ID)] == ["delay", "delay"]
 
 
@@ -147,8 +141,13 @@ def test_call_log_records_fault_kinds(ctl, api):
         api.get(u("getStateInstance"))
     api.get(u("getStateInstance"))
     api.get(u("getStateInstance"))
-    time.sleep(0.05)  # the disconnect entry is written as the handler unwinds
-    calls = ctl.calls(instance=ID, method="getStateInstance")
+    # The disconnect entry is written as the handler unwinds: until all four calls are logged.
+    def four_logged():
+        found = ctl.calls(instance=ID, method="getStateInstance")
+        return found if len(found) >= 4 else None
+
+    calls = wait_until(four_logged, timeout=3, interval=0.05,
+                       message=lambda: f"not four calls logged: {ctl.calls(instance=ID, method='getStateInstance')}")
     assert [(c["fault"], c["status"]) for c in calls] == [
         ("status", 502), ("disconnect", None), ("delay", 200), (None, 200)]
     assert calls[0]["body_summary"]["content_type"] == "text/html"

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from greenapi.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from greenapi.retry import RetryPolicy, parse_retry_after
 
 
 class FixedRng:
@@ -26,7 +26,6 @@ class FixedRng:
 def test_defaults():
     policy = RetryPolicy()
     assert (policy.max_retries, policy.initial_seconds, policy.max_seconds, policy.jitter_ratio) == (3, 0.5, 8.0, 0.25)
-    assert RETRYABLE_STATUSES == frozenset({429, 500, 502, 503, 504})
 
 
 def test_backoff_doubles_then_caps_without_jitter():

@@ -37,7 +37,7 @@ def next_seen(seen: SeenAccount | None, state: str, wid: str | None, now: dateti
     before = seen or SeenAccount()
     after = SeenAccount(
         state=state,
-        since=before.since if before.state == state and before.since else now,
+        since=before.since if before.state == state else now,  # unknown stays unknown: no write just for it
         wid=wid if state == "authorized" and wid else before.wid,
     )
     return None if after == before else after

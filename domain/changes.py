@@ -48,12 +48,13 @@ def block_already_handled(seen: SeenAccount | None, last_reset: dict | None) -> 
     verified the queue empty: this block is handled. A failed or unverified reset is tried again."""
     if seen is None or seen.state != "blocked" or seen.since is None or not last_reset:
         return False
-    finished = _parse(last_reset.get("finished_at"))
+    finished = parse_time(last_reset.get("finished_at"))
     return (last_reset.get("reason") == Reason.number_blocked.value and last_reset.get("verified_empty") is True
             and finished is not None and finished >= seen.since)
 
 
-def _parse(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as stored in a Variable; None for anything else."""
     try:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:

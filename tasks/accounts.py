@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from prefect.variables import Variable
 from pydantic import ValidationError
 
-from domain import Reason  # noqa: F401  (for callers that name it with the memory)
-from domain.changes import SeenAccount, next_seen
+from domain.changes import SeenAccount, next_seen, parse_time
 from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
 # 50 entries (about 80 characters each) stay inside Prefect's 5,000-character limit on a Variable's value.
 REPORTS_KEPT = 50
 REPORT_MEMORY = timedelta(hours=24)
+T = TypeVar("T")
 # Variables read at once when the sweep looks up a whole fleet's recorded accounts.
 READS_IN_FLIGHT = 16
 
@@ -55,15 +55,25 @@ async def record_last_reset(id_instance: int, record: dict) -> None:
     await Variable.aset(last_reset_variable_name(id_instance), record, overwrite=True, tags=["greenapi", "last-reset"])
 
 
-async def last_resets(ids: Iterable[int]) -> dict[int, dict]:
-    """The last reset record of each instance that has one, read a few at a time."""
+async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]]) -> dict[int, T]:
+    """``read_one`` of each instance, a few at a time; the instances that have nothing are left out."""
     slots = asyncio.Semaphore(READS_IN_FLIGHT)
 
-    async def read(id_instance: int) -> tuple[int, object]:
+    async def read(id_instance: int) -> tuple[int, T | None]:
         async with slots:
-            return id_instance, await Variable.aget(last_reset_variable_name(id_instance), default=None)
+            return id_instance, await read_one(id_instance)
 
-    return {i: v for i, v in await asyncio.gather(*(read(i) for i in ids)) if isinstance(v, dict)}
+    return {id_instance: value for id_instance, value in await asyncio.gather(*(read(i) for i in ids)) if value is not None}
+
+
+async def last_reset(id_instance: int) -> dict | None:
+    value = await Variable.aget(last_reset_variable_name(id_instance), default=None)
+    return value if isinstance(value, dict) else None
+
+
+async def last_resets(ids: Iterable[int]) -> dict[int, dict]:
+    """The last reset record of each instance that has one."""
+    return await _read_many(ids, last_reset)
 
 
 def _as_seen(value: Any) -> SeenAccount | None:
@@ -78,14 +88,8 @@ async def last_seen(id_instance: int) -> SeenAccount | None:
 
 
 async def last_seen_many(ids: Iterable[int]) -> dict[int, SeenAccount]:
-    """The last check's record of each instance that has one, read a few at a time."""
-    slots = asyncio.Semaphore(READS_IN_FLIGHT)
-
-    async def read(id_instance: int) -> tuple[int, SeenAccount | None]:
-        async with slots:
-            return id_instance, await last_seen(id_instance)
-
-    return {id_instance: seen for id_instance, seen in await asyncio.gather(*(read(i) for i in ids)) if seen}
+    """The last check's record of each instance that has one."""
+    return await _read_many(ids, last_seen)
 
 
 async def record_seen(id_instance: int, seen: SeenAccount) -> None:
@@ -117,7 +121,7 @@ async def hand_over_observation(info: InstanceInfo) -> None:
 async def fresh_observation(id_instance: int, max_age: timedelta) -> InstanceInfo | None:
     """A sweep's inspection of the instance from the last ``max_age``, if there is one."""
     value = await Variable.aget(observed_variable_name(id_instance), default=None)
-    at = _parse(value.get("at")) if isinstance(value, dict) else None
+    at = parse_time(value.get("at")) if isinstance(value, dict) else None
     if at is None or datetime.now(timezone.utc) - at > max_age:
         return None
     try:
@@ -129,11 +133,7 @@ async def fresh_observation(id_instance: int, max_age: timedelta) -> InstanceInf
 
 async def next_clear_allowed_at(id_instance: int) -> datetime | None:
     """When the instance's current clear window ends, as the last run learned it (its clear, or a leftTime)."""
-    value = await Variable.aget(next_clear_variable_name(id_instance), default=None)
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    return parse_time(await Variable.aget(next_clear_variable_name(id_instance), default=None))
 
 
 async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
@@ -156,7 +156,7 @@ async def remember_report(id_instance: int, report_id: str) -> None:
     now = datetime.now(timezone.utc)
     kept = {
         key: at for key, at in (await _reports(id_instance)).items()
-        if _parse(at) is not None and now - _parse(at) < REPORT_MEMORY
+        if (when := parse_time(at)) is not None and now - when < REPORT_MEMORY
     }
     kept[report_id] = now.isoformat()
     newest = dict(sorted(kept.items(), key=lambda item: item[1])[-REPORTS_KEPT:])
@@ -168,10 +168,3 @@ async def forget_report(id_instance: int, report_id: str) -> None:
     kept = await _reports(id_instance)
     if kept.pop(report_id, None) is not None:
         await Variable.aset(reports_variable_name(id_instance), kept, overwrite=True, tags=["greenapi", "reports"])
-
-
-def _parse(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None

@@ -11,9 +11,9 @@ import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 
+from domain import Reason
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
 from tasks import GreenApiInstance
-from tasks.accounts import Reason
 from tests.helpers import HttpCatcher, run_flow, wait_until
 from tests.servers import CLI, stop_process
 

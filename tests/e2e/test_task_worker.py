@@ -10,8 +10,8 @@ import subprocess
 import pytest
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
+from domain import Reason
 from flows.reported import handle_reported_change
-from tasks.accounts import Reason
 from tests.helpers import await_left_time, await_until, handle_runs, register_seeded, wait_for_final
 from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 
+from domain import Reason
 from receiver.app import create_app
 from tests.helpers import RecordingEmitter
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance
-from tasks.accounts import Reason
 
 SECRET = "CANARYbg" + "5a" * 16
 _ids = itertools.count(7_800_000_001)

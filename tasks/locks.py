@@ -58,19 +58,21 @@ async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_secon
     When another run holds it, the log says which run (as far as Prefect's runs show it) and how long this
     one waits at most."""
     name = await ensure_instance_limit(id_instance)
+
+    def take(seconds: float):
+        return concurrency(name, occupy=1, timeout_seconds=seconds, lease_duration=lease_seconds, strict=True, holder=_holder())
+
     first_try = min(FIRST_TRY_SECONDS, timeout_seconds)
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await stack.enter_async_context(concurrency(name, occupy=1, timeout_seconds=first_try,
-                                                        lease_duration=lease_seconds, strict=True, holder=_holder()))
+            await stack.enter_async_context(take(first_try))
         except TimeoutError:
             left = timeout_seconds - first_try
             _logger().info("Instance %s is held by %s: waiting for it %.0f s at most",
-                                  id_instance, await describe_holder(id_instance), left)
+                           id_instance, await describe_holder(id_instance), left)
             if left <= 0:
                 raise
-            await stack.enter_async_context(concurrency(name, occupy=1, timeout_seconds=left,
-                                                        lease_duration=lease_seconds, strict=True, holder=_holder()))
+            await stack.enter_async_context(take(left))
         yield
 
 
@@ -90,7 +92,8 @@ async def describe_holder(id_instance: int) -> str:
     )
     from prefect.client.schemas.objects import StateType
 
-    own = FlowRunContext.get().flow_run.id if FlowRunContext.get() and FlowRunContext.get().flow_run else None
+    context = FlowRunContext.get()
+    own = context.flow_run.id if context and context.flow_run else None
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["handle-account-change"])),

@@ -1,11 +1,11 @@
 """The runbook for one instance after its number was blocked or its account changed, in whatever flow run
 calls it (handle-account-change, or the sweep handling an instance inline); its caller holds the instance.
 
-
 1. Inspect the instance: state, account (wid), whether a webhookUrl is set.
 2. With detach_webhook and a webhookUrl set: remember it (a Secret block), SetSettings an empty one, wait
    until it applies. Only then can a peek prove anything.
-3. Count the incoming notification queue (and the outgoing message queue, cleared only on request).
+3. Count the incoming notification queue and the outgoing message queue; clear the outgoing one after a
+   block (unless told not to), or when asked to.
 4. Clear the incoming queue. "Too many requests" comes with leftTime: wait exactly that, clear again.
 5. Peek while waiting for the count snapshot to postdate the clear, then count: empty when the count is 0
    and the peek (where the webhookUrl is empty) found nothing. A webhookUrl set: the count only, said so.

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 from pydantic import SecretStr
 
 from greenapi import DEFAULT_API_URL, InstanceCredentials, PartnerInstance
+from greenapi.errors import api_host
 from tasks.credentials import BLOCK_TYPE_SLUG, GreenApiInstance
 
 CSV_FIELDS = ("idInstance", "apiTokenInstance", "apiUrl", "name")
@@ -401,17 +402,13 @@ async def list_instances() -> list[ListedInstance]:
     for id_instance, name, api_url in sorted(blocks):
         reset, check = resets.get(id_instance, {}), seen.get(id_instance)
         out.append(ListedInstance(
-            id_instance=id_instance, block_name=name, api_url=_host(api_url),
+            id_instance=id_instance, block_name=name, api_url=api_host(api_url),
             last_state=(check.state if check else None) or _str(reset.get("state_instance")),
             last_state_since=check.since.isoformat() if check and check.since else None,
             last_wid=(check.wid if check else None) or _str(reset.get("wid")),
             last_outcome=_str(reset.get("outcome")), last_reset_at=_str(reset.get("finished_at")),
         ))
     return out
-
-
-def _host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0]
 
 
 def _str(value: Any) -> str | None:

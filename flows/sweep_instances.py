@@ -33,7 +33,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from domain import Reason
-from domain.changes import SeenAccount, block_already_handled, next_seen, reason_for
+from domain.changes import SeenAccount, block_already_handled, next_seen, parse_time, reason_for
 from flows.models import QueueNotVerifiedEmpty
 from flows.naming import run_name
 from flows.runbook import reset_instance_queue
@@ -334,7 +334,7 @@ def _run_url(run_id) -> str | None:
 
 
 def _when(value) -> str:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    moment = parse_time(value) if isinstance(value, str) else value
     return f"{moment:%Y-%m-%d %H:%M} UTC" if isinstance(moment, datetime) else "—"
 
 

@@ -127,7 +127,7 @@ def _with_prefect(env: dict, coroutine_function, *args):
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
     from domain.changes import SeenAccount
-    from tasks.accounts import record_seen
+    from tasks.memory import record_seen
     from tasks.credentials import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
@@ -153,7 +153,7 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
     from prefect.variables import Variable
 
     from domain.changes import SeenAccount
-    from tasks.accounts import next_clear_variable_name, record_seen
+    from tasks.memory import next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(2)
 

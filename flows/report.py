@@ -7,7 +7,7 @@ import logging
 from prefect.artifacts import acreate_markdown_artifact
 
 from flows.models import QueueResetReport
-from tasks.accounts import record_last_reset
+from tasks.memory import record_last_reset
 from tasks.events import emit_step_event
 
 

@@ -38,7 +38,7 @@ from flows.models import QueueNotVerifiedEmpty
 from flows.naming import run_name
 from flows.runbook import reset_instance_queue
 from greenapi import get_settings
-from tasks.accounts import hand_over_observation, last_resets, last_seen_many, record_seen
+from tasks.memory import hand_over_observation, last_resets, last_seen_many, record_seen
 from tasks.connections import fleet_http, open_client
 from tasks.credentials import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
 from tasks.inspect import check_instances

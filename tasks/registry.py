@@ -380,7 +380,7 @@ async def list_instances() -> list[ListedInstance]:
     """Every greenapi-instance block (secrets not read), with what the last check saw and how the last reset ended."""
     from prefect.client.orchestration import get_client
 
-    from tasks.accounts import last_resets, last_seen_many
+    from tasks.memory import last_resets, last_seen_many
 
     async with get_client() as client:
         from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError

@@ -127,8 +127,8 @@ def _with_prefect(env: dict, coroutine_function, *args):
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
     from domain.changes import SeenAccount
+    from tasks.blocks import GreenApiInstance
     from tasks.memory import record_seen
-    from tasks.credentials import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
     # SQLite answers 503 under many concurrent writers (Prefect's client then backs off for seconds).

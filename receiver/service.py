@@ -25,7 +25,7 @@ from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key,
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
 from tasks import memory
-from tasks.credentials import BLOCK_TYPE_SLUG
+from tasks.blocks import BLOCK_TYPE_SLUG
 
 logger = logging.getLogger("greenapi.receiver")
 

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from greenapi import DEFAULT_API_URL, InstanceCredentials, PartnerInstance
 from greenapi.errors import api_host
-from tasks.credentials import BLOCK_TYPE_SLUG, GreenApiInstance
+from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
 
 CSV_FIELDS = ("idInstance", "apiTokenInstance", "apiUrl", "name")
 REQUIRED_FIELDS = ("idInstance", "apiTokenInstance")

@@ -116,7 +116,7 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
 
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
-    from tasks.credentials import registered_instances
+    from tasks.lookup import registered_instances
 
     await GreenApiInstance.aregister_type_and_schema()
     async with get_client() as client:

@@ -1,48 +1,20 @@
-"""The credentials Block for one GREEN-API instance, and how a run finds its instance."""
+"""How a run finds its instance(s): by block name, by idInstance or from the settings (resolve_credentials),
+every registered greenapi-instance block (the sweep's fleet), or a partner account's instances (partner_fleet).
+
+The Blocks themselves are in tasks/blocks.py; this module only reads them."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
-from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
+from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
+from tasks.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
 
-BLOCK_TYPE_SLUG = "greenapi-instance"
-PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
 LIST_HINT = "greenapi-migrate instances list shows the registered ones"
-
-
-class GreenApiInstance(Block):
-    """A GREEN-API instance: its host, idInstance and apiTokenInstance (stored masked and encrypted)."""
-
-    _block_type_name = "GREEN-API Instance"
-    _block_type_slug = BLOCK_TYPE_SLUG
-    _description = "Credentials of one GREEN-API WhatsApp instance. The token is a secret: it is never a flow parameter."
-
-    api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl from the GREEN-API console, e.g. https://7105.api.greenapi.com")
-    id_instance: int = Field(ge=1, le=9_999_999_999, description="idInstance (1 to 10 digits).")
-    api_token_instance: SecretStr = Field(description="apiTokenInstance from the GREEN-API console.")
-
-    def credentials(self) -> InstanceCredentials:
-        return InstanceCredentials(
-            api_url=self.api_url, id_instance=self.id_instance, api_token_instance=self.api_token_instance
-        )
-
-
-class GreenApiPartner(Block):
-    """A GREEN-API partner account: the Partner API host and the partner token (stored masked and encrypted)."""
-
-    _block_type_name = "GREEN-API Partner"
-    _block_type_slug = PARTNER_BLOCK_TYPE_SLUG
-    _description = "A GREEN-API partner account, to list its instances (getInstances). The token is a secret."
-
-    partner_api_url: str = Field(default=DEFAULT_API_URL, description="Partner API host, e.g. https://api.green-api.com")
-    partner_token: SecretStr = Field(description="partnerToken from the GREEN-API partner console.")
-    api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl the account's instances answer on.")
 
 
 @dataclass(frozen=True)

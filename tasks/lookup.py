@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import BlockDocument
+from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import SecretStr, ValidationError
 
 from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
@@ -73,21 +75,31 @@ class RegisteredInstance:
         return self.credentials.id_instance
 
 
+async def instance_documents(client: PrefectClient, *, include_secrets: bool) -> list[BlockDocument]:
+    """Every named greenapi-instance block document, in one API call.
+
+    Args:
+        client: an open Prefect client (a caller that writes blocks next reads them on the same one).
+        include_secrets: whether the documents hold the tokens (the sweep) or only masks (lists, the receiver).
+
+    Returns:
+        The documents; none when the block type is not registered yet (no block was ever saved: a 404)."""
+    try:
+        documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=include_secrets)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return []
+        raise
+    return [document for document in documents if document.name and not document.is_anonymous]
+
+
 async def registered_instances() -> list[RegisteredInstance]:
     """Every greenapi-instance block, in one API call, ordered by idInstance."""
-    from prefect.exceptions import PrefectHTTPStatusError
-
     async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=True)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:  # the block type is not registered: no block was ever saved
-                return []
-            raise
+        documents = await instance_documents(client, include_secrets=True)
     found = [
         RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials())
         for document in documents
-        if document.name and not document.is_anonymous
     ]
     return sorted(found, key=lambda r: r.id_instance)
 
@@ -124,20 +136,11 @@ async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> I
 async def registered_ids() -> set[int]:
     """The idInstance of every greenapi-instance block, in one API call, without reading any secret.
 
-    Empty when the block type itself is not registered yet (the server answers 404: no block was ever saved)."""
-    from prefect.exceptions import PrefectHTTPStatusError
-
+    Empty when the block type itself is not registered yet (no block was ever saved)."""
     async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return set()
-            raise
+        documents = await instance_documents(client, include_secrets=False)
     found: set[int] = set()
     for document in documents:
-        if not document.name or document.is_anonymous:
-            continue
         value = (document.data or {}).get("id_instance")
         if isinstance(value, int) and not isinstance(value, bool):
             found.add(value)

@@ -1,11 +1,17 @@
-"""The Prefect Blocks that hold GREEN-API secrets: one instance's credentials, a partner account's token."""
+"""The Prefect Blocks that hold GREEN-API secrets: one instance's credentials, a partner account's token.
+
+Each opens its client (``get_client()``); the token goes on as a SecretStr and the greenapi client unwraps
+it, into the request URL only.
+"""
 
 from __future__ import annotations
 
+import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from greenapi import DEFAULT_API_URL, InstanceCredentials
+from greenapi import DEFAULT_API_URL, GreenAPIClient, GreenAPISettings, InstanceCredentials, PartnerClient, get_settings
+from tasks.connections import open_client
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
 PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
@@ -27,6 +33,20 @@ class GreenApiInstance(Block):
             api_url=self.api_url, id_instance=self.id_instance, api_token_instance=self.api_token_instance
         )
 
+    def get_client(self, settings: GreenAPISettings | None = None,
+                   http_client: httpx.AsyncClient | None = None) -> GreenAPIClient:
+        """A client for this instance, as the runs open theirs (``tasks.connections.open_client``).
+
+        Args:
+            settings: retries, timeouts and pacing; by default the ``GREEN_API_*`` settings, read now.
+            http_client: a pool shared with other instances' clients (left open); by default the client
+                opens its own and closes it with ``async with``.
+
+        Returns:
+            The client, to use as ``async with block.get_client() as client``.
+        """
+        return open_client(self.credentials(), settings or get_settings(), http_client)
+
 
 class GreenApiPartner(Block):
     """A GREEN-API partner account: the Partner API host and the partner token (stored masked and encrypted)."""
@@ -38,3 +58,14 @@ class GreenApiPartner(Block):
     partner_api_url: str = Field(default=DEFAULT_API_URL, description="Partner API host, e.g. https://api.green-api.com")
     partner_token: SecretStr = Field(description="partnerToken from the GREEN-API partner console.")
     api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl the account's instances answer on.")
+
+    def get_client(self, **kwargs) -> PartnerClient:
+        """A Partner API client for this account.
+
+        Args:
+            **kwargs: passed on to ``PartnerClient`` (``timeout_seconds``, ``transport``).
+
+        Returns:
+            The client, to use as ``async with block.get_client() as partner``.
+        """
+        return PartnerClient(self.partner_api_url, self.partner_token, **kwargs)

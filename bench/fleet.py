@@ -127,8 +127,8 @@ def _with_prefect(env: dict, coroutine_function, *args):
 
 async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
     from domain.changes import SeenAccount
-    from tasks.accounts import record_seen
-    from tasks.credentials import GreenApiInstance
+    from tasks.blocks import GreenApiInstance
+    from tasks.memory import record_seen
 
     await GreenApiInstance.aregister_type_and_schema()
     # SQLite answers 503 under many concurrent writers (Prefect's client then backs off for seconds).
@@ -153,7 +153,7 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
     from prefect.variables import Variable
 
     from domain.changes import SeenAccount
-    from tasks.accounts import next_clear_variable_name, record_seen
+    from tasks.memory import next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(2)
 

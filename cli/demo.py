@@ -63,7 +63,7 @@ def _configure_timing() -> None:
 
 async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
     from flows import handle_account_change
-    from tasks.credentials import GreenApiInstance
+    from tasks.blocks import GreenApiInstance
 
     for case in cases:
         await GreenApiInstance(

@@ -20,8 +20,8 @@ from flows.naming import name_at_start, name_once_known
 from flows.runbook import reset_instance_queue
 from greenapi import ConfigurationError, get_settings
 from tasks import resolve_credentials
-from tasks.accounts import fresh_observation
 from tasks.locks import instance_lock
+from tasks.memory import fresh_observation
 
 
 @flow(name="handle-account-change", flow_run_name=name_at_start, retries=0)

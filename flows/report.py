@@ -7,8 +7,8 @@ import logging
 from prefect.artifacts import acreate_markdown_artifact
 
 from flows.models import QueueResetReport
-from tasks.accounts import record_last_reset
 from tasks.events import emit_step_event
+from tasks.memory import record_last_reset
 
 
 def _cell(value: object) -> str:

@@ -40,8 +40,8 @@ from tasks import (
     wait_seconds,
 )
 from tasks import webhook as webhook_steps
-from tasks.accounts import next_clear_allowed_at, record_next_clear_allowed
 from tasks.connections import open_client
+from tasks.memory import next_clear_allowed_at, record_next_clear_allowed
 from tasks.results import InstanceInfo, Verification, utc_now
 from tasks.wait import WaitKind
 

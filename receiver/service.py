@@ -24,8 +24,8 @@ from receiver.emitter import Emitter, EmitError
 from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
-from tasks import accounts
-from tasks.credentials import BLOCK_TYPE_SLUG
+from tasks import memory
+from tasks.blocks import BLOCK_TYPE_SLUG
 
 logger = logging.getLogger("greenapi.receiver")
 
@@ -36,14 +36,14 @@ STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 
 @dataclass
 class WidStore:
-    """What the receiver remembers per instance, on the Prefect server by default (Variables, tasks.accounts):
+    """What the receiver remembers per instance, on the Prefect server by default (Variables, tasks.memory):
     the last account (wid), and the reports already handed over, so a re-delivery after a restart starts nothing."""
 
-    last_seen: Callable[[int], Awaitable[str | None]] = accounts.last_seen_wid
-    record: Callable[[int, str], Awaitable[None]] = accounts.record_wid
-    report_handled: Callable[[int, str], Awaitable[bool]] = accounts.report_already_handled
-    remember_report: Callable[[int, str], Awaitable[None]] = accounts.remember_report
-    forget_report: Callable[[int, str], Awaitable[None]] = accounts.forget_report
+    last_seen: Callable[[int], Awaitable[str | None]] = memory.last_seen_wid
+    record: Callable[[int, str], Awaitable[None]] = memory.record_wid
+    report_handled: Callable[[int, str], Awaitable[bool]] = memory.report_already_handled
+    remember_report: Callable[[int, str], Awaitable[None]] = memory.remember_report
+    forget_report: Callable[[int, str], Awaitable[None]] = memory.forget_report
 
 
 @dataclass(frozen=True)

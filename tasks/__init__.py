@@ -1,7 +1,8 @@
 """Prefect tasks: one GREEN-API step each, typed results, never cached."""
 
-from tasks.credentials import GreenApiInstance, GreenApiPartner, resolve_credentials
+from tasks.blocks import GreenApiInstance, GreenApiPartner
 from tasks.inspect import inspect_instance
+from tasks.lookup import resolve_credentials
 from tasks.queue import (
     clear_notifications,
     clear_outgoing_messages,

@@ -22,7 +22,8 @@ from pydantic import SecretStr
 
 from greenapi import DEFAULT_API_URL, InstanceCredentials, PartnerInstance
 from greenapi.errors import api_host
-from tasks.credentials import BLOCK_TYPE_SLUG, GreenApiInstance
+from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
+from tasks.lookup import instance_documents
 
 CSV_FIELDS = ("idInstance", "apiTokenInstance", "apiUrl", "name")
 REQUIRED_FIELDS = ("idInstance", "apiTokenInstance")
@@ -248,20 +249,6 @@ def _data_of(row: InstanceRow) -> dict[str, Any]:
             "api_token_instance": row.credentials.api_token_instance.get_secret_value()}
 
 
-async def _existing_documents(client, include_secrets: bool = True) -> list:
-    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-
-    try:
-        return [d for d in await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=include_secrets)
-                if d.name and not d.is_anonymous]
-    except ObjectNotFound:
-        return []
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code == 404:
-            return []
-        raise
-
-
 def plan_import(rows: list[InstanceRow], documents: list, schema_id: Any, result: ImportResult) -> list[tuple[str, InstanceRow, Any]]:
     """What to write: ("create", row, None) or ("update", row, document). Unchanged rows and conflicts go into
     ``result`` (``unchanged``, ``refused``). ``documents``: the existing blocks, with their secrets."""
@@ -313,7 +300,7 @@ async def import_instances(parsed: ParsedInstances, *, progress: Callable[[int],
     async with get_client() as client:
         block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
         schema = await client.read_block_schema_by_checksum(GreenApiInstance._calculate_schema_checksum())
-        documents = await _existing_documents(client)
+        documents = await instance_documents(client, include_secrets=True)
         plan = plan_import(parsed.rows, documents, schema.id, result)
         if progress and (parsed.rows and len(parsed.rows) != len(plan)):
             progress(len(parsed.rows) - len(plan))
@@ -380,21 +367,14 @@ async def list_instances() -> list[ListedInstance]:
     """Every greenapi-instance block (secrets not read), with what the last check saw and how the last reset ended."""
     from prefect.client.orchestration import get_client
 
-    from tasks.accounts import last_resets, last_seen_many
+    from tasks.memory import last_resets, last_seen_many
 
     async with get_client() as client:
-        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-
-        try:
-            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
-        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-            if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
-                raise
-            documents = []
+        documents = await instance_documents(client, include_secrets=False)
     blocks = []
     for d in documents:
         value = (d.data or {}).get("id_instance")
-        if d.name and not d.is_anonymous and isinstance(value, int):
+        if isinstance(value, int):
             blocks.append((value, d.name, str((d.data or {}).get("api_url") or DEFAULT_API_URL)))
     ids = sorted({i for i, _, _ in blocks})
     seen, resets = await asyncio.gather(last_seen_many(ids), last_resets(ids))
@@ -428,7 +408,7 @@ async def remove_instances(ids: Iterable[int]) -> RemoveResult:
     wanted = list(dict.fromkeys(ids))
     result = RemoveResult()
     async with get_client() as client:
-        documents = await _existing_documents(client, include_secrets=False)
+        documents = await instance_documents(client, include_secrets=False)
         slots = asyncio.Semaphore(WRITES_IN_FLIGHT)
 
         async def delete(document) -> None:

@@ -20,8 +20,8 @@ from prefect.events import Event
 from prefect.events.clients import get_events_client
 
 from tasks import GreenApiInstance
-from tasks.accounts import last_seen_wid, record_wid
 from tasks.events import instance_resource
+from tasks.memory import last_seen_wid, record_wid
 from tests.helpers import (
     await_left_time, await_until, clear_registry, handle_runs, methods_called, register_seeded, slots_taken, wait_for_final,
 )

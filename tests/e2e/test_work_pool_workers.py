@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from tasks.accounts import record_wid
+from tasks.memory import record_wid
 from tests.helpers import FINAL, await_until, clear_registry, methods_called, register_seeded
 from tests.servers import BIN, FAST_GREEN_API, ROOT, clean_env
 

@@ -13,7 +13,7 @@ from prefect.variables import Variable
 from cli.instances import import_command
 from flows import sweep_instances
 from tasks import GreenApiInstance
-from tasks.accounts import last_reset_variable_name, record_last_reset, record_wid
+from tasks.memory import last_reset_variable_name, record_last_reset, record_wid
 from tasks.registry import import_instances, list_instances, parse_instances_text, remove_instances
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -27,7 +27,7 @@ from receiver.dedup import TTLCache
 from receiver.emitter import EmitError, PrefectEventEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, get_receiver_settings
-from tasks.accounts import seen_variable_name
+from tasks.memory import seen_variable_name
 from tests.helpers import EVENT_ID_NAMESPACE, register_instance, wait_until, where_in_database
 from tests.servers import free_port
 

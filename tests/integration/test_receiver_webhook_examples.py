@@ -20,7 +20,7 @@ from receiver.app import create_app
 from receiver.registry import PrefectInstanceRegistry
 from receiver.settings import get_receiver_settings
 from tasks import GreenApiInstance
-from tasks.credentials import is_registered, registered_ids
+from tasks.lookup import is_registered, registered_ids
 from tests.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 
 SECRET = "CANARYex" + "3a" * 16

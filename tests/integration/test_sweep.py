@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete
 from tasks import GreenApiInstance
-from tasks.accounts import last_seen_wid
+from tasks.memory import last_seen_wid
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -87,7 +87,7 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
 
 
 async def test_inline_handling_resets_affected_queues_within_five_calls_each(emulator, seed_instance, greenapi_env):
-    from tasks.accounts import record_wid
+    from tasks.memory import record_wid
 
     greenapi_env(seed_instance())
     healthy = [seed_instance(notifications=3) for _ in range(3)]
@@ -116,7 +116,7 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
 
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
-    from tasks.credentials import registered_instances
+    from tasks.lookup import registered_instances
 
     await GreenApiInstance.aregister_type_and_schema()
     async with get_client() as client:

@@ -10,7 +10,7 @@ from cli.instances import import_command
 from cli.main import main
 from emulator import EmulatorConfig, EmulatorServer
 from greenapi import ConfigurationError, get_settings
-from tasks.credentials import PartnerAccount, partner_fleet, resolve_partner
+from tasks.lookup import PartnerAccount, partner_fleet, resolve_partner
 from tasks.registry import parse_partner_instances
 
 PARTNER = "CANARYunitpartner" + "42" * 16

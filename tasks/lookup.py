@@ -1,48 +1,22 @@
-"""The credentials Block for one GREEN-API instance, and how a run finds its instance."""
+"""How a run finds its instance(s): by block name, by idInstance or from the settings (resolve_credentials),
+every registered greenapi-instance block (the sweep's fleet), or a partner account's instances (partner_fleet).
+
+The Blocks themselves are in tasks/blocks.py; this module only reads them."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
-from pydantic import Field, SecretStr, ValidationError
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import BlockDocument
+from prefect.exceptions import PrefectHTTPStatusError
+from pydantic import SecretStr, ValidationError
 
-from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
+from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
+from tasks.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
 
-BLOCK_TYPE_SLUG = "greenapi-instance"
-PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
 LIST_HINT = "greenapi-migrate instances list shows the registered ones"
-
-
-class GreenApiInstance(Block):
-    """A GREEN-API instance: its host, idInstance and apiTokenInstance (stored masked and encrypted)."""
-
-    _block_type_name = "GREEN-API Instance"
-    _block_type_slug = BLOCK_TYPE_SLUG
-    _description = "Credentials of one GREEN-API WhatsApp instance. The token is a secret: it is never a flow parameter."
-
-    api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl from the GREEN-API console, e.g. https://7105.api.greenapi.com")
-    id_instance: int = Field(ge=1, le=9_999_999_999, description="idInstance (1 to 10 digits).")
-    api_token_instance: SecretStr = Field(description="apiTokenInstance from the GREEN-API console.")
-
-    def credentials(self) -> InstanceCredentials:
-        return InstanceCredentials(
-            api_url=self.api_url, id_instance=self.id_instance, api_token_instance=self.api_token_instance
-        )
-
-
-class GreenApiPartner(Block):
-    """A GREEN-API partner account: the Partner API host and the partner token (stored masked and encrypted)."""
-
-    _block_type_name = "GREEN-API Partner"
-    _block_type_slug = PARTNER_BLOCK_TYPE_SLUG
-    _description = "A GREEN-API partner account, to list its instances (getInstances). The token is a secret."
-
-    partner_api_url: str = Field(default=DEFAULT_API_URL, description="Partner API host, e.g. https://api.green-api.com")
-    partner_token: SecretStr = Field(description="partnerToken from the GREEN-API partner console.")
-    api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl the account's instances answer on.")
 
 
 @dataclass(frozen=True)
@@ -101,21 +75,31 @@ class RegisteredInstance:
         return self.credentials.id_instance
 
 
+async def instance_documents(client: PrefectClient, *, include_secrets: bool) -> list[BlockDocument]:
+    """Every named greenapi-instance block document, in one API call.
+
+    Args:
+        client: an open Prefect client (a caller that writes blocks next reads them on the same one).
+        include_secrets: whether the documents hold the tokens (the sweep) or only masks (lists, the receiver).
+
+    Returns:
+        The documents; none when the block type is not registered yet (no block was ever saved: a 404)."""
+    try:
+        documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=include_secrets)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return []
+        raise
+    return [document for document in documents if document.name and not document.is_anonymous]
+
+
 async def registered_instances() -> list[RegisteredInstance]:
     """Every greenapi-instance block, in one API call, ordered by idInstance."""
-    from prefect.exceptions import PrefectHTTPStatusError
-
     async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=True)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:  # the block type is not registered: no block was ever saved
-                return []
-            raise
+        documents = await instance_documents(client, include_secrets=True)
     found = [
         RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials())
         for document in documents
-        if document.name and not document.is_anonymous
     ]
     return sorted(found, key=lambda r: r.id_instance)
 
@@ -152,20 +136,11 @@ async def _credentials_for_id(id_instance: int, settings: GreenAPISettings) -> I
 async def registered_ids() -> set[int]:
     """The idInstance of every greenapi-instance block, in one API call, without reading any secret.
 
-    Empty when the block type itself is not registered yet (the server answers 404: no block was ever saved)."""
-    from prefect.exceptions import PrefectHTTPStatusError
-
+    Empty when the block type itself is not registered yet (no block was ever saved)."""
     async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, include_secrets=False)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return set()
-            raise
+        documents = await instance_documents(client, include_secrets=False)
     found: set[int] = set()
     for document in documents:
-        if not document.name or document.is_anonymous:
-            continue
         value = (document.data or {}).get("id_instance")
         if isinstance(value, int) and not isinstance(value, bool):
             found.add(value)

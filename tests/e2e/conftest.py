@@ -13,6 +13,10 @@ from tests.servers import PostgresCluster, PrefectServer, postgres_unavailable, 
 
 BACKENDS = ["sqlite", "postgres"]
 
+# For the tests in which the back-end plays no part (a command's argument and settings errors, the
+# receiver's own validation): once, on SQLite. The back-ends are compared where they act differently.
+on_sqlite_only = pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
+
 
 @dataclass(frozen=True)
 class BackendServerInfo(PrefectServerInfo):

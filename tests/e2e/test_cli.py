@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import wait_until
 from tests.servers import CLI, FAST_GREEN_API, client_env, foreign_http_server, free_port, stop_process
 
@@ -47,6 +48,7 @@ def test_run_json_prints_one_result_object_and_exits_zero_when_verified(cli_env,
     assert CANARY not in done.stdout + done.stderr
 
 
+@on_sqlite_only
 def test_run_exits_one_when_the_queue_is_not_verified_empty(cli_env, seed_instance, tmp_path):
     instance = seed_instance(token=CANARY, notifications=3, refuse_clears={"reason": "temporarily unavailable"})
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
@@ -69,6 +71,7 @@ def _the_error_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@on_sqlite_only
 def test_wrong_token_exits_one_with_one_line_naming_the_instance(cli_env, seed_instance, tmp_path):
     instance = seed_instance(notifications=3)
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
@@ -81,6 +84,7 @@ def test_wrong_token_exits_one_with_one_line_naming_the_instance(cli_env, seed_i
     assert CANARY not in done.stdout + done.stderr
 
 
+@on_sqlite_only
 @pytest.mark.parametrize("answer", ["nothing", "html", "html-404", "json"])
 def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_path, answer):
     cli_env.update(GREEN_API_ID_INSTANCE="7990000001", GREEN_API_API_TOKEN_INSTANCE=CANARY)
@@ -103,6 +107,7 @@ def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_pa
     assert CANARY not in done.stdout + done.stderr
 
 
+@on_sqlite_only
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -124,11 +129,13 @@ def test_configuration_errors_are_one_line_without_a_traceback(cli_env, tmp_path
     assert "Traceback" not in done.stderr and CANARY not in done.stderr
 
 
+@on_sqlite_only
 def test_unknown_reason_is_rejected_by_the_parser(cli_env, tmp_path):
     done = _run(["run", "--reason", "phone_lost"], cli_env, tmp_path, timeout=60)
     assert done.returncode == 2 and "invalid choice: 'phone_lost'" in done.stderr
 
 
+@on_sqlite_only
 @pytest.mark.parametrize(("block", "expected"), [
     ("nope", "no greenapi-instance block named 'nope'"),
     ("7990000002", "no greenapi-instance block registered for idInstance 7990000002"),

@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import register_instances
 from tests.servers import CLI, Receiver, client_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, on_sqlite_only]
 
 CANARY = "CANARYrcvcli" + "b0a7" * 8
 

@@ -1,13 +1,10 @@
-"""Load: ``greenapi-migrate receiver`` as a subprocess, 50 concurrent clients, 550 POSTs, real Prefect.
+"""Load: ``greenapi-migrate receiver`` as a subprocess, 50 concurrent clients, 200 POSTs, real Prefect.
 
 A mix of new deliveries (queue-reset requests and blocked webhooks) and re-deliveries of them, sent
 in a shuffled order so that copies of one delivery are often in flight at the same time. Every
 request must get a 2xx; every distinct delivery exactly one event in Prefect's database, re-deliveries
-none. The measured numbers are printed (``-s``); on 2 cores, loopback, sqlite, they were
-550 requests in 2.4-2.8 s (~200-230 req/s), latency p50 80-150 ms, p95 575-670 ms, max ~1.3 s with
-50 in flight (every emit waits for Prefect's acknowledgement, one at a time, so latency grows with
-the queue). The bound asserted below is generous.
-
+none. The throughput and latency printed (``-s``) are for a look only: they are measured in
+bench/webhook_latency.py.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 CANARY = "CANARYload" + "10ad" * 8
 
-REQUESTS_DISTINCT, REQUESTS_DUPLICATE, CONCURRENCY = 420, 130, 50
+REQUESTS_DISTINCT, REQUESTS_DUPLICATE, CONCURRENCY = 150, 50, 50
 
 
 # ------------------------------------------------------------------------------ the load test
@@ -93,7 +90,7 @@ async def _blast(url: str, work: list[Delivery], concurrency: int) -> tuple[list
     return results, errors, time.perf_counter() - started
 
 
-def test_550_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(prefect_server, tmp_path):
+def test_200_posts_from_50_clients_every_one_2xx_and_one_event_per_delivery(prefect_server, tmp_path):
     distinct = _deliveries(7_920_000_001, REQUESTS_DISTINCT)
     rng = random.Random(20240611)
     work = distinct + [rng.choice(distinct) for _ in range(REQUESTS_DUPLICATE)]

@@ -25,6 +25,7 @@ from tasks.memory import last_seen_wid, record_wid
 from tests.helpers import (
     await_left_time, await_until, clear_registry, handle_runs, methods_called, register_seeded, slots_taken, wait_for_final,
 )
+from tests.e2e.conftest import on_sqlite_only
 from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process, talking_to
 
 pytestmark = pytest.mark.e2e
@@ -293,6 +294,7 @@ async def _after_a_positive_control(served: Served, emulator, seed_instance) -> 
     await wait_for_final([r.id for r in runs])
 
 
+@on_sqlite_only
 async def test_bad_secret_and_malformed_bodies_start_no_run(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=2)
     await register_seeded(seeded, emulator)
@@ -328,6 +330,7 @@ async def _log_lines(served: Served, since: int, about: str, *, until: str, coun
     return lines
 
 
+@on_sqlite_only
 async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_traceback(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=2)
     canary = "CANARYserved" + "4b" * 20  # the block's token, which the instance refuses
@@ -352,6 +355,7 @@ async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_
     assert "Traceback" not in logged and canary not in logged
 
 
+@on_sqlite_only
 async def test_an_unregistered_instance_starts_no_run_and_is_one_warning_line(served, emulator, seed_instance):
     unregistered = 7_980_000_001  # no greenapi-instance block
     log_before = len(served.log.read_text())

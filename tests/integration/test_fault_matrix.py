@@ -1,8 +1,13 @@
-"""Every step x every fault, permanent and transient, against the emulator on the session's Prefect server.
+"""Steps x faults, permanent and transient, against the emulator on the session's Prefect server.
 
 Transient faults (gone after two tries) of a retryable kind recover within the client's retry budget.
 Everything else ends Failed quickly, with a message that names the step, the instance and the cause.
 In no cell is the queue reported verified empty unless the emulator's queue really is empty.
+
+Which fault is retried is the client's rule, proven per status and transport error in
+tests/unit/test_client_retry.py and test_client_errors.py. Here each step meets one fault of each retry
+class (retried and recovered, retried and given up, never retried), and each fault kind reaches the flow
+over real loopback once, at one step; the socket-level ones (timeout, dropped connection) also recover.
 """
 
 from __future__ import annotations
@@ -54,7 +59,13 @@ FAULTS = {
 # Every cell runs with this token; the canary test searches the database and every log line for it.
 CANARY = "CANARYmatrix" + "0a1b2c" * 6
 
-CELLS = [(step, fault, variant) for step in STEPS for fault in FAULTS for variant in ("permanent", "transient")]
+# Every step: a retried fault that recovers and one that gives up, and a fault that is never retried.
+EVERY_STEP = [(step, fault, variant) for step in STEPS for fault, variant in
+              (("500", "transient"), ("500", "permanent"), ("401", "permanent"))]
+# Every fault kind once, the steps taken in turn; a clear that times out is the cell that may have cleared.
+EVERY_FAULT = [(list(STEPS)[i % len(STEPS)], fault, "permanent") for i, fault in enumerate(FAULTS)] + [
+    ("clear", "timeout", "permanent"), ("count", "timeout", "transient"), ("verify", "connection-dropped", "transient")]
+CELLS = list(dict.fromkeys(EVERY_STEP + EVERY_FAULT))
 
 
 def _cell_id(cell) -> str:

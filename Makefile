@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/greenapi-migrate demo
 
-# Two workers (this machine has 2 cores), each with its own Prefect servers; a test file stays on one worker.
-PYTEST_WORKERS ?= 2
+# Workers each with their own Prefect servers; a test file (an e2e file: a back-end of it) stays on one worker
+# (tests/conftest.py). More workers than cores: much of an e2e test's time is waiting on a lease or a window.
+PYTEST_WORKERS ?= 3
 test: $(STAMP) postgresql
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The e2e suite also runs on PostgreSQL, a cluster it starts itself from Debian's server binaries
 # (tests/bin/pg_ctl). Installed here when missing, as root (or with password-less sudo); otherwise

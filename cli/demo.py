@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from emulator import EmulatorConfig, EmulatorServer, InstanceSeed
 
 # Shortened GREEN-API timing, so the leftTime path shows and the demo ends in seconds.
-DEMO_CLEAR_WINDOW_SECONDS = 8
+DEMO_CLEAR_WINDOW_SECONDS = 15
 DEMO_COUNT_REFRESH_SECONDS = 3
 
 

@@ -76,6 +76,19 @@ def emulator(emulator_server, request):
 
 # ---------------------------------------------------------------- session-wide emulator invariants
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """`make test` spreads the tests over workers a group at a time (`--dist loadgroup`): a test file, and an
+    e2e file a back-end at a time, so its SQLite and PostgreSQL halves (each waiting out leases, heartbeats
+    and GREEN-API's windows) run side by side on two workers, each with its own servers."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("prefect_server") if callspec else None
+        # No "@" nor a closing "]" in a group's name: xdist would take the test's own id for its group.
+        group = item.nodeid.split("::", 1)[0] + (f" on {backend}" if backend else "")
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",

@@ -140,16 +140,11 @@ async def clear_registry() -> None:
     """Remove every greenapi-instance block: the sweep checks every registered instance, and other tests'
     instances are not emulated any more."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import PrefectHTTPStatusError
+
+    from tasks.lookup import instance_documents
 
     async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type("greenapi-instance", include_secrets=False)
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:  # the block type is not registered yet: nothing to clear
-                return
-            raise
-        for document in documents:
+        for document in await instance_documents(client, include_secrets=False):
             await client.delete_block_document(document.id)
 
 

@@ -38,16 +38,30 @@ def postgres_cluster():
         yield cluster
 
 
-@pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
-def prefect_server(request):
-    """`prefect server start` on a fresh database of the back-end, shared by the session's e2e tests.
-    In-process Prefect clients (``get_client()``) talk to it inside each test that uses it (see
-    ``_in_process_clients_use_the_session_server``), and inside :func:`talking_to`."""
-    cluster = request.getfixturevalue("postgres_cluster") if request.param == "postgres" else None
-    database_url = cluster.create_database() if cluster else None
+def _serving(database_url: str | None, cluster: PostgresCluster | None = None):
     with PrefectServer(database_url) as server:
         yield BackendServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
                                 server=server, cluster=cluster)
+
+
+@pytest.fixture(scope="session")
+def sqlite_prefect_server():
+    yield from _serving(None)
+
+
+@pytest.fixture(scope="session")
+def postgres_prefect_server(postgres_cluster):
+    yield from _serving(postgres_cluster.create_database(), postgres_cluster)
+
+
+@pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
+def prefect_server(request):
+    """`prefect server start` on a fresh database of the back-end, started on first use and shared by the
+    worker's e2e tests to the end of the session (pytest keeps one value of a parametrized fixture at a time:
+    owning its server, this fixture would start a new one at every switch between back-ends).
+    In-process Prefect clients (``get_client()``) talk to it inside each test that uses it (see
+    ``_in_process_clients_use_the_session_server``), and inside :func:`talking_to`."""
+    return request.getfixturevalue(f"{request.param}_prefect_server")
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ never reports a queue empty that is not, and never clears inside a window it kno
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from tests.helpers import wait_for_left_time
+from tests.helpers import clear_registry, wait_for_left_time
 from tests.servers import CLI, client_env
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +51,7 @@ def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefe
 def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect_server, emulator, seed_instance, tmp_path):
     if prefect_server.backend != "postgres":
         pytest.skip("restarts the PostgreSQL cluster behind the Prefect server")
+    asyncio.run(clear_registry())  # the sweep checks every registered instance: these six only
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
     affected = [seed_instance(state="blocked", notifications=4, cleared_seconds_ago=1) for _ in range(3)]
     healthy = [seed_instance(notifications=2) for _ in range(3)]

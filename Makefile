@@ -10,10 +10,11 @@ demo: $(STAMP)
 	$(BIN)/greenapi-migrate demo
 
 # Workers each with their own Prefect servers; a test file (an e2e file: a back-end of it) stays on one worker
-# (tests/conftest.py). More workers than cores: much of an e2e test's time is waiting on a lease or a window.
+# (tests/conftest.py), in the order collected: the e2e files, which wait longest, first. More workers than
+# cores: much of an e2e test's time is waiting out a lease, a heartbeat or a window.
 PYTEST_WORKERS ?= 3
 test: $(STAMP) postgresql
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The e2e suite also runs on PostgreSQL, a cluster it starts itself from Debian's server binaries
 # (tests/bin/pg_ctl). Installed here when missing, as root (or with password-less sudo); otherwise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -76,17 +77,20 @@ def emulator(emulator_server, request):
 
 # ---------------------------------------------------------------- session-wide emulator invariants
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """`make test` spreads the tests over workers a group at a time (`--dist loadgroup`): a test file, and an
-    e2e file a back-end at a time, so its SQLite and PostgreSQL halves (each waiting out leases, heartbeats
-    and GREEN-API's windows) run side by side on two workers, each with its own servers."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("prefect_server") if callspec else None
-        # No "@" nor a closing "]" in a group's name: xdist would take the test's own id for its group.
-        group = item.nodeid.split("::", 1)[0] + (f" on {backend}" if backend else "")
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` (`--dist loadscope`) gives a worker a test file at a time, and an e2e file a back-end at a
+    time: its SQLite and PostgreSQL halves, each waiting out leases, heartbeats and GREEN-API's windows, run
+    side by side on two workers. (pytest-xdist's own `loadgroup` marks do not group under pytest 9.2.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileAndBackend(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            backend = re.search(r"[\[-](sqlite|postgres)\]$", nodeid)
+            return nodeid.split("::", 1)[0] + (f" on {backend.group(1)}" if backend else "")
+
+    return FileAndBackend(config, log)
 
 
 def pytest_configure(config):

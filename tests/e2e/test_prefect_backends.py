@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.helpers import database_dump_text, database_tables_text, wait_until
-from tests.servers import PostgresCluster, PrefectServer
+from tests.servers import PrefectServer
 
 pytestmark = pytest.mark.e2e
 
@@ -128,22 +128,24 @@ def _flow_exists(server: PrefectServer, name: str) -> bool:
     return response.status_code == 200
 
 
-def test_the_prefect_server_restarts_on_the_same_port_and_database(fresh_server):
-    name = _create_flow(fresh_server)
-    port, url = fresh_server.port, fresh_server.api_url
-    fresh_server.restart()
-    assert (fresh_server.port, fresh_server.api_url) == (port, url)
-    _answers_with_the_database(fresh_server)
-    assert _flow_exists(fresh_server, name)  # same database
+# The session's own server and cluster: the worker's next tests meet them restarted, as a real deployment would.
+def test_the_prefect_server_restarts_on_the_same_port_and_database(prefect_server):
+    server = prefect_server.server
+    name = _create_flow(server)
+    port, url = server.port, server.api_url
+    server.restart()
+    assert (server.port, server.api_url) == (port, url)
+    _answers_with_the_database(server)
+    assert _flow_exists(server, name)  # same database
 
 
 def test_the_postgres_cluster_restarts_under_a_running_server(prefect_server):
     if prefect_server.backend != "postgres":
         pytest.skip("the PostgreSQL cluster's restart")
-    # A cluster of its own, so the session's server never sees its database go away.
-    with PostgresCluster() as cluster, PrefectServer(cluster.create_database()) as server:
-        name = _create_flow(server)
-        cluster.restart()
-        _answers_with_the_database(server)  # the server's pool reconnects (pre-ping) ...
-        assert _flow_exists(server, name)  # ... to the same data
-        assert server.process is not None and server.process.poll() is None
+    server = prefect_server.server
+    name = _create_flow(server)
+    process = server.process
+    prefect_server.cluster.restart()
+    _answers_with_the_database(server)  # the server's pool reconnects (pre-ping) ...
+    assert _flow_exists(server, name)  # ... to the same data
+    assert server.process is process and process.poll() is None  # the same process, never restarted

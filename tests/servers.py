@@ -43,6 +43,7 @@ FAST_GREEN_API = {
 }
 
 SERVER_START_TIMEOUT_S = 90
+CLUSTER_READY_TIMEOUT_S = 60
 SERVER_STOP_TIMEOUT_S = 10  # then SIGKILL: after its database went away, SIGTERM can hang for 30 s
 
 
@@ -300,9 +301,17 @@ class PostgresCluster:
 
         self._databases += 1
         name = f"{prefix}_{os.getpid()}_{self._databases}"
-        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{name}"
+        deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_S
+        while True:
+            try:
+                with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{name}"
+            except psycopg.OperationalError as exc:
+                # On a loaded machine pg_ctl can return while the cluster still answers "starting up".
+                if "starting up" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def __enter__(self) -> "PostgresCluster":
         try:

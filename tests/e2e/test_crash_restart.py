@@ -14,7 +14,8 @@ from tests.servers import CLI, client_env
 
 pytestmark = pytest.mark.e2e
 
-WINDOW_SECONDS = 8
+# Longer than a loaded machine takes to reach the first clear, shorter than the dead run's lease (60 s).
+WINDOW_SECONDS = 30
 
 
 def _run(env, tmp_path) -> subprocess.Popen:
@@ -29,7 +30,7 @@ def _run(env, tmp_path) -> subprocess.Popen:
 
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
-    instance = seed_instance(notifications=5, cleared_seconds_ago=1)  # leftTime 7 s
+    instance = seed_instance(notifications=5, cleared_seconds_ago=1)  # leftTime 29 s
     env = client_env(
         real_prefect_server["PREFECT_API_URL"], tmp_path / "home",
         GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),

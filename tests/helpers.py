@@ -474,3 +474,13 @@ class HttpCatcher:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+async def task_runs_of(flow_run_id) -> list:
+    """The task runs of one flow run, in the order they started."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted(runs, key=lambda r: r.start_time or r.expected_start_time)

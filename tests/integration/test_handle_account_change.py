@@ -9,12 +9,12 @@ import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows import Outcome, handle_account_change
 from tasks import GreenApiInstance
 from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
-from tests.helpers import await_until, methods_called, run_flow, slots_taken
+from tests.helpers import await_until, methods_called, run_flow, slots_taken, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -28,12 +28,6 @@ HAPPY_PATH_CALLS = [
     "receiveNotification",  # the peek, while the count snapshot refreshes
     "getWebhooksCount",
 ]
-
-
-async def _task_runs(flow_run_id):
-    async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted(runs, key=lambda r: r.start_time or r.expected_start_time)
 
 
 async def test_happy_path_clears_verifies_and_makes_no_extra_calls(emulator, seed_instance, greenapi_env):
@@ -51,7 +45,7 @@ async def test_happy_path_clears_verifies_and_makes_no_extra_calls(emulator, see
     assert emulator.state.instance(instance.id_instance)["outgoing_messages"] == 0
     assert methods_called(emulator, instance.id_instance) == HAPPY_PATH_CALLS
 
-    task_names = [run.name for run in await _task_runs(state.state_details.flow_run_id)]
+    task_names = [run.name for run in await task_runs_of(state.state_details.flow_run_id)]
     for step in ("inspect-instance", "count-notifications", "clear-notifications", "wait-count-refresh", "verify-empty"):
         assert f"{step}-{instance.id_instance}" in task_names
 

@@ -77,6 +77,7 @@ def emulator(emulator_server, request):
 
 # ---------------------------------------------------------------- session-wide emulator invariants
 
+@pytest.hookimpl(optionalhook=True)  # pytest -p no:xdist still runs
 def pytest_xdist_make_scheduler(config, log):
     """`make test` (`--dist loadscope`) gives a worker a test file at a time, and an e2e file a back-end at a
     time: its SQLite and PostgreSQL halves, each waiting out leases, heartbeats and GREEN-API's windows, run

@@ -13,9 +13,12 @@ from tests.servers import PostgresCluster, PrefectServer, postgres_unavailable, 
 
 BACKENDS = ["sqlite", "postgres"]
 
-# For the tests in which the back-end plays no part (a command's argument and settings errors, the
-# receiver's own validation): once, on SQLite. The back-ends are compared where they act differently.
+# For the tests in which the back-end plays no part: once, on SQLite. PostgreSQL (the production back-end)
+# runs where the database acts: concurrency slots and their leases (runs taking turns, in parallel,
+# cancelled, killed and rerun), concurrent event writes, server and database restarts, fresh-database races.
 on_sqlite_only = pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
+# For what only PostgreSQL has (its cluster restarted under the server).
+on_postgres_only = pytest.mark.parametrize("prefect_server", ["postgres"], indirect=True)
 
 
 @dataclass(frozen=True)

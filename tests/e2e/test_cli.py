@@ -34,6 +34,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) 
     return subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+@on_sqlite_only
 def test_run_json_prints_one_result_object_and_exits_zero_when_verified(cli_env, seed_instance, tmp_path):
     instance = seed_instance(token=CANARY, state="blocked", notifications=7)
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
@@ -148,6 +149,7 @@ def test_a_wrong_block_name_or_idinstance_exits_two_with_one_line(cli_env, tmp_p
     assert "greenapi-migrate instances list" in line
 
 
+@on_sqlite_only
 def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, tmp_path):
     done = _run(["demo"], client_env(prefect_server.api_url, tmp_path / "home"), tmp_path, timeout=180)
 

@@ -1,5 +1,6 @@
 """The embedded default, as a new user meets it: no PREFECT_API_URL, no profile, a fresh PREFECT_HOME.
-Prefect starts its own temporary server in each process; the demo, `run` and the sweep work on it."""
+Prefect starts its own temporary server in each process; the demo, `run` and the sweep work on it, one
+after the other on the same database."""
 
 from __future__ import annotations
 
@@ -33,29 +34,24 @@ def _run_lines(stderr: str) -> str:
     return "\n".join(line for line in stderr.splitlines() if "Flow run" in line or "Task run" in line or "greenapi" in line)[-3000:]
 
 
-def test_run_works_on_the_temporary_server(embedded_env, emulator, seed_instance, tmp_path):
-    instance = seed_instance(token=CANARY, state="blocked", notifications=6)
-    embedded_env.update(GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
-                        GREEN_API_API_TOKEN_INSTANCE=CANARY, GREEN_API_COUNT_REFRESH_SECONDS="1",
-                        GREEN_API_CLEAR_INTERVAL_SECONDS="3")
-
-    done = _run([CLI, "run", "--reason", "number_blocked", "--json"], embedded_env, tmp_path)
-
-    assert done.returncode == 0, done.stdout[-2000:] + _run_lines(done.stderr)
-    result = json.loads(done.stdout)
-    assert result["outcome"] == "cleared" and result["verified_empty"] is True and result["count_before"] == 6
-    assert emulator.state.instance(instance.id_instance)["queue_length"] == 0
-    assert "temporary server" in done.stderr  # it really ran on Prefect's own server, not one set up for it
-    assert CANARY not in done.stdout + done.stderr
-
-
-def test_demo_then_a_sweep_as_a_flow_on_the_same_temporary_database(embedded_env, emulator, seed_instance, tmp_path):
+def test_the_demo_then_run_then_a_sweep_as_a_flow_on_one_temporary_database(embedded_env, emulator, seed_instance, tmp_path):
     demo = _run([CLI, "demo"], embedded_env, tmp_path)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert demo.stdout.count("COMPLETED: cleared") == 3
 
+    single = seed_instance(token=CANARY, state="blocked", notifications=6)
+    embedded_env.update(GREEN_API_API_URL=emulator.url, GREEN_API_COUNT_REFRESH_SECONDS="1", GREEN_API_CLEAR_INTERVAL_SECONDS="3")
+    run = _run([CLI, "run", "--reason", "number_blocked", "--json"],
+               {**embedded_env, "GREEN_API_ID_INSTANCE": str(single.id_instance), "GREEN_API_API_TOKEN_INSTANCE": CANARY}, tmp_path)
+
+    assert run.returncode == 0, run.stdout[-2000:] + _run_lines(run.stderr)
+    result = json.loads(run.stdout)
+    assert result["outcome"] == "cleared" and result["verified_empty"] is True and result["count_before"] == 6
+    assert emulator.state.instance(single.id_instance)["queue_length"] == 0
+    assert "temporary server" in run.stderr  # it really ran on Prefect's own server, not one set up for it
+    assert CANARY not in run.stdout + run.stderr
+
     blocked = seed_instance(token=CANARY, state="blocked", notifications=5)
-    embedded_env.update(GREEN_API_COUNT_REFRESH_SECONDS="1", GREEN_API_CLEAR_INTERVAL_SECONDS="3")
     script = textwrap.dedent(f"""
         import asyncio, json
         from flows import sweep_instances

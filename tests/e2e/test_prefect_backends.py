@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from tests.e2e.conftest import on_postgres_only
 from tests.helpers import database_dump_text, database_tables_text, wait_until
 from tests.servers import PrefectServer
 
@@ -139,9 +140,8 @@ def test_the_prefect_server_restarts_on_the_same_port_and_database(prefect_serve
     assert _flow_exists(server, name)  # same database
 
 
+@on_postgres_only
 def test_the_postgres_cluster_restarts_under_a_running_server(prefect_server):
-    if prefect_server.backend != "postgres":
-        pytest.skip("the PostgreSQL cluster's restart")
     server = prefect_server.server
     name = _create_flow(server)
     process = server.process

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import ACCEPTED, register_instances, wait_for_stored_events, wait_until, where_in_database
 from tests.servers import Receiver, client_env, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, on_sqlite_only]
 
 CANARY = "CANARYrestart" + "5e7a" * 8
 SENDERS = 6

@@ -105,6 +105,7 @@ async def _wait_for_reported_runs(id_instance: int, count: int, timeout: float =
     return await _wait_for_runs(str(id_instance), count, timeout, read=lambda _: _reported_runs(id_instance))
 
 
+@on_sqlite_only
 @pytest.mark.usefixtures("served")
 async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=6)
@@ -163,6 +164,7 @@ async def test_runs_for_different_instances_proceed_in_parallel(emulator, seed_i
     assert fast_calls[-1]["finished_at"] < slow_calls[-1]["started_at"]  # the fast run was all done meanwhile
 
 
+@on_sqlite_only
 @pytest.mark.usefixtures("served")
 async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instances(emulator, seed_instance):
     from flows import sweep_instances
@@ -217,6 +219,7 @@ def _post(served: Served, path: str, body, secret: str | None = RECEIVER_SECRET)
                       headers=headers, timeout=10)
 
 
+@on_sqlite_only
 async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=5)
     await register_seeded(seeded, emulator)
@@ -240,6 +243,7 @@ async def test_a_post_to_the_receiver_leads_to_a_completed_run(served, emulator,
     assert seeded.token not in served.log.read_text()  # the served runs' output never shows the token
 
 
+@on_sqlite_only
 async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=8)
     await register_seeded(seeded, emulator)

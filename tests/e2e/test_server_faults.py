@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import on_postgres_only
 from tests.helpers import clear_registry, wait_for_left_time
 from tests.servers import CLI, client_env
 
@@ -48,9 +49,8 @@ def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefe
     assert emulator.state.violations() == []  # no clear inside the window leftTime announced
 
 
+@on_postgres_only
 def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect_server, emulator, seed_instance, tmp_path):
-    if prefect_server.backend != "postgres":
-        pytest.skip("restarts the PostgreSQL cluster behind the Prefect server")
     asyncio.run(clear_registry())  # the sweep checks every registered instance: these six only
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
     affected = [seed_instance(state="blocked", notifications=4, cleared_seconds_ago=1) for _ in range(3)]

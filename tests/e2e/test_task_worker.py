@@ -12,10 +12,11 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_setti
 
 from domain import Reason
 from flows.reported import handle_reported_change
+from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import await_left_time, await_until, handle_runs, register_seeded, wait_for_final
 from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, on_sqlite_only]
 
 
 @pytest.fixture

@@ -113,6 +113,9 @@ class InstanceSeed(_Strict):
     notifications: int = Field(default=0, ge=0)
     outgoing_messages: int = Field(default=0, ge=0)
     cleared_seconds_ago: float | None = Field(default=None, ge=0)
+    #: As ``cleared_seconds_ago``, counted back from the instance's first authenticated call instead of its
+    #: seeding: a run meets the same window however long after seeding it starts (the demo, a loaded machine).
+    cleared_before_first_call_seconds: float | None = Field(default=None, ge=0)
     count_snapshot: int | None = Field(default=None, ge=0)
     arrival_rate_per_second: float = Field(default=0, ge=0)
     cyrillic_count: bool = False

@@ -114,7 +114,7 @@ config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_
   call_log_limit, partner_token (the --clear-window, --count-refresh, --max-receive-wait and
   --partner-token flags override them). Each instance:
   id_instance, api_token (required); state, wid, webhook_url, notifications, outgoing_messages,
-  cleared_seconds_ago, count_snapshot, arrival_rate_per_second, cyrillic_count,
+  cleared_seconds_ago, cleared_before_first_call_seconds, count_snapshot, arrival_rate_per_second, cyrillic_count,
   refuse_clears {"reason", "times"};
   reported behaviours (off by default):
   count_zero_at N                     getWebhooksCount answers 0 while >= N are queued (#1108)

@@ -89,6 +89,7 @@ class _Instance:
     next_receipt: int = 1
     outgoing: int = 0
     last_clear: float | None = None
+    clear_before_first_call: float | None = None  # seconds; applied at the first authenticated call
     #: How a client can know the current clear window: None (seeded: someone else cleared, no
     #: client has been told yet), "api_clear" (opened by a clear through the API) or
     #: "left_time" (announced by a leftTime answer).
@@ -239,6 +240,7 @@ class EmulatorState:
                 )
                 if seed.cleared_seconds_ago is not None:
                     inst.last_clear = now - seed.cleared_seconds_ago
+                inst.clear_before_first_call = seed.cleared_before_first_call_seconds
                 self._enqueue(inst, seed.notifications)
                 if seed.count_snapshot is not None:
                     inst.snapshot_value = seed.count_snapshot
@@ -470,6 +472,8 @@ class EmulatorState:
             out.body = body
             now = self.clock.now()
             out.received_at = now
+            if inst.clear_before_first_call is not None:
+                inst.last_clear, inst.clear_before_first_call = now - inst.clear_before_first_call, None
             self._count_rate(inst, method, now)
             fault = self._take_fault(inst, method)
             if fault is not None:

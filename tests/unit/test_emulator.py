@@ -139,6 +139,16 @@ def test_left_time_is_at_least_one_and_seeded_window(ctl, api):
     assert api.delete(u("clearWebhooksQueue")).json()["isCleared"] is True
 
 
+def test_a_window_seeded_before_the_first_call_opens_at_that_call_not_at_seeding(ctl, api):
+    ctl.set_config(clear_window_seconds=60)
+    seed(ctl, cleared_before_first_call_seconds=10)
+    ctl.advance_clock(120)  # a run that starts late: seeded as cleared_seconds_ago, its window would be over
+    assert api.get(u("getStateInstance")).status_code == 200  # the first call: cleared 10 s before it
+    ctl.advance_clock(5)
+    assert api.delete(u("clearWebhooksQueue")).json()["leftTime"] in (45, 46)
+    assert ctl.violations() == []  # someone else's clear: the first leftTime is how the client learns it
+
+
 def test_first_too_early_clear_in_a_seeded_window_is_how_a_client_learns_left_time(ctl, api):
     """Someone else cleared (seeded): the first too-early clear is answered, not a violation; the
     window is then announced, so a second clear inside it is one."""

@@ -1,4 +1,4 @@
-"""One Prefect test server per session, and the GREEN-API emulator on loopback."""
+"""One Prefect server per worker (`prefect server start` on SQLite), and the GREEN-API emulator on loopback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
+from tests.servers import PostgresCluster, PrefectServer, drain_prefect_workers
 
 # Short GREEN-API windows for tests; the flow's settings mirror them (see `greenapi_env`).
 TEST_CLEAR_WINDOW_SECONDS = 3.0
@@ -31,26 +32,39 @@ def emulator_config(**overrides) -> EmulatorConfig:
     )
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    """A real Prefect server on a temporary SQLite database, shared by the session (~10 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    from tests.servers import drain_prefect_workers
-
-    # This process's events and logs workers may still be bound to a server an earlier test used (the
-    # e2e back-ends): drained, the harness's runs get workers bound to the harness.
-    drain_prefect_workers()
-    with prefect_test_harness(server_startup_timeout=90):
-        from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
-
-        yield PrefectServerInfo(api_url=PREFECT_API_URL.value(), database_url=PREFECT_API_DATABASE_CONNECTION_URL.value())
-
-
 @dataclass(frozen=True)
 class PrefectServerInfo:
+    """A session's Prefect server: its ``api_url`` and ``database_url``, the back-end, the server's handle
+    (``restart()``, ``log_text()``, ``client_env``) and, on postgres, the cluster's."""
+
     api_url: str
     database_url: str
+    backend: str = "sqlite"
+    server: PrefectServer | None = None
+    cluster: PostgresCluster | None = None
+
+
+def serving(database_url: str | None, cluster: PostgresCluster | None = None):
+    with PrefectServer(database_url) as server:
+        yield PrefectServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
+                                server=server, cluster=cluster)
+
+
+@pytest.fixture(scope="session")
+def sqlite_prefect_server():
+    """The worker's one SQLite server, started on first use: the integration tests' and the e2e tests' SQLite half."""
+    yield from serving(None)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(sqlite_prefect_server):
+    """The worker's SQLite server. This process's Prefect clients talk to it to the end of the session, module
+    fixtures included (the e2e tests, on either back-end, override this fixture and switch per test)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    drain_prefect_workers()  # bound to a server an earlier e2e test used: workers bound to this one next
+    with temporary_settings(updates={PREFECT_API_URL: sqlite_prefect_server.api_url}):
+        yield sqlite_prefect_server
 
 
 @pytest.fixture(scope="session")

@@ -402,11 +402,11 @@ class Receiver:
 @contextlib.contextmanager
 def talking_to(api_url: str) -> Iterator[None]:
     """This process's Prefect clients, events and logs go to ``api_url`` inside, and back to the server
-    before (the integration tests' harness, on the same worker) after.
+    before (the worker's SQLite server, as the integration tests use it) after.
 
     Per test, not per session: session fixtures are torn down in whatever order the tests need them,
     so a settings context held by one would undo another's. Prefect's events and logs workers are bound
-    to the URL they first met, so they are drained on the way in and out, as prefect_test_harness does."""
+    to the URL they first met, so they are drained on the way in and out."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     drain_prefect_workers()

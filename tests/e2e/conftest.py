@@ -4,12 +4,10 @@ tests/servers.py); when its binaries are missing the ``postgres`` half is skippe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from tests.conftest import PrefectServerInfo
-from tests.servers import PostgresCluster, PrefectServer, postgres_unavailable, talking_to
+from tests.conftest import serving
+from tests.servers import PostgresCluster, postgres_unavailable, talking_to
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -19,16 +17,6 @@ BACKENDS = ["sqlite", "postgres"]
 on_sqlite_only = pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
 # For what only PostgreSQL has (its cluster restarted under the server).
 on_postgres_only = pytest.mark.parametrize("prefect_server", ["postgres"], indirect=True)
-
-
-@dataclass(frozen=True)
-class BackendServerInfo(PrefectServerInfo):
-    """The session's Prefect server: ``api_url`` and ``database_url`` as with the harness, plus the
-    back-end, the server's handle (``restart()``, ``log_text()``) and, on postgres, the cluster's."""
-
-    backend: str = "sqlite"
-    server: PrefectServer | None = None
-    cluster: PostgresCluster | None = None
 
 
 @pytest.fixture(scope="session")
@@ -41,27 +29,17 @@ def postgres_cluster():
         yield cluster
 
 
-def _serving(database_url: str | None, cluster: PostgresCluster | None = None):
-    with PrefectServer(database_url) as server:
-        yield BackendServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
-                                server=server, cluster=cluster)
-
-
-@pytest.fixture(scope="session")
-def sqlite_prefect_server():
-    yield from _serving(None)
-
-
 @pytest.fixture(scope="session")
 def postgres_prefect_server(postgres_cluster):
-    yield from _serving(postgres_cluster.create_database(), postgres_cluster)
+    yield from serving(postgres_cluster.create_database(), postgres_cluster)
 
 
 @pytest.fixture(scope="session", params=BACKENDS, ids=BACKENDS)
 def prefect_server(request):
     """`prefect server start` on a fresh database of the back-end, started on first use and shared by the
-    worker's e2e tests to the end of the session (pytest keeps one value of a parametrized fixture at a time:
-    owning its server, this fixture would start a new one at every switch between back-ends).
+    worker's tests to the end of the session; the SQLite one with the integration tests. (pytest keeps one
+    value of a parametrized fixture at a time: owning its server, this fixture would start a new one at
+    every switch between back-ends.)
     In-process Prefect clients (``get_client()``) talk to it inside each test that uses it (see
     ``_in_process_clients_use_the_session_server``), and inside :func:`talking_to`."""
     return request.getfixturevalue(f"{request.param}_prefect_server")

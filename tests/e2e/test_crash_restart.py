@@ -23,9 +23,8 @@ def _run(env, tmp_path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-# `real_prefect_server` (tests/e2e/conftest.py): the session's `prefect server start`, on each back-end;
-# unlike the test harness's ephemeral server it runs the service that reclaims the leases of dead runs
-# (there every second instead of every 15 s).
+# `real_prefect_server` (tests/e2e/conftest.py): the session's `prefect server start`, on each back-end; it
+# reclaims the leases of dead runs every second (tests/servers.py; Prefect's default is every 15 s).
 
 
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):

@@ -29,7 +29,7 @@ def _run(env, tmp_path) -> subprocess.Popen:
 
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
-    instance = seed_instance(notifications=5, cleared_seconds_ago=1)  # leftTime 29 s
+    instance = seed_instance(notifications=5, cleared_before_first_call_seconds=1)  # leftTime 29 s
     env = client_env(
         real_prefect_server["PREFECT_API_URL"], tmp_path / "home",
         GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),

@@ -267,7 +267,7 @@ async def test_a_greenapi_state_webhook_leads_to_a_completed_run_once(served, em
 
 async def test_a_run_cancelled_from_the_ui_stops_in_the_task_worker_and_frees_its_instance(served, emulator, seed_instance):
     emulator.state.set_config({"clear_window_seconds": 40})
-    seeded = seed_instance(state="blocked", notifications=5, cleared_seconds_ago=1)  # leftTime 39 s: a long wait
+    seeded = seed_instance(state="blocked", notifications=5, cleared_before_first_call_seconds=1)  # leftTime 39 s: a long wait
     await register_seeded(seeded, emulator)
 
     answer = _post(served, "/events/queue-reset", {"idInstance": seeded.id_instance, "reason": "number_blocked"})

@@ -29,7 +29,7 @@ def _client_env(prefect_server, tmp_path, **extra: str) -> dict[str, str]:
 
 def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefect_server, emulator, seed_instance, tmp_path):
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
-    instance = seed_instance(notifications=6, cleared_seconds_ago=1)  # leftTime 19 s
+    instance = seed_instance(notifications=6, cleared_before_first_call_seconds=1)  # leftTime 19 s
     env = _client_env(prefect_server, tmp_path, GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
                       GREEN_API_API_TOKEN_INSTANCE=instance.token)
     run = subprocess.Popen([CLI, "run", "--reason", "account_changed", "--json"], env=env, cwd=tmp_path,
@@ -53,7 +53,7 @@ def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefe
 def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect_server, emulator, seed_instance, tmp_path):
     asyncio.run(clear_registry())  # the sweep checks every registered instance: these six only
     emulator.state.set_config({"clear_window_seconds": WINDOW_SECONDS})
-    affected = [seed_instance(state="blocked", notifications=4, cleared_seconds_ago=1) for _ in range(3)]
+    affected = [seed_instance(state="blocked", notifications=4, cleared_before_first_call_seconds=1) for _ in range(3)]
     healthy = [seed_instance(notifications=2) for _ in range(3)]
     blocks = "\n    ".join(
         f"await GreenApiInstance(api_url={emulator.url!r}, id_instance={s.id_instance}, api_token_instance={s.token!r})"

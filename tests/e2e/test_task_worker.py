@@ -61,7 +61,7 @@ async def test_a_task_worker_runs_a_handed_over_report_to_completion(task_worker
 async def test_a_killed_task_worker_leaves_its_run_crashed(task_worker, emulator, seed_instance):
     process, log = task_worker
     emulator.state.set_config({"clear_window_seconds": 120})
-    seeded = seed_instance(state="blocked", notifications=4, cleared_seconds_ago=1)  # leftTime 119 s
+    seeded = seed_instance(state="blocked", notifications=4, cleared_before_first_call_seconds=1)  # leftTime 119 s
     await register_seeded(seeded, emulator, f"tw-{seeded.id_instance}")
 
     await asyncio.to_thread(handle_reported_change.delay, seeded.id_instance, Reason.number_blocked, "e2e-report")

@@ -93,19 +93,19 @@ def emulator(emulator_server, request):
 
 @pytest.hookimpl(optionalhook=True)  # pytest -p no:xdist still runs
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` (`--dist loadscope`) gives a worker a test file at a time, and an e2e file a back-end at a
-    time: its SQLite and PostgreSQL halves, each waiting out leases, heartbeats and GREEN-API's windows, run
-    side by side on two workers. (pytest-xdist's own `loadgroup` marks do not group under pytest 9.2.)"""
+    """`make test` (`--dist loadscope`) gives a worker a test file at a time, and the e2e tests' PostgreSQL
+    halves all to one worker: one worker starts a PostgreSQL cluster and server, not each, and those halves
+    wait out leases and windows beside the SQLite halves. (pytest-xdist's own `loadgroup` marks do not
+    group under pytest 9.2.)"""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class FileAndBackend(LoadScopeScheduling):
+    class FilesPostgresTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            backend = re.search(r"[\[-](sqlite|postgres)\]$", nodeid)
-            return nodeid.split("::", 1)[0] + (f" on {backend.group(1)}" if backend else "")
+            return "e2e on postgres" if re.search(r"[\[-]postgres\]$", nodeid) else nodeid.split("::", 1)[0]
 
-    return FileAndBackend(config, log)
+    return FilesPostgresTogether(config, log)
 
 
 def pytest_configure(config):

@@ -71,7 +71,7 @@ async def _from_partner(block: str | None, settings):
     from tasks.registry import parse_partner_instances
 
     account = await resolve_partner(block, settings)
-    async with account.client(timeout_seconds=settings.read_timeout_seconds + 15) as client:
+    async with account.get_client(timeout_seconds=settings.read_timeout_seconds + 15) as client:
         listed = await client.get_instances()
     return parse_partner_instances(listed, default_api_url=account.api_url)
 

@@ -11,43 +11,30 @@ from dataclasses import dataclass
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import PrefectHTTPStatusError
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials, PartnerClient
+from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials
 from tasks.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
 
 LIST_HINT = "greenapi-migrate instances list shows the registered ones"
 
 
-@dataclass(frozen=True)
-class PartnerAccount:
-    """Where a partner account's instances are listed, and the apiUrl they answer on."""
-
-    partner_api_url: str
-    partner_token: SecretStr
-    api_url: str
-
-    def client(self, **kwargs) -> PartnerClient:
-        # The token goes on as a SecretStr; PartnerClient unwraps it into the request URL only.
-        return PartnerClient(self.partner_api_url, self.partner_token, **kwargs)
-
-
-async def resolve_partner(block: str | None, settings: GreenAPISettings) -> PartnerAccount:
-    """A greenapi-partner block by name, or the GREEN_API_PARTNER_* settings."""
+async def resolve_partner(block: str | None, settings: GreenAPISettings) -> GreenApiPartner:
+    """A greenapi-partner block by name, or one made (not saved) from the GREEN_API_PARTNER_* settings."""
     if block:
         try:
-            found = await GreenApiPartner.aload(block.strip())
+            return await GreenApiPartner.aload(block.strip())
         except ValueError as exc:
             raise ConfigurationError(f"no {PARTNER_BLOCK_TYPE_SLUG} block named {block!r}: {exc}") from None
-        return PartnerAccount(found.partner_api_url, found.partner_token, found.api_url)
     if settings.partner_token is None:
         raise ConfigurationError("missing setting GREEN_API_PARTNER_TOKEN (or name a greenapi-partner block)")
-    return PartnerAccount(settings.partner_api_url, settings.partner_token, settings.api_url)
+    return GreenApiPartner(partner_api_url=settings.partner_api_url, partner_token=settings.partner_token,
+                           api_url=settings.api_url)
 
 
-async def partner_fleet(account: PartnerAccount) -> list["RegisteredInstance"]:
+async def partner_fleet(account: GreenApiPartner) -> list["RegisteredInstance"]:
     """The partner account's usable instances (not deleted, not expired), as the sweep lists blocks."""
-    async with account.client() as partner:
+    async with account.get_client() as partner:
         listed = await partner.get_instances()
     found = []
     for item in listed:

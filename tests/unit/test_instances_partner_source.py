@@ -10,7 +10,8 @@ from cli.instances import import_command
 from cli.main import main
 from emulator import EmulatorConfig, EmulatorServer
 from greenapi import ConfigurationError, get_settings
-from tasks.lookup import PartnerAccount, partner_fleet, resolve_partner
+from tasks.blocks import GreenApiPartner
+from tasks.lookup import partner_fleet, resolve_partner
 from tasks.registry import parse_partner_instances
 
 PARTNER = "CANARYunitpartner" + "42" * 16
@@ -29,7 +30,8 @@ def partner_server():
 
 
 async def test_the_partner_fleet_is_the_usable_instances_with_their_credentials(partner_server):
-    fleet = await partner_fleet(PartnerAccount(partner_server.url, SecretStr(PARTNER), "http://instances.example"))
+    account = GreenApiPartner(partner_api_url=partner_server.url, partner_token=SecretStr(PARTNER), api_url="http://instances.example")
+    fleet = await partner_fleet(account)
     assert [(r.id_instance, r.block_name, r.credentials.api_url) for r in fleet] == [(21, "partner:21", "http://instances.example")]
     assert fleet[0].credentials.api_token_instance.get_secret_value() == TOKENS[21]
 

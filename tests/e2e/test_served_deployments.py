@@ -32,6 +32,7 @@ from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process, talking
 pytestmark = pytest.mark.e2e
 
 HANDLE = "handle-account-change/handle-account-change"
+SWEEP = "sweep-instances/sweep-instances"
 RECEIVER_SECRET = "CANARYreceiver" + "9f8e7d" * 6
 
 
@@ -59,10 +60,18 @@ def served(prefect_server, emulator_server, tmp_path_factory):
     try:
         with talking_to(prefect_server.api_url):  # a module's fixture: set up before any test's own context
             asyncio.run(_wait_for_deployments(process, log))
+            asyncio.run(_pause_the_scheduled_sweep())
         receiver_url = re.search(r"receiver listening on (http://\S+)", log.read_text()).group(1)
         yield Served(process=process, receiver_url=receiver_url, log=log)
     finally:
         stop_process(process)
+
+
+async def _pause_the_scheduled_sweep() -> None:
+    """The served sweep's quarter-hourly schedule would check the tests' instances at :00, :15, :30 and :45, its
+    calls among theirs: paused, its scheduled runs go too. (The schedules themselves: test_prefect_yaml.py.)"""
+    async with get_client() as client:
+        await client.pause_deployment((await client.read_deployment_by_name(SWEEP)).id)
 
 
 async def _wait_for_deployments(process, log: Path, timeout: float = 90) -> None:

@@ -205,9 +205,9 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
         # Created with its final name, which the report links; the sweep's inspection went along (no second one).
         assert run.name == f"{found[seeded.id_instance].reason.value}-{seeded.id_instance}"
         assert found[seeded.id_instance].handled_by == f"run {run.name}"
-        # (Read from the run's own task runs: serve's quarter-hourly sweep may also inspect the instance.)
         steps = [task_run.name for task_run in await task_runs_of(run.id)]
         assert f"clear-notifications-{seeded.id_instance}" in steps and f"inspect-instance-{seeded.id_instance}" not in steps
+        assert [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)].count("getStateInstance") == 1
     assert started[changed.id_instance][0].parameters["reason"] == "account_changed"
     assert "observed" not in started[changed.id_instance][0].parameters
     for seeded in healthy:
@@ -364,8 +364,7 @@ async def test_a_refused_token_fails_each_served_run_with_one_error_line_and_no_
     expected = f"the apiTokenInstance was refused for idInstance {seeded.id_instance}"
     assert [r.state.type.value for r in runs] == ["FAILED", "FAILED"] and all(expected in r.state.message for r in runs)
     lines = await _log_lines(served, log_before, str(seeded.id_instance), until="Finished in state Failed('Instance", count=2)
-    # The served sweep's schedule (every 15 minutes) may check this instance meanwhile: its batch's lines name the id too.
-    errors = [line for line in lines if "ERROR" in line and "Task run 'check-instances-" not in line]
+    errors = [line for line in lines if "ERROR" in line]
     assert len(errors) == 2 and all(expected in line for line in errors), "\n".join(lines)  # one per run
     logged = served.log.read_text()[log_before:]
     assert "Traceback" not in logged and canary not in logged

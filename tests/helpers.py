@@ -75,6 +75,7 @@ async def await_until(predicate: Callable[[], T | Awaitable[T]], *, timeout: flo
 
 
 def methods_called(emulator, id_instance: int) -> list[str]:
+    """The GREEN-API methods the instance was called with, in order."""
     return [call["method"] for call in emulator.state.calls(instance=id_instance)]
 
 
@@ -338,10 +339,6 @@ async def run_flow(**parameters):
         return state, result.report
     assert isinstance(result, QueueResetReport), f"unexpected result {result!r} in state {state.type}: {state.message}"
     return state, result
-
-
-def methods_called(emulator, id_instance: int) -> list[str]:
-    return [call["method"] for call in emulator.state.calls(instance=id_instance)]
 
 
 @contextlib.contextmanager

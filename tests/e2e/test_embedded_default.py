@@ -1,6 +1,6 @@
 """The embedded default, as a new user meets it: no PREFECT_API_URL, no profile, a fresh PREFECT_HOME.
-Prefect starts its own temporary server in each process; the demo, `run` and the sweep work on it, one
-after the other on the same database."""
+Prefect starts its own temporary server in each process; the demo, `run`, `instances import` and the sweep
+work on it, one after the other on the same database."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _run_lines(stderr: str) -> str:
     return "\n".join(line for line in stderr.splitlines() if "Flow run" in line or "Task run" in line or "greenapi" in line)[-3000:]
 
 
-def test_the_demo_then_run_then_a_sweep_as_a_flow_on_one_temporary_database(embedded_env, emulator, seed_instance, tmp_path):
+def test_the_demo_then_run_then_an_import_and_a_sweep_on_one_temporary_database(embedded_env, emulator, seed_instance, tmp_path):
     demo = _run([CLI, "demo"], embedded_env, tmp_path)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert demo.stdout.count("COMPLETED: cleared") == 3
@@ -52,24 +52,27 @@ def test_the_demo_then_run_then_a_sweep_as_a_flow_on_one_temporary_database(embe
     assert CANARY not in run.stdout + run.stderr
 
     blocked = seed_instance(token=CANARY, state="blocked", notifications=5)
-    script = textwrap.dedent(f"""
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(f"idInstance,apiTokenInstance,apiUrl,name\n{blocked.id_instance},{CANARY},{emulator.url},Front Desk\n")
+    imported = _run([CLI, "instances", "import", str(fleet)], embedded_env, tmp_path)
+
+    assert imported.returncode == 0, imported.stdout[-2000:] + imported.stderr[-2000:]
+    assert "1 created, 0 updated, 0 unchanged" in imported.stdout and "stored as block 'front-desk'" in imported.stdout
+    assert "temporary server" in imported.stderr
+    assert CANARY not in imported.stdout + imported.stderr
+
+    script = textwrap.dedent("""
         import asyncio, json
         from flows import sweep_instances
-        from tasks import GreenApiInstance
 
-        async def main():
-            await GreenApiInstance(api_url={emulator.url!r}, id_instance={blocked.id_instance},
-                                   api_token_instance={CANARY!r}).asave("sweep-me", overwrite=True)
-            report = await sweep_instances(max_concurrency=4)
-            print(json.dumps(report.model_dump(mode="json")))
-
-        asyncio.run(main())
+        report = asyncio.run(sweep_instances(max_concurrency=4))
+        print(json.dumps(report.model_dump(mode="json")))
     """)
     sweep = _run([sys.executable, "-c", script], embedded_env, tmp_path)
 
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     report = json.loads(sweep.stdout.strip().splitlines()[-1])
-    # Only the block registered here: the demo removed its own, whose emulator is gone.
+    # Only the block imported here: the demo removed its own, whose emulator is gone.
     assert [f["id_instance"] for f in report["findings"]] == [blocked.id_instance]
     assert report["not_checked"] == 0 and report["findings"][0]["outcome"] == "completed"
     assert emulator.state.instance(blocked.id_instance)["queue_length"] == 0

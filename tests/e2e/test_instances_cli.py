@@ -1,34 +1,31 @@
-"""`greenapi-migrate instances` as a user runs it on the embedded default: no PREFECT_API_URL, a fresh PREFECT_HOME,
-each command its own process (and Prefect's own temporary server) on the same database. No token is printed."""
+"""`greenapi-migrate instances` as a user runs it: each command its own process, against the session's Prefect
+server (`instances import` on the embedded default: tests/e2e/test_embedded_default.py). No token is printed."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, clean_env  # ROOT: the checkout these tests belong to (a worktree too)
+from tests.e2e.conftest import on_sqlite_only
+from tests.helpers import clear_registry
+from tests.servers import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 
 CANARY = "CANARYinstances" + "d00d" * 8
 
 
-@pytest.fixture
-def embedded_env(tmp_path):
-    """As `test_embedded_default.embedded_env`, and this checkout's code for `python -m cli.main`."""
-    return clean_env(PREFECT_HOME=str(tmp_path / "fresh-home"), PYTHONPATH=str(ROOT))
+def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "instances", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", "instances", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def test_import_list_remove_on_the_embedded_default(embedded_env, tmp_path):
+@on_sqlite_only
+async def test_import_list_remove(real_prefect_server, tmp_path):
+    await clear_registry()  # the server's registry lists these two instances only
+    env = dict(real_prefect_server)
     source = tmp_path / "fleet.csv"
     source.write_text("idInstance,apiTokenInstance,apiUrl,name\n"
                       f"4100000001,{CANARY}1,https://7105.api.greenapi.com,Front Desk\n"
@@ -36,17 +33,16 @@ def test_import_list_remove_on_the_embedded_default(embedded_env, tmp_path):
                       f"x41,{CANARY}3,,\n")
     outputs = []
 
-    first = _cli(["import", str(source)], embedded_env, tmp_path)
+    first = _cli(["import", str(source)], env, tmp_path)
     outputs.append(first.stdout + first.stderr)
     assert first.returncode == 1, first.stderr[-3000:]  # one row refused, the others imported
     assert "2 created, 0 updated, 0 unchanged; 1 refused" in first.stdout
     assert "refused line 4: idInstance:" in first.stdout
     assert "stored as block 'front-desk'" in first.stdout
-    assert "temporary server" in first.stderr  # Prefect's own, started by this process
 
     # (A second import changing nothing, and `import --json`: tests/integration/test_instances_registry.py.)
 
-    listed = _cli(["list", "--json"], embedded_env, tmp_path)
+    listed = _cli(["list", "--json"], env, tmp_path)
     outputs.append(listed.stdout + listed.stderr)
     assert listed.returncode == 0, listed.stderr[-3000:]
     rows = json.loads(listed.stdout)
@@ -55,10 +51,10 @@ def test_import_list_remove_on_the_embedded_default(embedded_env, tmp_path):
 
     # (The plain columns of `list` off a terminal: tests/unit/test_instances_output.py.)
 
-    removed = _cli(["remove", "4100000001"], embedded_env, tmp_path)
+    removed = _cli(["remove", "4100000001"], env, tmp_path)
     outputs.append(removed.stdout + removed.stderr)
     assert removed.returncode == 0 and "removed 4100000001 (block front-desk)" in removed.stdout
-    after = _cli(["list", "--json"], embedded_env, tmp_path)
+    after = _cli(["list", "--json"], env, tmp_path)
     outputs.append(after.stdout + after.stderr)
     assert [r["idInstance"] for r in json.loads(after.stdout)] == [4100000002]
 
@@ -66,10 +62,11 @@ def test_import_list_remove_on_the_embedded_default(embedded_env, tmp_path):
         assert CANARY not in text
 
 
-def test_a_partner_error_is_a_clear_message_and_a_non_zero_exit(embedded_env, emulator, tmp_path):
-    embedded_env.update(GREEN_API_PARTNER_API_URL=emulator.url, GREEN_API_PARTNER_TOKEN=CANARY)  # not the emulator's
+def test_a_partner_error_is_a_clear_message_and_a_non_zero_exit(emulator, tmp_path):
+    env = clean_env(PREFECT_HOME=str(tmp_path / "fresh-home"),  # it fails before it needs a Prefect server
+                    GREEN_API_PARTNER_API_URL=emulator.url, GREEN_API_PARTNER_TOKEN=CANARY)  # not the emulator's
 
-    done = _cli(["import", "--partner"], embedded_env, tmp_path)
+    done = _cli(["import", "--partner"], env, tmp_path)
 
     assert done.returncode == 2
     assert "partner getInstances failed: code 401 unauthorized" in done.stderr

@@ -65,6 +65,7 @@ def prefect_server(sqlite_prefect_server):
     drain_prefect_workers()  # bound to a server an earlier e2e test used: workers bound to this one next
     with temporary_settings(updates={PREFECT_API_URL: sqlite_prefect_server.api_url}):
         yield sqlite_prefect_server
+        drain_prefect_workers()  # the last logs and events sent while the server is still up
 
 
 @pytest.fixture(scope="session")

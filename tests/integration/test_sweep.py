@@ -6,25 +6,20 @@ import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete
-from tasks import GreenApiInstance
 from tasks.memory import last_seen_wid
+from tests.helpers import clear_registry, register_seeded, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 async def _only_these_registered(emulator, instances) -> None:
-    await GreenApiInstance.aregister_type_and_schema()
-    async with get_client() as client:
-        for document in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False):
-            await client.delete_block_document(document.id)
+    await clear_registry()
     for seeded in instances:
-        await GreenApiInstance(api_url=emulator.url, id_instance=seeded.id_instance, api_token_instance=seeded.token).asave(
-            f"sweep-{seeded.id_instance}", overwrite=True
-        )
+        await register_seeded(seeded, emulator, name=f"sweep-{seeded.id_instance}")
 
 
 async def _artifact(key: str):
@@ -57,8 +52,7 @@ async def test_a_slow_instance_fails_alone_and_the_rest_are_swept(emulator, seed
     cells = [cell.strip() for cell in slow_row.strip("|").split("|")]
     assert cells[5] == "not checked" and "timed out" in cells[7].lower() and len(cells[7]) <= 80
     # The batch holding the slow instance shows Failed in the UI; the other batches Completed.
-    async with get_client() as client:
-        batches = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    batches = await task_runs_of(state.state_details.flow_run_id)
     by_state = {run.name: run.state.type.value for run in batches if run.name.startswith("check-instances-")}
     assert sorted(by_state.values()) == ["COMPLETED"] * 3 + ["FAILED"]
     assert [name for name, value in by_state.items() if value == "FAILED"] == [f"check-instances-{blocked.id_instance}-to-{slow.id_instance}"]
@@ -117,15 +111,12 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
     from tasks.lookup import registered_instances
+    from tasks.registry import import_instances, parse_instances_text
 
-    await GreenApiInstance.aregister_type_and_schema()
-    async with get_client() as client:
-        for document in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False):
-            await client.delete_block_document(document.id)
-    for index in range(205):  # more than one page of 200
-        await GreenApiInstance(api_url=emulator.url, id_instance=5_000_000_000 + index, api_token_instance=f"t{index:04d}").asave(
-            f"page-{index:03d}", overwrite=True
-        )
+    await clear_registry()
+    rows = "".join(f"{5_000_000_000 + index},t{index:04d},{emulator.url},page-{index:03d}\n" for index in range(205))
+    imported = await import_instances(parse_instances_text("idInstance,apiTokenInstance,apiUrl,name\n" + rows))
+    assert len(imported.created) == 205  # more than one page of 200
 
     found = await registered_instances()
 

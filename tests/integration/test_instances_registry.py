@@ -15,6 +15,7 @@ from flows import sweep_instances
 from tasks import GreenApiInstance
 from tasks.memory import last_reset_variable_name, record_last_reset, record_wid
 from tasks.registry import import_instances, list_instances, parse_instances_text, remove_instances
+from tests.helpers import clear_registry
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -27,18 +28,12 @@ async def _documents() -> dict[str, object]:
         return {d.name: d for d in await client.read_block_documents_by_type("greenapi-instance", include_secrets=False)}
 
 
-async def _wipe() -> None:
-    async with get_client() as client:
-        for document in (await _documents()).values():
-            await client.delete_block_document(document.id)
-
-
 def _csv(rows: list[tuple[int, str, str]]) -> str:
     return "idInstance,apiTokenInstance,apiUrl,name\n" + "".join(f"{i},{t},http://127.0.0.1:9,{n}\n" for i, t, n in rows)
 
 
 async def test_a_second_import_changes_only_what_changed_and_a_third_writes_nothing():
-    await _wipe()
+    await clear_registry()
     tokens = {i: secrets.token_hex(20) for i in range(3_100_000_001, 3_100_000_006)}
     rows = [(i, t, "") for i, t in tokens.items()]
 
@@ -67,7 +62,7 @@ async def test_a_second_import_changes_only_what_changed_and_a_third_writes_noth
 
 
 async def test_conflicting_names_are_refused_not_written():
-    await _wipe()
+    await clear_registry()
     token = secrets.token_hex(20)
     await import_instances(parse_instances_text(_csv([(3_100_000_101, token, "shop")])))
     result = await import_instances(parse_instances_text(_csv([(3_100_000_101, token, "other"), (3_100_000_102, token, "shop")])))
@@ -78,7 +73,7 @@ async def test_conflicting_names_are_refused_not_written():
 
 
 async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
-    await _wipe()
+    await clear_registry()
     ids = [3_100_000_201, 3_100_000_202]
     await import_instances(parse_instances_text(_csv([(i, secrets.token_hex(20), "") for i in ids])))
     await record_wid(ids[0], "79990001111@c.us")
@@ -99,7 +94,7 @@ async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
 
 
 async def test_import_from_the_partner_account_and_its_errors(emulator, seed_instance, greenapi_env, capsys, monkeypatch):
-    await _wipe()
+    await clear_registry()
     emulator.state.set_config({"partner_token": PARTNER})
     kept = seed_instance(name="Partner Shop")
     seed_instance(deleted=True)
@@ -126,7 +121,7 @@ async def test_import_from_the_partner_account_and_its_errors(emulator, seed_ins
 
 
 async def test_the_sweep_takes_its_fleet_from_the_partner_account(emulator, seed_instance, greenapi_env, monkeypatch):
-    await _wipe()  # no block at all: the partner account is the fleet
+    await clear_registry()  # no block at all: the partner account is the fleet
     emulator.state.set_config({"partner_token": PARTNER})
     healthy = seed_instance()
     blocked = seed_instance(state="blocked", notifications=4)

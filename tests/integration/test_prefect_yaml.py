@@ -3,7 +3,6 @@ and `prefect deploy --all` registers it all on a real Prefect server."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
 from deploy.project import PROJECT_ROOT, deployment_specs, load_flow, schedules, triggers
+from tests.servers import client_env
 
 SPECS = {spec["name"]: spec for spec in deployment_specs()}
 
@@ -68,8 +68,7 @@ def test_triggers_and_schedule_are_declared_as_the_issue_asks():
 
 @pytest.mark.e2e
 async def test_prefect_deploy_all_registers_deployments_schedules_and_automations(prefect_server, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home"))
+    env = client_env(prefect_server.api_url, tmp_path / "home")
     prefect = str(Path(sys.executable).with_name("prefect"))
     subprocess.run([prefect, "--no-prompt", "work-pool", "create", "greenapi", "--type", "process", "--overwrite"],
                    env=env, cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=120)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -74,10 +74,10 @@ def _stopping(request: Request) -> bool:
     return bool(getattr(request.app.state, "stopping", False))
 
 
-async def _sleep(request: Request, seconds: float) -> None:
-    """Sleep, but wake early when the server is shutting down (so stop() is quick and quiet)."""
+async def _sleep(request: Request, seconds: float, ended: Callable[[], bool] = lambda: False) -> None:
+    """Sleep, but wake early when ``ended()`` says so, or the server is shutting down (so stop() is quick and quiet)."""
     deadline = asyncio.get_running_loop().time() + seconds
-    while not _stopping(request):
+    while not _stopping(request) and not ended():
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             return
@@ -92,7 +92,7 @@ async def _green_api(request: Request) -> Response:
         body = await request.body() if request.method == "POST" else b""
         out = state.dispatch(request.method, request.url.path, dict(request.query_params), body)
         if out.delay_seconds > 0:
-            await _sleep(request, out.delay_seconds)
+            await _sleep(request, out.delay_seconds, ended=lambda: state.delay_ended(out))
             out = state.answer(out)
         if out.poll_until is not None and out.instance is not None:
             while True:

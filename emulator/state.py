@@ -63,6 +63,7 @@ class Outcome:
     method: str | None = None
     token_ok: bool | None = None
     delay_seconds: float = 0.0  # sleep, then ask answer() for the normal reply
+    releases_seen: int = 0  # the instance's clear_faults() count when the delay began: a later one ends it
     disconnect: bool = False  # drop the connection without a response
     poll_until: float | None = None  # receiveNotification long-poll deadline (clock time)
     query: dict[str, str] = field(default_factory=dict)
@@ -96,6 +97,7 @@ class _Instance:
     window_known: str | None = None
     window_known_at: float | None = None  # clock time it became knowable
     clears_done: int = 0
+    faults_cleared: int = 0  # clear_faults() calls: each ends the delays of the requests held then
     snapshot_value: int | None = None
     snapshot_at: float | None = None
     arrival_rate: float = 0.0
@@ -313,10 +315,18 @@ class EmulatorState:
             return self._view(inst, self.clock.now())
 
     def clear_faults(self, id_instance: int) -> dict[str, Any]:
+        """Drop the instance's pending faults; requests held by a ``delay`` fault are answered now."""
         with self._lock:
             inst = self._get(id_instance)
             inst.faults.clear()
+            inst.faults_cleared += 1
             return self._view(inst, self.clock.now())
+
+    def delay_ended(self, outcome: Outcome) -> bool:
+        """Whether a delayed request's delay was ended early: its instance's faults cleared since, or it is gone."""
+        with self._lock:
+            inst = self._instances.get(outcome.instance)  # type: ignore[arg-type]
+            return inst is None or inst.faults_cleared != outcome.releases_seen
 
     def partner_instances(self, partner_token: str) -> dict[str, Any] | list[dict[str, Any]]:
         """GREEN-API's partner ``getInstances``: every instance, in GREEN-API's shape (with its token), or the
@@ -477,6 +487,7 @@ class EmulatorState:
             self._count_rate(inst, method, now)
             fault = self._take_fault(inst, method)
             if fault is not None:
+                out.releases_seen = inst.faults_cleared
                 return self._apply_fault(out, fault)
             return self._answer_locked(out, inst, now)
 

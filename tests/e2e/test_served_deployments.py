@@ -158,19 +158,21 @@ async def test_two_runs_for_one_instance_take_turns_and_the_second_does_not_clea
 async def test_runs_for_different_instances_proceed_in_parallel(emulator, seed_instance):
     slow = seed_instance(notifications=3)
     fast = seed_instance(notifications=3)
-    # The slow instance answers its first count after 20 s; were runs serialised, the fast one would wait.
-    emulator.state.add_faults(slow.id_instance, [{"method": "getWebhooksCount", "fault": {"kind": "delay", "seconds": 20}, "times": 1}])
+    # The slow instance holds its first count until the faults are cleared; were runs serialised, the fast one would wait.
+    emulator.state.add_faults(slow.id_instance, [{"method": "getWebhooksCount", "fault": {"kind": "delay", "seconds": 120}, "times": 1}])
     slow_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await register_seeded(slow, emulator)}, timeout=0)
-    # Calls are logged when answered: after getSettings the slow run is in its count.
-    await await_until(lambda: emulator.state.calls(instance=slow.id_instance, method="getSettings"), timeout=60,
-                      message="the slow run never asked for its settings")
+    await await_until(lambda: emulator.state.instance(slow.id_instance)["faults_pending"] == [], timeout=60,
+                      message="the slow run never asked for its count")
     fast_run = await run_deployment(HANDLE, parameters={"reason": "account_changed", "instance": await register_seeded(fast, emulator)}, timeout=0)
 
-    finished = await wait_for_final([slow_run.id, fast_run.id])
+    (fast_done,) = await wait_for_final([fast_run.id])
+    assert fast_done.state.type.value == "COMPLETED", fast_done.state.message
+    assert emulator.state.calls(instance=slow.id_instance, method="getWebhooksCount") == []  # still held meanwhile
+    emulator.state.clear_faults(slow.id_instance)
+    (slow_done,) = await wait_for_final([slow_run.id])
 
-    assert [r.state.type.value for r in finished] == ["COMPLETED", "COMPLETED"], [r.state.message for r in finished]
-    slow_calls, fast_calls = (emulator.state.calls(instance=s.id_instance) for s in (slow, fast))
-    assert fast_calls[-1]["finished_at"] < slow_calls[-1]["started_at"]  # the fast run was all done meanwhile
+    assert slow_done.state.type.value == "COMPLETED", slow_done.state.message
+    assert emulator.state.instance(slow.id_instance)["queue_length"] == 0
 
 
 @on_sqlite_only

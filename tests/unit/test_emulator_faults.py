@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import httpx
@@ -105,6 +106,22 @@ def test_non_json_null_and_json_faults(ctl, api):
     assert api.get(u("getWebhooksCount")).json() == {"total": 3}
     assert api.delete(u("clearWebhooksQueue")).json() == {"isCleared": False}
     assert ctl.instance(ID)["queue_length"] == 3
+
+
+def test_clearing_the_faults_answers_a_delayed_request_now(ctl, api):
+    ctl.add_fault(ID, "getWebhooksCount", {"kind": "delay", "seconds": 60})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(api.get, u("getWebhooksCount"), timeout=30)
+        wait_until(lambda: ctl.instance(ID)["faults_pending"] == [], timeout=5, interval=0.05,  # taken on arrival
+                   message="the request never reached the emulator")
+        assert not held.done() and ctl.calls(instance=ID) == []  # held: logged only once answered
+
+        started = time.monotonic()
+        ctl.clear_faults(ID)
+        answered = held.result(timeout=10)
+
+    assert answered.json() == {"count": 3} and time.monotonic() - started < 5
+    assert [c["fault"] for c in ctl.calls(instance=ID)] == ["delay"]
 
 
 def test_delay_fault_causes_client_timeout_then_answers(ctl, api):

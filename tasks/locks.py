@@ -26,16 +26,20 @@ def instance_limit_name(id_instance: int) -> str:
     return f"greenapi-instance-{id_instance}"
 
 
-async def ensure_instance_limit(id_instance: int) -> str:
-    """Create the instance's limit (1 slot) unless it exists: read first, so after the first run nothing is written."""
+async def ensure_instance_limit(id_instance: int) -> tuple[str, bool]:
+    """The instance's limit (1 slot), created unless it exists: read first, so after the first run nothing is written.
+
+    Returns:
+        The limit's name, and whether its slot was taken when read (by another run, or a dead run's lease)."""
     name = instance_limit_name(id_instance)
     async with get_client() as client:
         try:
-            await client.read_global_concurrency_limit_by_name(name)
+            limit = await client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             with contextlib.suppress(ObjectAlreadyExists):  # another run created it meanwhile
                 await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-    return name
+            return name, False
+    return name, limit.active_slots >= limit.limit
 
 
 def _holder() -> ConcurrencyLeaseHolder | None:
@@ -47,32 +51,18 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return None
 
 
-# A free slot is taken within this; a longer wait is for another run's hold, and is said in the log first.
-FIRST_TRY_SECONDS = 1.0
-
-
 @contextlib.asynccontextmanager
 async def instance_lock(id_instance: int, *, timeout_seconds: float, lease_seconds: float) -> AsyncIterator[None]:
     """Hold the instance's one slot while the block runs; TimeoutError when another run keeps it past ``timeout_seconds``.
 
     When another run holds it, the log says which run (as far as Prefect's runs show it) and how long this
-    one waits at most."""
-    name = await ensure_instance_limit(id_instance)
-
-    def take(seconds: float):
-        return concurrency(name, occupy=1, timeout_seconds=seconds, lease_duration=lease_seconds, strict=True, holder=_holder())
-
-    first_try = min(FIRST_TRY_SECONDS, timeout_seconds)
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            await stack.enter_async_context(take(first_try))
-        except TimeoutError:
-            left = timeout_seconds - first_try
-            _logger().info("Instance %s is held by %s: waiting for it %.0f s at most",
-                           id_instance, await describe_holder(id_instance), left)
-            if left <= 0:
-                raise
-            await stack.enter_async_context(take(left))
+    one waits at most. (Read before taking it: a take that times out is an ERROR line of Prefect's own.)"""
+    name, taken = await ensure_instance_limit(id_instance)
+    if taken:
+        _logger().info("Instance %s is held by %s: waiting for it %.0f s at most",
+                       id_instance, await describe_holder(id_instance), timeout_seconds)
+    async with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, lease_duration=lease_seconds,
+                           strict=True, holder=_holder()):
         yield
 
 
@@ -109,7 +99,8 @@ async def describe_holder(id_instance: int) -> str:
     return ", ".join(f"run {run.name} ({run.id})" for run in others)
 
 
-# How long a batch waits for all its slots before each instance takes its own lock instead.
+# How long a batch whose slots were all free when read waits for them (another run may take one in between)
+# before each instance takes its own lock instead.
 BATCH_LOCK_WAIT_SECONDS = 1.0
 
 
@@ -124,7 +115,11 @@ async def instances_locked_together(ids: Sequence[int], *, lease_seconds: float)
     if not ids:
         yield False
         return
-    names = list(await asyncio.gather(*(ensure_instance_limit(id_instance) for id_instance in ids)))
+    limits = await asyncio.gather(*(ensure_instance_limit(id_instance) for id_instance in ids))
+    if any(taken for _, taken in limits):
+        yield False
+        return
+    names = [name for name, _ in limits]
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(concurrency(

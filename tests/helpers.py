@@ -343,12 +343,14 @@ async def run_flow(**parameters):
 
 @contextlib.contextmanager
 def every_log_record() -> Iterator[io.StringIO]:
-    """Every record of the root and Prefect run loggers (which do not propagate) at DEBUG, as text."""
+    """Every record of the root logger and of Prefect's loggers that do not propagate (its run loggers, its
+    internals' ``prefect._internal``) at DEBUG, as text."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs")]
+    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs",
+                                                            "prefect._internal")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from flows import QueueNotVerifiedEmpty, QueueResetReport, Reason, handle_account_change
+from domain import Reason
 from greenapi import ConfigurationError, get_settings
-from tasks import resolve_credentials
+
+if TYPE_CHECKING:
+    from flows import QueueResetReport
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_CONFIG = 0, 1, 2
 
 
 def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
+    from flows import QueueNotVerifiedEmpty, QueueResetReport
+
     result = state.result(raise_on_failure=False)
     if isinstance(result, QueueResetReport):
         return result, None
@@ -24,14 +29,19 @@ def _report_of(state) -> tuple[QueueResetReport | None, BaseException | None]:
 def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool | None, as_json: bool, detach_webhook: bool = False) -> int:
     try:
         settings = get_settings()
-        # Fail before a flow run exists when the settings or the block cannot work: one line, exit 2.
+        # Fail before a flow run exists when the settings or the block cannot work: one line, exit 2
+        # (and at once: Prefect is imported only when a block is to be read or the run starts).
         if block:
+            from tasks import resolve_credentials
+
             asyncio.run(resolve_credentials(block, settings))
         else:
             settings.credentials()
     except ConfigurationError as exc:
         print(f"greenapi-migrate: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+    from flows import handle_account_change
 
     state = asyncio.run(
         handle_account_change(reason=reason, instance=block, clear_outgoing=clear_outgoing,

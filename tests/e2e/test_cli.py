@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import wait_until
-from tests.servers import CLI, FAST_GREEN_API, client_env, foreign_http_server, free_port, stop_process
+from tests.servers import CLI, FAST_GREEN_API, ROOT, clean_env, client_env, foreign_http_server, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -129,6 +130,15 @@ def test_configuration_errors_are_one_line_without_a_traceback(cli_env, tmp_path
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("greenapi-migrate: configuration error:") and expected in lines[0]
     assert "Traceback" not in done.stderr and CANARY not in done.stderr
+
+
+def test_a_configuration_error_is_reported_before_prefect_is_imported(tmp_path):
+    script = "import sys; from cli.main import main; code = main(['run', '--reason', 'number_blocked']); print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect')); sys.exit(code)"
+    done = subprocess.run([sys.executable, "-c", script], env=clean_env(PYTHONPATH=str(ROOT)), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2 and "configuration error" in done.stderr, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"  # at once: no Prefect import (a second of CPU) before the one line
 
 
 @on_sqlite_only

@@ -108,8 +108,7 @@ async def pool(prefect_server, emulator_server, tmp_path):
         await _wait_for_workers(pool_name, workers)
         yield Pool(name=pool_name, deployment_name=f"{handle.name}/workers-{suffix}", deployment_id=deployment_id, workers=workers)
     finally:
-        for worker in workers:
-            _stop(worker.process)
+        _stop_all([worker.process for worker in workers])
         async with get_client() as client:
             if deployment_id is not None:
                 try:
@@ -122,18 +121,23 @@ async def pool(prefect_server, emulator_server, tmp_path):
                 pass
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+def _stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGTERM to every worker's process group at once, then SIGKILL to what is left after ``timeout`` seconds
+    (the flow run processes included)."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group (flow run processes)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
 
 
 async def _wait_for_workers(pool_name: str, workers: list[Worker], timeout: float = 90) -> None:

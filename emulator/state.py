@@ -63,7 +63,7 @@ class Outcome:
     method: str | None = None
     token_ok: bool | None = None
     delay_seconds: float = 0.0  # sleep, then ask answer() for the normal reply
-    releases_seen: int = 0  # the instance's clear_faults() count when the delay began: a later one ends it
+    faults_cleared_seen: int = 0  # the instance's clear_faults() count when the delay began: a later one ends it
     disconnect: bool = False  # drop the connection without a response
     poll_until: float | None = None  # receiveNotification long-poll deadline (clock time)
     query: dict[str, str] = field(default_factory=dict)
@@ -326,7 +326,7 @@ class EmulatorState:
         """Whether a delayed request's delay was ended early: its instance's faults cleared since, or it is gone."""
         with self._lock:
             inst = self._instances.get(outcome.instance)  # type: ignore[arg-type]
-            return inst is None or inst.faults_cleared != outcome.releases_seen
+            return inst is None or inst.faults_cleared != outcome.faults_cleared_seen
 
     def partner_instances(self, partner_token: str) -> dict[str, Any] | list[dict[str, Any]]:
         """GREEN-API's partner ``getInstances``: every instance, in GREEN-API's shape (with its token), or the
@@ -487,7 +487,7 @@ class EmulatorState:
             self._count_rate(inst, method, now)
             fault = self._take_fault(inst, method)
             if fault is not None:
-                out.releases_seen = inst.faults_cleared
+                out.faults_cleared_seen = inst.faults_cleared
                 return self._apply_fault(out, fault)
             return self._answer_locked(out, inst, now)
 

@@ -349,8 +349,8 @@ def every_log_record() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs",
-                                                            "prefect._internal")]
+    names = (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect._internal")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)

@@ -12,11 +12,14 @@ from .config import (
     FaultRule,
     InstancePatch,
     InstanceSeed,
+    NewNotifications,
     RefuseClears,
     SeedFile,
+    StateChange,
     load_seed_file,
 )
 from .control import EmulatorControl, EmulatorControlError
+from .delivery import Deliverer
 from .server import EmulatorServer, main
 from .state import ControlError, EmulatorState
 
@@ -24,6 +27,7 @@ __all__ = [
     "METHOD_VERBS",
     "Clock",
     "ControlError",
+    "Deliverer",
     "EmulatorConfig",
     "EmulatorControl",
     "EmulatorControlError",
@@ -32,8 +36,10 @@ __all__ = [
     "FaultRule",
     "InstancePatch",
     "InstanceSeed",
+    "NewNotifications",
     "RefuseClears",
     "SeedFile",
+    "StateChange",
     "build_app",
     "load_seed_file",
     "main",

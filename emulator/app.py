@@ -200,6 +200,35 @@ async def _patch_instance(request: Request) -> Response:
     return JSONResponse(_st(request).patch_instance(_instance_id(request), body))
 
 
+async def _change_state(request: Request) -> Response:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise ControlError(400, 'body must be {"state": ..., "wid": ... (optional)}')
+    return JSONResponse(_st(request).change_state(_instance_id(request), body))
+
+
+async def _queue_notifications(request: Request) -> Response:
+    body = await _body(request, required=False)
+    if body is not None and not isinstance(body, dict):
+        raise ControlError(400, 'body must be {"count": n, "type_webhook": ... (optional)}')
+    return JSONResponse(_st(request).queue_notifications(_instance_id(request), body or {}), status_code=201)
+
+
+async def _get_deliveries(request: Request) -> Response:
+    filters: dict[str, int | None] = {}
+    for name in ("instance", "after_seq"):
+        text = request.query_params.get(name) or None
+        if text is not None and not text.isdigit():
+            raise ControlError(400, f"{name} filter must be a non-negative integer")
+        filters[name] = int(text) if text else None
+    return JSONResponse(_st(request).deliveries(**filters))
+
+
+async def _delete_deliveries(request: Request) -> Response:
+    _st(request).clear_deliveries()
+    return JSONResponse({"cleared": True})
+
+
 async def _add_faults(request: Request) -> Response:
     body = await _body(request)
     rules = body if isinstance(body, list) else [body]
@@ -275,11 +304,15 @@ _CONTROL_ROUTES = [
     Route("/instances", _create_instances, methods=["POST"]),
     Route("/instances/{id_instance}", _get_instance, methods=["GET"]),
     Route("/instances/{id_instance}", _patch_instance, methods=["PATCH"]),
+    Route("/instances/{id_instance}/state", _change_state, methods=["POST"]),
+    Route("/instances/{id_instance}/notifications", _queue_notifications, methods=["POST"]),
     Route("/instances/{id_instance}/faults", _add_faults, methods=["POST"]),
     Route("/instances/{id_instance}/faults", _clear_faults, methods=["DELETE"]),
     Route("/calls", _get_calls, methods=["GET"]),
     Route("/calls", _delete_calls, methods=["DELETE"]),
     Route("/counts", _get_counts, methods=["GET"]),
+    Route("/deliveries", _get_deliveries, methods=["GET"]),
+    Route("/deliveries", _delete_deliveries, methods=["DELETE"]),
     Route("/violations", _get_violations, methods=["GET"]),
     Route("/violations", _delete_violations, methods=["DELETE"]),
     Route("/clock/advance", _advance_clock, methods=["POST"]),

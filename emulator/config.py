@@ -86,6 +86,20 @@ class EmulatorConfig(_Strict):
     #: The partner token ``GET /partner/getInstances/{partnerToken}`` accepts; None: the partner endpoint answers
     #: every token ``{"code": 401, "description": "Unauthorized"}`` (HTTP 200, as GREEN-API does).
     partner_token: str | None = Field(default=None, min_length=1)
+    #: POST queued notifications to each instance's webhookUrl (GREEN-API's Webhook Endpoint); false: they wait.
+    deliver_webhooks: bool = True
+    #: The next POST to an instance's webhookUrl starts no earlier than this after the previous one started
+    #: (GREEN-API spends 20 ms per webhook: about 50/s per instance to a webhook server that answers fast).
+    delivery_interval_seconds: float = Field(default=0.02, ge=0)
+    #: After an answer other than 200 (or none) the same notification is POSTed again this much later
+    #: (emulator clock); the ones behind it wait.
+    redelivery_pause_seconds: float = Field(default=60, ge=0)
+    #: How long a delivery waits for the webhook server's answer before it counts as failed ("timeout").
+    delivery_timeout_seconds: float = Field(default=180, gt=0)
+    #: Notifications older than this (emulator clock) are dropped undelivered (GREEN-API keeps them 24 h).
+    notification_ttl_seconds: float = Field(default=86_400, gt=0)
+    #: Entries the delivery log (``GET /_emulator/deliveries``) keeps; the oldest go first.
+    delivery_log_limit: int = Field(default=10_000, ge=1)
 
     def __repr__(self) -> str:  # keep the partner token out of reprs
         fields = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(exclude={"partner_token"}).items())
@@ -191,6 +205,21 @@ class InstancePatch(_Strict):
     strict_receive_timeout: bool | None = None
     add_notifications: int = Field(default=0, ge=0)
     add_outgoing: int = Field(default=0, ge=0)
+
+
+class StateChange(_Strict):
+    """``POST /_emulator/instances/{id}/state``: the instance's state (and account) change, as GREEN-API would
+    see it; queues a stateInstanceChanged webhook when the instance's ``stateWebhook`` setting is "yes"."""
+
+    state: str = Field(min_length=1)
+    wid: str | None = Field(default=None, min_length=1)  # the new account; None keeps the current one
+
+
+class NewNotifications(_Strict):
+    """``POST /_emulator/instances/{id}/notifications``: queue notifications of the account now on the instance."""
+
+    count: int = Field(default=1, ge=1, le=100_000)
+    type_webhook: str = Field(default="incomingMessageReceived", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
 # ---------------------------------------------------------------- faults

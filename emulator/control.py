@@ -86,7 +86,25 @@ class EmulatorControl:
         return self._call("GET", f"/instances/{id_instance}")
 
     def patch_instance(self, id_instance: int, **fields: Any) -> dict[str, Any]:
+        """A silent edit (a state or wid given here queues no stateInstanceChanged; see ``change_state``)."""
         return self._call("PATCH", f"/instances/{id_instance}", _plain(fields))
+
+    def change_state(self, id_instance: int, state: str, wid: str | None = None) -> dict[str, Any]:
+        """The state (and with ``wid`` the account) changes; a stateInstanceChanged is queued behind what is
+        queued when the instance's stateWebhook is "yes". -> ``{"state", "wid", "queued": [...], "queue_length"}``."""
+        body: dict[str, Any] = {"state": state}
+        if wid is not None:
+            body["wid"] = wid
+        return self._call("POST", f"/instances/{id_instance}/state", body)
+
+    def add_notifications(self, id_instance: int, count: int = 1, type_webhook: str | None = None) -> dict[str, Any]:
+        """Queue ``count`` notifications of the account now on the instance (incomingMessageReceived unless
+        ``type_webhook`` says otherwise). -> ``{"queued": [{"receiptId", "idMessage", "wid", "timestamp"}...],
+        "queue_length"}``."""
+        body: dict[str, Any] = {"count": count}
+        if type_webhook is not None:
+            body["type_webhook"] = type_webhook
+        return self._call("POST", f"/instances/{id_instance}/notifications", body)
 
     # faults --------------------------------------------------------------
     def add_fault(self, id_instance: int, method: str, fault: dict[str, Any], times: int | None = 1,
@@ -113,6 +131,13 @@ class EmulatorControl:
 
     def clear_calls(self) -> dict[str, Any]:
         return self._call("DELETE", "/calls")
+
+    def deliveries(self, instance: int | None = None, after_seq: int | None = None) -> list[dict[str, Any]]:
+        """Webhook delivery attempts, oldest first (``after_seq``: only those with a greater ``seq``)."""
+        return self._call("GET", "/deliveries", params={"instance": instance, "after_seq": after_seq})
+
+    def clear_deliveries(self) -> dict[str, Any]:
+        return self._call("DELETE", "/deliveries")
 
     def violations(self, kind: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/violations", params={"kind": kind})

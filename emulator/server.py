@@ -14,11 +14,12 @@ import uvicorn
 
 from .app import build_app
 from .config import EmulatorConfig, InstanceSeed, load_seed_file
+from .delivery import Deliverer
 from .state import EmulatorState
 
 
 class EmulatorServer:
-    """uvicorn serving the emulator in a daemon thread.
+    """uvicorn serving the emulator in a daemon thread, and the webhook deliverer in another.
 
     ``EmulatorServer(state_or_config=None, host="127.0.0.1", port=0)``; ``start()`` returns once
     the socket is listening; ``url`` then holds the real address (port 0 picks a free port).
@@ -44,6 +45,7 @@ class EmulatorServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._bound_port: int | None = None
+        self.deliverer = Deliverer(self.state)
 
     @property
     def url(self) -> str:
@@ -57,6 +59,7 @@ class EmulatorServer:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> "EmulatorServer":
+        """Listen, and start delivering webhooks; returns once both run."""
         if self.running:
             return self
         config = uvicorn.Config(
@@ -83,9 +86,16 @@ class EmulatorServer:
         sockets = [sock for srv in (server.servers or []) for sock in srv.sockets]
         self._bound_port = sockets[0].getsockname()[1] if sockets else self.port
         self._server, self._thread = server, thread
+        try:
+            self.deliverer.start()
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop delivering (in-flight POSTs are cancelled), then serving."""
+        self.deliverer.stop()
         if self._server is not None:
             self.app.state.stopping = True
             self._server.should_exit = True
@@ -112,7 +122,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog="""seed file (--seed): {"config": {...}, "instances": [{...}, ...]}
 config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_seconds, rate_limits_per_second,
   call_log_limit, partner_token (the --clear-window, --count-refresh, --max-receive-wait and
-  --partner-token flags override them). Each instance:
+  --partner-token flags override them);
+  webhook delivery: deliver_webhooks (true), delivery_interval_seconds (0.02), redelivery_pause_seconds (60),
+  delivery_timeout_seconds (180), notification_ttl_seconds (86400), delivery_log_limit (10000).
+  Each instance:
   id_instance, api_token (required); state, wid, webhook_url, notifications, outgoing_messages,
   cleared_seconds_ago, cleared_before_first_call_seconds, count_snapshot, arrival_rate_per_second, cyrillic_count,
   refuse_clears {"reason", "times"};
@@ -128,6 +141,9 @@ config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_
   settings {...}                      initial settings values
   settings_apply_delay_seconds S      setSettings applies its values S seconds later
   name, deleted, is_expired           what the partner endpoint lists for the instance
+webhooks: while an instance's webhookUrl is set, its queue is POSTed there oldest first, one at a time
+  (Authorization: Bearer <webhookUrlToken> when set); only a 200 removes a notification, anything else
+  sends the same one again after redelivery_pause_seconds; log: GET /_emulator/deliveries
 partner API: GET /partner/getInstances/{partnerToken} lists every instance (GREEN-API's shape, tokens
   included); with a wrong token, or no --partner-token, HTTP 200 {"code": 401, "description": "Unauthorized"}
 every option, with an example seed file: emulator/README.md ("Seed file")""",

@@ -1,22 +1,25 @@
 """GREEN-API's rules, without HTTP: instances, queues, the clear window, the count snapshot,
-arrivals, injected faults, the call log, the call counts and the violations list.
+arrivals, injected faults, webhook delivery's bookkeeping, the call log, the call counts, the delivery log
+and the violations list.
 
-All public methods take one lock, so the server thread and test code can share one state.
-Tokens are kept only in ``_Instance.token`` and are never returned, logged or summarised.
+All public methods take one lock, so the server thread, the delivery thread and test code can share one state.
+Tokens are kept only in ``_Instance.token`` and are never returned, logged or summarised; a webhookUrlToken
+only leaves through ``Delivery.token`` (to the deliverer, for the Authorization header).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
 import re
+import secrets
 import threading
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
 from .clock import Clock
 from .config import (
@@ -29,7 +32,9 @@ from .config import (
     FaultRule,
     InstancePatch,
     InstanceSeed,
+    NewNotifications,
     RefuseClears,
+    StateChange,
 )
 
 _PATH_RE = re.compile(r"^(?P<v3>/v3)?/waInstance(?P<id>[^/]*)/(?P<method>[^/]+)(?:/(?P<rest>.*))?$")
@@ -73,6 +78,31 @@ class Outcome:
 
 
 @dataclass
+class _Queued:
+    """One queued notification: its body as made when it was queued (never changed after)."""
+
+    body: dict[str, Any]
+    queued_at: float  # clock time, for notification_ttl_seconds
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST the deliverer is to make; hand it back to ``EmulatorState.delivery_answered``."""
+
+    instance: int
+    receipt_id: int
+    url: str
+    token: str = field(repr=False)  # the webhookUrlToken: the Authorization header, nothing else
+    body: dict[str, Any] = field(repr=False)  # message text: never logged
+    timeout: float
+    started_at: float  # wall
+    instance_wid: str
+    instance_state: str
+    epoch: int  # the state's reset count: an answer from before a reset is ignored
+    entry: _Queued = field(repr=False, compare=False)
+
+
+@dataclass
 class _PendingFault:
     rule: FaultRule
     left: int | None  # None = forever
@@ -86,7 +116,7 @@ class _Instance:
     state: str
     wid: str
     webhook_url: str
-    queue: "OrderedDict[int, int]" = field(default_factory=OrderedDict)  # receiptId -> unix ts
+    queue: "OrderedDict[int, _Queued]" = field(default_factory=OrderedDict)  # receiptId -> notification, FIFO
     next_receipt: int = 1
     outgoing: int = 0
     last_clear: float | None = None
@@ -123,6 +153,10 @@ class _Instance:
     deleted: bool = False
     is_expired: bool = False
     created_wall: float = 0.0
+    delivering: bool = False  # a POST to the webhookUrl is in flight
+    last_post_at: float | None = None  # clock time the last delivery attempt started (delivery_interval_seconds)
+    retry_at: float | None = None  # clock time the failed head may be POSTed again
+    delivered: int = 0  # deliveries answered 200
 
     def __repr__(self) -> str:  # never show the token
         return f"_Instance(id={self.id}, state={self.state!r}, queue={len(self.queue)})"
@@ -149,6 +183,20 @@ def summarise(payload: Any) -> Any:
     return {"value": payload}
 
 
+def url_host(url: str) -> str:
+    """``host:port`` of a URL (the default port when none is given): where a webhook went, without its path,
+    query or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        return "<invalid>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
 class EmulatorState:
     """The emulator's whole world. Thread-safe; driven by ``clock``."""
 
@@ -162,6 +210,10 @@ class EmulatorState:
         self._counts: Counter[tuple[int | None, str | None, bool]] = Counter()
         self._violations: list[dict[str, Any]] = []
         self._seq = 0
+        self._deliveries: list[dict[str, Any]] = []
+        self._delivery_seq = 0
+        self._epoch = 0  # reset() count: deliveries answered after a reset belong to the old world
+        self._listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ config / reset
 
@@ -186,10 +238,11 @@ class EmulatorState:
                 self._config = EmulatorConfig.model_validate(merged)
             else:
                 self._config = self._coerce_config(config)
+            self._wake()
             return self._config.model_copy(deep=True)
 
     def reset(self, config: EmulatorConfig | dict | None = None) -> None:
-        """Forget instances, calls and violations; optionally install a new config.
+        """Forget instances, calls, violations and deliveries; optionally install a new config.
         The clock offset is kept (the clock never goes backwards)."""
         with self._lock:
             self._config = self._coerce_config(config)
@@ -198,10 +251,32 @@ class EmulatorState:
             self._counts.clear()
             self._violations.clear()
             self._seq = 0
+            self._deliveries.clear()
+            self._delivery_seq = 0
+            self._epoch += 1
+            self._wake()
 
     def advance_clock(self, seconds: float) -> float:
+        """Move the emulator's clock forward (windows, snapshots, arrivals, redelivery pauses)."""
         with self._lock:
-            return self.clock.advance(seconds)
+            offset = self.clock.advance(seconds)
+            self._wake()  # a redelivery pause may be over
+            return offset
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from any thread, under the state's lock: it must not block or call back) whenever
+        something may have become deliverable: the deliverer's wake-up."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _wake(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     # ------------------------------------------------------------ instances
 
@@ -248,6 +323,7 @@ class EmulatorState:
                     inst.snapshot_value = seed.count_snapshot
                     inst.snapshot_at = now
                 self._instances[inst.id] = inst
+            self._wake()
             return [self._view(self._instances[i], now) for i in ids]
 
     def add_instance(self, seed: InstanceSeed | dict | None = None, **fields: Any) -> dict[str, Any]:
@@ -278,6 +354,7 @@ class EmulatorState:
             return out
 
     def patch_instance(self, id_instance: int, patch: InstancePatch | dict) -> dict[str, Any]:
+        """A silent edit: a state or wid given here queues no stateInstanceChanged (see ``change_state``)."""
         if not isinstance(patch, InstancePatch):
             patch = InstancePatch.model_validate(patch)
         with self._lock:
@@ -305,6 +382,7 @@ class EmulatorState:
                     setattr(inst, name, getattr(patch, name))
             self._enqueue(inst, patch.add_notifications)
             inst.outgoing += patch.add_outgoing
+            self._wake()  # a webhookUrl set, or notifications added: something may be deliverable
             return self._view(inst, now)
 
     def add_faults(self, id_instance: int, rules: Iterable[FaultRule | dict]) -> dict[str, Any]:
@@ -393,19 +471,52 @@ class EmulatorState:
             "name": inst.name,
             "deleted": inst.deleted,
             "is_expired": inst.is_expired,
+            "delivering": inst.delivering,
+            "next_delivery_at": inst.retry_at if inst.retry_at is not None and inst.retry_at > now else None,
+            "delivered": inst.delivered,
         }
 
     # ------------------------------------------------------------ queue internals
 
-    def _enqueue(self, inst: _Instance, n: int) -> None:
-        ts = int(self.clock.wall())
+    def _enqueue(self, inst: _Instance, n: int, type_webhook: str = "incomingMessageReceived") -> list[int]:
+        """Queue ``n`` notifications of the account on the instance now, behind what is queued; their receiptIds."""
+        now = self.clock.now()
+        receipts = []
         for _ in range(n):
-            inst.queue[inst.next_receipt] = ts
+            receipt = inst.next_receipt
             inst.next_receipt += 1
+            inst.queue[receipt] = _Queued(self._make_body(inst, type_webhook, receipt), now)
+            receipts.append(receipt)
+        return receipts
+
+    def _make_body(self, inst: _Instance, type_webhook: str, receipt: int) -> dict[str, Any]:
+        """A notification body in GREEN-API's shape, with the instance's account and state as they are now."""
+        body: dict[str, Any] = {
+            "typeWebhook": type_webhook,
+            "instanceData": {"idInstance": inst.id, "wid": inst.wid, "typeInstance": inst.type_instance},
+            "timestamp": int(self.clock.wall()),
+        }
+        if type_webhook == "stateInstanceChanged":
+            body["stateInstance"] = inst.state
+        elif type_webhook.endswith("MessageReceived"):  # incoming..., outgoing..., outgoingAPI...
+            contact = "79995550000@c.us"
+            incoming = type_webhook.startswith("incoming")
+            body["idMessage"] = secrets.token_hex(10).upper()
+            body["senderData"] = {
+                "chatId": contact,
+                "chatName": "Stale Sender",
+                "sender": contact if incoming else inst.wid,
+                "senderName": "Stale Sender" if incoming else "",
+            }
+            body["messageData"] = {
+                "typeMessage": "textMessage",
+                "textMessageData": {"textMessage": f"stale #{receipt}"},
+            }
+        return body
 
     def _materialise(self, inst: _Instance, now: float) -> None:
-        """Let notifications that 'arrived' since the last look appear in the queue, and settings saved
-        by setSettings apply once their delay is over."""
+        """Let notifications that 'arrived' since the last look appear in the queue, settings saved
+        by setSettings apply once their delay is over, and notifications past their TTL go."""
         while inst.pending_settings and inst.pending_settings[0][0] <= now:
             self._apply_settings(inst, inst.pending_settings.pop(0)[1])
         if inst.arrival_rate > 0 and now > inst.arrival_anchor:
@@ -414,29 +525,14 @@ class EmulatorState:
             inst.arrival_fraction -= whole
             self._enqueue(inst, whole)
         inst.arrival_anchor = max(inst.arrival_anchor, now)
+        oldest = now - self._config.notification_ttl_seconds
+        while inst.queue and next(iter(inst.queue.values())).queued_at < oldest:
+            inst.queue.popitem(last=False)  # FIFO: the head is the oldest
 
-    def _notification(self, inst: _Instance, receipt: int, ts: int) -> dict[str, Any]:
-        id_message = hashlib.sha1(f"{inst.id}:{receipt}".encode()).hexdigest()[:20].upper()
-        sender = "79995550000@c.us"
-        return {
-            "receiptId": receipt,
-            "body": {
-                "typeWebhook": "incomingMessageReceived",
-                "instanceData": {"idInstance": inst.id, "wid": inst.wid, "typeInstance": inst.type_instance},
-                "timestamp": ts,
-                "idMessage": id_message,
-                "senderData": {
-                    "chatId": sender,
-                    "chatName": "Stale Sender",
-                    "sender": sender,
-                    "senderName": "Stale Sender",
-                },
-                "messageData": {
-                    "typeMessage": "textMessage",
-                    "textMessageData": {"textMessage": f"stale #{receipt}"},
-                },
-            },
-        }
+    @staticmethod
+    def _head(inst: _Instance) -> dict[str, Any]:
+        receipt, entry = next(iter(inst.queue.items()))
+        return {"receiptId": receipt, "body": entry.body}
 
     # ------------------------------------------------------------ GREEN-API dispatch
 
@@ -512,8 +608,7 @@ class EmulatorState:
             self._materialise(inst, self.clock.now())
             if not inst.queue:
                 return None
-            receipt, ts = next(iter(inst.queue.items()))
-            return self._notification(inst, receipt, ts)
+            return self._head(inst)
 
     def _safe_method_name(self, name: str) -> str:
         """Unknown method names go in the call log only if they cannot be a token."""
@@ -682,13 +777,14 @@ class EmulatorState:
             self._apply_settings(inst, changes)
         out.payload = {"saveSettings": True}
 
-    @staticmethod
-    def _apply_settings(inst: _Instance, changes: dict[str, Any]) -> None:
+    def _apply_settings(self, inst: _Instance, changes: dict[str, Any]) -> None:
         for name, value in changes.items():
             if name == "webhookUrl":
                 inst.webhook_url = value
             else:
                 inst.settings[name] = value
+        if "webhookUrl" in changes:
+            self._wake()  # a backlog may now go out
 
     def _receive(self, out: Outcome, inst: _Instance, now: float) -> None:
         raw = out.query.get("receiveTimeout", "5")
@@ -707,8 +803,7 @@ class EmulatorState:
             out.payload = None
             return
         if inst.queue:
-            receipt, ts = next(iter(inst.queue.items()))
-            out.payload = self._notification(inst, receipt, ts)
+            out.payload = self._head(inst)
             return
         wait = float(timeout)
         cap = self._config.max_receive_wait_seconds
@@ -717,6 +812,159 @@ class EmulatorState:
         out.payload = None
         if wait > 0:
             out.poll_until = now + wait
+
+    # ------------------------------------------------------------ account changes, notifications, delivery
+
+    def change_state(self, id_instance: int, change: StateChange | dict) -> dict[str, Any]:
+        """The instance's state (and, with ``wid``, its account) changes as GREEN-API would see it: unlike a
+        PATCH, a stateInstanceChanged with the new state and wid is queued behind what is queued, when the
+        instance's ``stateWebhook`` setting is "yes"."""
+        if not isinstance(change, StateChange):
+            change = StateChange.model_validate(change)
+        with self._lock:
+            inst = self._get(id_instance)
+            self._materialise(inst, self.clock.now())  # arrivals until now belong to the old account
+            inst.state = change.state
+            if change.wid is not None:
+                inst.wid = change.wid
+            receipts = []
+            if inst.settings.get("stateWebhook", "yes") == "yes":
+                receipts = self._enqueue(inst, 1, "stateInstanceChanged")
+                self._wake()
+            return {"state": inst.state, "wid": inst.wid, "queued": self._queued_view(inst, receipts),
+                    "queue_length": len(inst.queue)}
+
+    def queue_notifications(self, id_instance: int, request: NewNotifications | dict) -> dict[str, Any]:
+        """Queue ``count`` notifications (``type_webhook``) of the account now on the instance, behind what is queued."""
+        if not isinstance(request, NewNotifications):
+            request = NewNotifications.model_validate(request)
+        with self._lock:
+            inst = self._get(id_instance)
+            self._materialise(inst, self.clock.now())
+            receipts = self._enqueue(inst, request.count, request.type_webhook)
+            self._wake()
+            return {"queued": self._queued_view(inst, receipts), "queue_length": len(inst.queue)}
+
+    @staticmethod
+    def _queued_view(inst: _Instance, receipts: list[int]) -> list[dict[str, Any]]:
+        out = []
+        for receipt in receipts:
+            body = inst.queue[receipt].body
+            out.append({"receiptId": receipt, "idMessage": body.get("idMessage"),
+                        "wid": body["instanceData"]["wid"], "timestamp": body["timestamp"]})
+        return out
+
+    def delivery_candidates(self) -> list[int]:
+        """Instances with a notification to POST now: a webhookUrl, something queued, no POST in flight and no
+        redelivery pause running. Called by the deliverer every few tens of milliseconds, so it stays cheap."""
+        with self._lock:
+            if not self._config.deliver_webhooks:
+                return []
+            now = self.clock.now()
+            out = []
+            for inst in self._instances.values():
+                if inst.pending_settings or (inst.webhook_url and inst.arrival_rate):
+                    self._materialise(inst, now)  # a webhookUrl about to apply, or arrivals to show
+                if inst.webhook_url and inst.queue and not inst.delivering and (
+                        inst.retry_at is None or inst.retry_at <= now):
+                    out.append(inst.id)
+            return out
+
+    def next_delivery(self, id_instance: int) -> Delivery | float | None:
+        """What the instance's delivery task does next: a Delivery (POST it, then call ``delivery_answered``),
+        seconds to wait first (``delivery_interval_seconds`` since the previous attempt started), or None:
+        nothing to send now (no webhookUrl, nothing queued, a redelivery pause, delivery off)."""
+        with self._lock:
+            inst = self._instances.get(id_instance)
+            if inst is None or not self._config.deliver_webhooks:
+                return None
+            now = self.clock.now()
+            self._materialise(inst, now)
+            if not inst.webhook_url or not inst.queue or inst.delivering:
+                return None
+            if inst.retry_at is not None and now < inst.retry_at:
+                return None
+            if inst.last_post_at is not None:
+                gap = inst.last_post_at + self._config.delivery_interval_seconds - now
+                if gap > 0:
+                    return gap
+            inst.retry_at, inst.last_post_at = None, now
+            receipt, entry = next(iter(inst.queue.items()))
+            delivery = Delivery(
+                instance=inst.id, receipt_id=receipt, url=inst.webhook_url,
+                token=str(inst.settings.get("webhookUrlToken") or ""), body=entry.body,
+                timeout=self._config.delivery_timeout_seconds, started_at=self.clock.wall(),
+                instance_wid=inst.wid, instance_state=inst.state, epoch=self._epoch, entry=entry,
+            )
+            if inst.webhook_url_unreachable:  # bug #1100: the attempt fails without reaching anyone
+                self._delivery_failed(inst, delivery, None, "unreachable", now)
+                return None
+            inst.delivering = True
+            return delivery
+
+    def delivery_answered(self, delivery: Delivery, status: int | None, error: str | None) -> None:
+        """The outcome of one POST: only status 200 removes the notification (if it is still queued: a clear may
+        have removed it); anything else keeps it at the head, to be POSTed again after the redelivery pause."""
+        with self._lock:
+            inst = self._instances.get(delivery.instance)
+            if delivery.epoch != self._epoch or inst is None:
+                return  # the world was reset while the POST was in flight
+            now = self.clock.now()
+            inst.delivering = False
+            if status != 200:
+                self._delivery_failed(inst, delivery, status, error, now)
+                return
+            inst.delivered += 1
+            removed = inst.queue.get(delivery.receipt_id) is delivery.entry
+            if removed:
+                del inst.queue[delivery.receipt_id]
+            self._log_delivery(delivery, status, None, removed)
+
+    def delivery_abandoned(self, delivery: Delivery) -> None:
+        """The POST was cancelled (the deliverer stopped): no outcome, no pause; it is sent again next time."""
+        with self._lock:
+            inst = self._instances.get(delivery.instance)
+            if inst is not None and delivery.epoch == self._epoch:
+                inst.delivering = False
+
+    def _delivery_failed(self, inst: _Instance, delivery: Delivery, status: int | None, error: str | None,
+                         now: float) -> None:
+        inst.retry_at = now + self._config.redelivery_pause_seconds
+        self._log_delivery(delivery, status, error, False)
+
+    def _log_delivery(self, delivery: Delivery, status: int | None, error: str | None, removed: bool) -> None:
+        self._delivery_seq += 1
+        body = delivery.body
+        self._deliveries.append({
+            "seq": self._delivery_seq,
+            "instance": delivery.instance,
+            "receipt_id": delivery.receipt_id,
+            "type_webhook": body.get("typeWebhook"),
+            "id_message": body.get("idMessage"),
+            "wid": body.get("instanceData", {}).get("wid"),
+            "instance_wid": delivery.instance_wid,
+            "instance_state": delivery.instance_state,
+            "url_host": url_host(delivery.url),
+            "status": status,
+            "error": error,
+            "removed": removed,
+            "started_at": delivery.started_at,
+            "finished_at": self.clock.wall(),
+        })
+        limit = self._config.delivery_log_limit
+        if len(self._deliveries) > limit:
+            del self._deliveries[: len(self._deliveries) - limit]
+
+    def deliveries(self, instance: int | None = None, after_seq: int | None = None) -> list[dict[str, Any]]:
+        """Every delivery attempt still in the log, oldest first (never the token or the message text)."""
+        with self._lock:
+            return [dict(d) for d in self._deliveries
+                    if (instance is None or d["instance"] == instance) and (after_seq is None or d["seq"] > after_seq)]
+
+    def clear_deliveries(self) -> None:
+        """Empty the delivery log (the instances' ``delivered`` counts stay)."""
+        with self._lock:
+            self._deliveries.clear()
 
     # ------------------------------------------------------------ call log / violations
 

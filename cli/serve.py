@@ -43,6 +43,9 @@ def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, ta
         receiver = ReceiverServer(settings, port=settings.port)
         receiver.start()
         print(f"receiver listening on {receiver.url}", flush=True)
+        from receiver.server import relay_line
+
+        print(relay_line(settings), flush=True)
     try:
         asyncio.run(_serve(runner_deployments(), limit=limit, poll_seconds=poll_seconds, task_limit=task_limit))
     except KeyboardInterrupt:

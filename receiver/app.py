@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -19,9 +19,10 @@ from receiver.dedup import TTLCache
 from receiver.dispatch import BackgroundDispatcher
 from receiver.emitter import Emitter, PrefectEventEmitter
 from receiver.models import GreenApiWebhook, QueueResetRequest
-from receiver.registry import InstanceRegistry, PrefectInstanceRegistry
+from receiver.registry import InstanceRegistry, PrefectCredentials, PrefectInstanceRegistry
+from receiver.relay import AccountChecker, AccountWatch, Forwarder, HeldBackLedger, Relay, RelayAnswer, RelayCounters
 from receiver.routes import router
-from receiver.service import ReportService, WidStore
+from receiver.service import ReportService, Unavailable, WidStore
 from receiver.settings import ReceiverSettings
 
 __all__ = ["create_app", "WidStore"]
@@ -41,6 +42,8 @@ def create_app(
     clock: Callable[[], float] | None = None,
     dispatcher: BackgroundDispatcher | None = None,
     registry: InstanceRegistry | None = None,
+    account_checker: AccountChecker | None = None,
+    held_back_flush: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """Build the receiver. ``settings.secret`` is required (ReceiverConfigurationError otherwise).
 
@@ -50,6 +53,10 @@ def create_app(
     (default: a :class:`BackgroundDispatcher`) hands each report to a task worker. ``registry`` says which
     instances are registered (default: the greenapi-instance blocks on the Prefect server, cached for
     ``settings.registry_ttl_seconds``); reports for any other instance start nothing.
+
+    With ``settings.forward_url`` the GREEN-API endpoint is a relay (receiver/relay.py): ``account_checker`` asks
+    GetSettings (default: the instance's greenapi-instance block), ``held_back_flush(id, count)`` records held-back
+    counts (default: an event and the instance's Variable on the Prefect server).
     """
     settings.require_secret()
     emitter = emitter if emitter is not None else PrefectEventEmitter()
@@ -67,6 +74,7 @@ def create_app(
     app = FastAPI(title="greenapi-queue-reset receiver", version="1", description=DESCRIPTION,
                   lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.service = settings, service
+    app.state.relay = _relay(settings, service, account_checker, held_back_flush) if settings.forward_url else None
     app.include_router(router)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
@@ -79,7 +87,62 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
+        if app.state.relay is not None:
+            await app.state.relay.close()
         await emitter.close()
+
+
+def _relay(settings: ReceiverSettings, service: ReportService, checker: AccountChecker | None,
+           flush: Callable[[int, int], Awaitable[None]] | None) -> Relay:
+    counters = RelayCounters()
+
+    async def on_new_account(id_instance: int, wid: str) -> None:
+        counters.prefect_calls += 1
+        await service.account_observed(id_instance, wid)
+
+    async def state_webhook(hook: GreenApiWebhook) -> RelayAnswer | None:
+        decision = await service.webhook(hook)
+        if isinstance(decision, Unavailable):  # not forwarded either: GREEN-API sends it again, the app gets it once
+            return RelayAnswer(503, {"detail": f"{decision.what}; re-send later"})
+        return None
+
+    watch = AccountWatch(checker or _block_checker(counters), counters, on_new_account=on_new_account)
+    ledger = HeldBackLedger(flush or partial(_record_held_back, service.emitter), counters)
+    forwarder = Forwarder(settings.forward_url, settings.forward_token, settings.forward_timeout_seconds)
+    return Relay(forwarder, watch, ledger, counters, state_webhook)
+
+
+def _block_checker(counters: RelayCounters) -> AccountChecker:
+    """GetSettings with each instance's greenapi-instance block: one shared pool, a short timeout, one retry."""
+    import httpx
+
+    from greenapi import GreenAPIClient, get_settings
+
+    credentials = PrefectCredentials()
+    settings = get_settings().model_copy(update={"max_retries": 1, "read_timeout_seconds": 10.0})
+    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+
+    async def credentials_of(id_instance: int):
+        before = credentials.reads
+        try:
+            return await credentials.get(id_instance)
+        finally:
+            counters.prefect_calls += credentials.reads - before
+
+    return AccountChecker(credentials_of, lambda found: GreenAPIClient(found, settings, http_client=http), on_close=http.aclose)
+
+
+async def _record_held_back(emitter: Emitter, id_instance: int, count: int) -> None:
+    from uuid import uuid4
+
+    from prefect.events import Event
+
+    from tasks.events import instance_resource
+    from tasks.memory import add_held_back
+
+    total = await add_held_back(id_instance, count)
+    await emitter.emit(Event(id=uuid4(), event="greenapi.relay.held-back", resource=instance_resource(id_instance),
+                             payload={"id_instance": id_instance, "held_back": count, "total": total}))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

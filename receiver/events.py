@@ -24,7 +24,7 @@ DISPATCHED_SUFFIX = ".dispatched"
 # Fixed namespace for uuid5: the same key gives the same event id in every process, forever.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event")
 
-Delivery = Literal["greenapi-webhook", "api"]
+Delivery = Literal["greenapi-webhook", "api", "relay-check"]
 
 
 def _canonical(value: Any) -> str:
@@ -37,6 +37,11 @@ def webhook_key(webhook: GreenApiWebhook) -> str:
     return "greenapi-webhook|" + _canonical(
         [data.idInstance, webhook.typeWebhook, webhook.timestamp, webhook.stateInstance, data.wid]
     )
+
+
+def account_check_key(id_instance: int, wid: str) -> str:
+    """The relay found ``wid`` on the instance (GetSettings): every relay that finds it gives the same key."""
+    return "relay-check|" + _canonical([id_instance, wid])
 
 
 def request_key(request: QueueResetRequest) -> str:

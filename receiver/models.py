@@ -128,3 +128,6 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     prefect_events: Literal["connected", "disconnected"] = Field(description="Whether the receiver's Prefect events connection is open.")
+    relay: dict[str, int] | None = Field(
+        default=None, description="As a relay, what it did since it started: forwarded, held_back, app_refused, not_json, "
+        "account_checks, account_check_failures, prefect_calls. Null when nothing is forwarded.")

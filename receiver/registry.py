@@ -48,3 +48,34 @@ class PrefectInstanceRegistry:
                 self._ids, self._read_started = set(ids), started
                 self.reads += 1
             return id_instance in self._ids
+
+
+class PrefectCredentials:
+    """The credentials of each registered instance, for the relay's GetSettings checks.
+
+    Read from the greenapi-instance blocks in one call on first need and kept: a later miss reads them again,
+    at most once per ``miss_ttl_seconds``, so an instance registered since is found and an unknown one costs
+    no call per notification. Raises what Prefect's client raises when the server does not answer.
+    """
+
+    def __init__(self, *, miss_ttl_seconds: float = 30.0, lookup=None, clock: Callable[[], float] = time.monotonic) -> None:
+        from tasks.lookup import registered_instances
+
+        self._lookup = lookup or registered_instances
+        self._clock, self.miss_ttl_seconds = clock, miss_ttl_seconds
+        self._by_id: dict[int, object] = {}
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self.reads = 0
+
+    async def get(self, id_instance: int):
+        """The InstanceCredentials, or None when no block is registered for the instance."""
+        if id_instance in self._by_id:
+            return self._by_id[id_instance]
+        async with self._lock:
+            if id_instance not in self._by_id and self._clock() - self._read_at >= self.miss_ttl_seconds:
+                found = await self._lookup()
+                self._by_id = {registered.id_instance: registered.credentials for registered in found}
+                self._read_at = self._clock()
+                self.reads += 1
+        return self._by_id.get(id_instance)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import asdict
 from typing import Annotated, Any, TypeVar, Union
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Security
@@ -140,7 +141,11 @@ router = APIRouter()
         "another account (`instanceData.wid`) than last recorded, `greenapi.instance.account-changed`. "
         "Every webhook GREEN-API sends is answered **200** (GREEN-API re-sends anything else every minute for 24 h): "
         "the `Accepted` body when it was handed over, `ignored` when it needs no action, the instance is not "
-        "registered (a warning is logged), or the type is one this receiver does not act on."
+        "registered (a warning is logged), or the type is one this receiver does not act on. "
+        "As a relay (`GREEN_API_RECEIVER_FORWARD_URL` set) every body, even one that is not JSON, goes on unchanged to "
+        "the app: 200 `{\"status\": \"forwarded\"}` once the app answered 2xx, 502 (the app refused or is unreachable) "
+        "or 504 (no answer in time) otherwise, so GREEN-API sends it again; 200 `{\"status\": \"held_back\"}` for a "
+        "notification of an account no longer on the instance (not forwarded)."
     ),
     status_code=200,
     response_model=Union[models.Accepted, models.Ignored],
@@ -153,6 +158,11 @@ router = APIRouter()
     tags=["events"],
 )
 async def greenapi_webhook(request: Request, service: Service):
+    relay = request.app.state.relay
+    if relay is not None:  # every body goes on to the app; GREEN-API hears the app's answer (receiver/relay.py)
+        body = await read_body(request, request.app.state.settings.max_body_bytes)
+        relayed = await relay.handle(body, request.headers.get("content-type"))
+        return JSONResponse(status_code=relayed.status, content=relayed.body)
     decision = await service.webhook(await read_model(request, models.GreenApiWebhook))
     if isinstance(decision, Unregistered):
         # 200 all the same: GREEN-API would re-send anything else for 24 hours.
@@ -187,6 +197,8 @@ async def queue_reset(request: Request, service: Service):
     return answer(decision, accepted_status=202)
 
 
-@router.get("/health", response_model=models.Health, summary="Liveness; no authentication", tags=["health"])
-async def health(service: Service) -> models.Health:
-    return models.Health(prefect_events="connected" if service.events_connected else "disconnected")
+@router.get("/health", response_model=models.Health, response_model_exclude_none=True, summary="Liveness; no authentication", tags=["health"])
+async def health(request: Request, service: Service) -> models.Health:
+    relay = request.app.state.relay
+    return models.Health(prefect_events="connected" if service.events_connected else "disconnected",
+                         relay=asdict(relay.counters) if relay is not None else None)

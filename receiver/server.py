@@ -103,6 +103,16 @@ class ReceiverServer:
         self.stop()
 
 
+def relay_line(settings: ReceiverSettings) -> str:
+    """What the receiver does with GREEN-API's notifications, in one line (the app's host only, never its path)."""
+    if settings.forward_url is None:
+        return ("receiver: not relaying (no GREEN_API_RECEIVER_FORWARD_URL): do not make it the webhookUrl of an "
+                "instance whose notifications an app needs")
+    import httpx
+
+    return f"receiver: relaying GREEN-API notifications to the app at {httpx.URL(settings.forward_url).netloc.decode()}"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="greenapi-migrate receiver",
@@ -111,13 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="interface to listen on (default: GREEN_API_RECEIVER_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: GREEN_API_RECEIVER_PORT or 8787; 0 picks a free port)")
+    p.add_argument("--forward-to", metavar="URL", dest="forward_url",
+                   help="relay: the app's webhook URL (default: GREEN_API_RECEIVER_FORWARD_URL). Every GREEN-API body goes on "
+                        "to it unchanged; GREEN-API hears 200 only once the app answered 2xx; notifications of an account no "
+                        "longer on the instance are held back. GREEN_API_RECEIVER_FORWARD_TOKEN goes to the app as a bearer token")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run in the foreground until Ctrl-C / SIGTERM. Prints its URL, never the secret."""
     args = _parser().parse_args(argv)
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("forward_url", args.forward_url))
+                 if value is not None}
     try:
         settings = get_receiver_settings(**overrides)
         settings.require_secret()
@@ -136,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"greenapi-migrate receiver: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"receiver listening on {server.url}", flush=True)
+    print(relay_line(settings), flush=True)
 
     stop = threading.Event()
 

@@ -21,7 +21,7 @@ from domain.changes import reason_for
 from receiver.dedup import TTLCache
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError
-from receiver.events import EVENT_NAMES, build_event, event_id_for, request_key, webhook_key
+from receiver.events import EVENT_NAMES, Delivery, account_check_key, build_event, event_id_for, request_key, webhook_key
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
 from tasks import memory
@@ -156,7 +156,24 @@ class ReportService:
         except _Unavailable as exc:
             return Unavailable(str(exc))
 
-    async def _decide_webhook(self, uuid: UUID, hook: GreenApiWebhook) -> Accepted | Ignored:
+    async def account_observed(self, id_instance: int, wid: str) -> Decision:
+        """The relay asked GREEN-API (GetSettings) and found ``wid`` on the instance: decided as an ``authorized``
+        stateInstanceChanged with that account would be, without waiting for that webhook (FIFO delivers it only
+        after the old account's backlog). Another account than recorded starts account_changed handling."""
+        hook = GreenApiWebhook.model_validate({"typeWebhook": STATE_INSTANCE_CHANGED, "stateInstance": "authorized",
+                                               "instanceData": {"idInstance": id_instance, "wid": wid}})
+        try:
+            if not await self._registered(id_instance):
+                return Unregistered(id_instance)
+            async with self._lock:
+                return await self._decide_webhook(event_id_for(account_check_key(id_instance, wid)), hook,
+                                                  delivery="relay-check", source="relay")
+        except _Unavailable as exc:
+            logger.warning("receiver: the account change found on instance %s was not handed over: %s", id_instance, exc)
+            return Unavailable(str(exc))
+
+    async def _decide_webhook(self, uuid: UUID, hook: GreenApiWebhook, *, delivery: Delivery = "greenapi-webhook",
+                              source: str = "green-api") -> Accepted | Ignored:
         if (before := self._duplicate(str(uuid))) is not None:
             return before
         state, id_instance, wid = hook.stateInstance, hook.instanceData.idInstance, hook.instanceData.wid
@@ -164,7 +181,7 @@ class ReportService:
         if isinstance(reason, Ignored):
             return reason
         first = Report(str(uuid), EVENT_NAMES[reason], id_instance, reason)
-        done = await self._hand_over(uuid, first, delivery="greenapi-webhook", source="green-api", wid=wid, state_instance=state)
+        done = await self._hand_over(uuid, first, delivery=delivery, source=source, wid=wid, state_instance=state)
         if done is not None and state == "authorized":
             # After the emit: a failed emit must leave the old account recorded, or the re-sent webhook would
             # look unchanged. A failure here is Unavailable; the re-sent webhook carries the same event id,

@@ -39,6 +39,37 @@ class ReceiverSettings(BaseSettings):
         description="How a report becomes a run: `trigger` emits the event and the deployment's event trigger starts the run (Prefect's runner, a new process per run); `background` hands it to a Prefect task worker (`handle-reported-change`, no new process) and emits `<event>.dispatched`. `greenapi-migrate serve` uses `background` unless this is set.",
     )
 
+    forward_url: str | None = Field(
+        default=None,
+        description="The operator's app's webhook URL. Set: the receiver is a relay in front of it (it may then be the "
+        "instance's webhookUrl): every GREEN-API body goes on unchanged, GREEN-API hears 200 only once the app answered "
+        "2xx, and notifications of an account no longer on the instance are held back. Unset: nothing is forwarded, "
+        "so the receiver must not be the webhookUrl of an instance whose notifications an app needs.",
+    )
+    forward_token: SecretStr | None = Field(
+        default=None, description="Sent to the app as `Authorization: Bearer <token>` with every forwarded body; never logged.",
+    )
+    forward_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=170,
+        description="How long the relay waits for the app's answer; then GREEN-API is answered 504 and sends it again "
+        "(GREEN-API itself waits up to 180 s).",
+    )
+
+    @field_validator("forward_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("forward_token", mode="after")
+    @classmethod
+    def _blank_token_is_no_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is not None and not value.get_secret_value().strip() else value
+
     @field_validator("secret", mode="after")
     @classmethod
     def _blank_secret_is_no_secret(cls, value: SecretStr | None) -> SecretStr | None:

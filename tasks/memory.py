@@ -5,7 +5,8 @@ Prefect server: what the last check saw (``greenapi-seen-<idInstance>``: the sta
 last account authorized on it), the end of the clear window
 (``greenapi-next-clear-<idInstance>``) and the reports already handed to a run
 (``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run), and how the last
-queue reset ended (``greenapi-last-reset-<idInstance>``: outcome, when, the state and wid it saw), which
+queue reset ended (``greenapi-last-reset-<idInstance>``: outcome, when, the state and wid it saw), and how many
+notifications of an old account the relay held back (``greenapi-held-back-<idInstance>``), which
 ``greenapi-migrate instances list`` shows.
 """
 
@@ -48,6 +49,28 @@ def reports_variable_name(id_instance: int) -> str:
 
 def last_reset_variable_name(id_instance: int) -> str:
     return f"greenapi-last-reset-{id_instance}"
+
+
+def held_back_variable_name(id_instance: int) -> str:
+    return f"greenapi-held-back-{id_instance}"
+
+
+async def held_back(id_instance: int) -> dict | None:
+    """How many notifications the relay held back on the instance (``total``), and when it last did (``last_at``)."""
+    value = await Variable.aget(held_back_variable_name(id_instance), default=None)
+    return value if isinstance(value, dict) and isinstance(value.get("total"), int) else None
+
+
+async def held_back_many(ids: Iterable[int]) -> dict[int, dict]:
+    return await _read_many(ids, held_back)
+
+
+async def add_held_back(id_instance: int, count: int) -> int:
+    """Add ``count`` to the instance's held-back total (written by the relay in batches); the new total."""
+    total = ((await held_back(id_instance)) or {}).get("total", 0) + count
+    await Variable.aset(held_back_variable_name(id_instance), {"total": total, "last_at": datetime.now(timezone.utc).isoformat()},
+                        overwrite=True, tags=["greenapi", "held-back"])
+    return total
 
 
 async def record_last_reset(id_instance: int, record: dict) -> None:

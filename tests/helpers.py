@@ -430,11 +430,13 @@ class RecordingEmitter:
 
 
 class HttpCatcher:
-    """A loopback HTTP endpoint (port 0, in a thread) that answers 200 to everything and keeps each request's
-    method, path and body as text; ``wait_for`` polls them until one matches, within a deadline."""
+    """A loopback HTTP endpoint (port 0, in a thread) that answers ``status`` (200) to everything, after ``delay``
+    seconds (0), and keeps each request's method, path, headers and body as text; ``wait_for`` polls them until
+    one matches, within a deadline."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.status, self.delay = 200, 0.0
         self._lock = threading.Lock()
         catcher = self
 
@@ -443,8 +445,11 @@ class HttpCatcher:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("utf-8", errors="replace")
                 with catcher._lock:
-                    catcher.requests.append({"method": self.command, "path": self.path, "body": body})
-                self.send_response(200)
+                    catcher.requests.append({"method": self.command, "path": self.path, "body": body,
+                                             "headers": dict(self.headers.items())})
+                if catcher.delay:
+                    time.sleep(catcher.delay)  # a slow app: the caller's timeout is what is tested
+                self.send_response(catcher.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -1,0 +1,157 @@
+"""The receiver as a relay, over loopback HTTP: GREEN-API's side is this test (POSTing as GREEN-API does), the
+app is an HttpCatcher, GetSettings goes to the emulator. Prefect's side is in memory (no server needed here);
+the relay on a real Prefect server, fed by the emulator's own deliveries, is in tests/e2e/test_delivery_scenarios.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from greenapi import GreenAPIClient, InstanceCredentials, get_settings
+from receiver.relay import AccountChecker
+from receiver.server import ReceiverServer
+from receiver.settings import get_receiver_settings
+from tests.helpers import HttpCatcher, MemoryRegistry, MemoryWidStore, RecordingEmitter, every_log_record, wait_until
+from tests.servers import free_port
+
+SECRET = "CANARYrelaysecret" + "5a" * 12
+APP_TOKEN = "CANARYapptoken" + "6b" * 12
+OLD, NEW = "71230000001@c.us", "71230000002@c.us"
+
+
+def _message(id_instance: int, wid: str, *, age_seconds: float = 0.0, id_message: str = "M1") -> dict:
+    return {"typeWebhook": "incomingMessageReceived",
+            "instanceData": {"idInstance": id_instance, "wid": wid, "typeInstance": "whatsapp"},
+            "timestamp": int(time.time() - age_seconds), "idMessage": id_message,
+            "senderData": {"chatId": "79995550000@c.us"}, "messageData": {"typeMessage": "textMessage",
+                                                                        "textMessageData": {"textMessage": "private words"}}}
+
+
+class RelayUnderTest:
+    """A relay in a thread with in-memory Prefect stand-ins; what it handed over and recorded stays readable."""
+
+    def __init__(self, emulator, app_url: str, *, tokens: dict[int, str], recorded: dict[int, str] | None = None,
+                 forward_timeout: float = 5.0) -> None:
+        self.emitter, self.wids = RecordingEmitter(), MemoryWidStore(recorded)
+        self.flushed: list[tuple[int, int]] = []
+
+        async def credentials_of(id_instance: int):
+            token = tokens.get(id_instance)
+            return None if token is None else InstanceCredentials(api_url=emulator.url, id_instance=id_instance,
+                                                                   api_token_instance=token)
+
+        async def flush(id_instance: int, count: int) -> None:
+            self.flushed.append((id_instance, count))
+
+        settings = get_receiver_settings(secret=SECRET, forward_url=app_url, forward_token=APP_TOKEN,
+                                         forward_timeout_seconds=forward_timeout)
+        checker = AccountChecker(credentials_of, lambda found: GreenAPIClient(found, get_settings()))
+        self.server = ReceiverServer(settings, port=0, emitter=self.emitter, wid_store=self.wids.store(),
+                                     registry=MemoryRegistry(), account_checker=checker, held_back_flush=flush)
+
+    def post(self, body: dict | bytes) -> httpx.Response:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(f"{self.server.url}/webhooks/greenapi", content=content, timeout=30,
+                          headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"})
+
+    def counters(self) -> dict:
+        return httpx.get(f"{self.server.url}/health", timeout=10).json()["relay"]
+
+    def __enter__(self) -> "RelayUnderTest":
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+
+
+@pytest.fixture
+def app():
+    with HttpCatcher() as catcher:
+        yield catcher
+
+
+def test_every_body_goes_on_unchanged_and_green_api_hears_200_only_after_the_app(emulator, seed_instance, app):
+    seeded = seed_instance(wid=NEW)
+    raw = json.dumps(_message(seeded.id_instance, NEW), indent=3).encode()  # odd spacing: unchanged means byte for byte
+    with every_log_record() as logs, RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token}) as relay:
+        answered = relay.post(raw)
+        not_json = relay.post(b"this is not JSON {")
+        first = relay.counters()
+        more = [relay.post(_message(seeded.id_instance, NEW, id_message=f"N{n}")).status_code for n in range(10)]
+        counters = relay.counters()
+    assert answered.status_code == 200 and answered.json()["status"] == "forwarded"
+    assert not_json.status_code == 200, "a body that is not a webhook passes unchanged: no verdict on a guess"
+    assert [r["body"].encode() for r in app.requests[:2]] == [raw, b"this is not JSON {"] and more == [200] * 10
+    assert {r["headers"]["Authorization"] for r in app.requests} == {f"Bearer {APP_TOKEN}"}
+    assert counters["forwarded"] == 12 and counters["not_json"] == 1
+    # The first check reports the account found (once per instance and process); then nothing per notification.
+    assert counters["prefect_calls"] == first["prefect_calls"] <= 1 and counters["account_checks"] == 1
+    text = logs.getvalue()
+    assert APP_TOKEN not in text and SECRET not in text and "private words" not in text and seeded.token not in text
+
+
+def test_an_app_that_fails_or_is_slow_or_down_is_never_answered_200(emulator, seed_instance, app):
+    seeded = seed_instance(wid=NEW)
+    body = _message(seeded.id_instance, NEW)
+    with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token}, forward_timeout=0.5) as relay:
+        app.status = 503
+        refused = relay.post(body)
+        app.status, app.delay = 200, 1.5
+        slow = relay.post(body)
+        app.delay = 0.0
+        accepted = relay.post(body)
+    with RelayUnderTest(emulator, f"http://127.0.0.1:{free_port()}/hook", tokens={}) as relay:
+        down = relay.post(body)
+    assert (refused.status_code, slow.status_code, accepted.status_code, down.status_code) == (502, 504, 200, 502)
+    assert "HTTP 503" in refused.json()["detail"] and "did not answer" in down.json()["detail"]
+
+
+def test_a_notification_of_the_old_account_is_held_back_and_the_change_handed_over(emulator, seed_instance, app):
+    seeded = seed_instance(wid=NEW)  # the account changed; the relay last recorded OLD
+    with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token},
+                        recorded={seeded.id_instance: OLD}) as relay:
+        stale = relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message="STALE1"))
+        fresh = [relay.post(_message(seeded.id_instance, NEW, id_message=f"F{n}")) for n in range(20)]
+        stale_again = relay.post(_message(seeded.id_instance, OLD, age_seconds=119, id_message="STALE2"))
+        wait_until(lambda: relay.emitter.events and relay.flushed, timeout=10,
+                   message=lambda: f"no hand-over or held-back record: {relay.emitter.events!r} {relay.flushed!r}")
+        counters = relay.counters()
+    assert stale.json()["status"] == "held_back" and stale_again.json()["status"] == "held_back"
+    assert all(answer.json()["status"] == "forwarded" for answer in fresh)
+    received = [json.loads(r["body"])["idMessage"] for r in app.requests]
+    assert received == [f"F{n}" for n in range(20)], "nothing of the old account reached the app, the new one's all in order"
+    assert [e.event for e in relay.emitter.events] == ["greenapi.instance.account-changed"]
+    assert relay.emitter.events[0].payload["delivery"] == "relay-check" and relay.wids.wids[seeded.id_instance] == NEW
+    assert sum(count for _, count in relay.flushed) == 2
+    assert len(emulator.state.calls(seeded.id_instance, "getSettings")) == 1, "one check, then what it learned served"
+    assert counters["held_back"] == 2 and counters["account_checks"] == 1
+
+
+def test_without_credentials_or_an_answer_nothing_is_held_back(emulator, seed_instance, app):
+    seeded = seed_instance(wid=NEW)
+    emulator.state.add_faults(seeded.id_instance, [{"method": "getSettings", "fault": {"kind": "status", "status": 401}}])
+    with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token}) as relay:
+        refused = relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message="A"))
+    with RelayUnderTest(emulator, app.url, tokens={}) as relay:
+        unknown = relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message="B"))
+    assert refused.json()["status"] == unknown.json()["status"] == "forwarded"
+    assert [json.loads(r["body"])["idMessage"] for r in app.requests] == ["A", "B"]
+
+
+def test_a_state_webhook_always_passes_and_tells_the_relay_the_new_account(emulator, seed_instance, app):
+    seeded = seed_instance(wid=NEW)
+    state = {"typeWebhook": "stateInstanceChanged", "stateInstance": "authorized", "timestamp": int(time.time()),
+             "instanceData": {"idInstance": seeded.id_instance, "wid": NEW, "typeInstance": "whatsapp"}}
+    with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token},
+                        recorded={seeded.id_instance: OLD}) as relay:
+        passed = relay.post(state)
+        held = relay.post(_message(seeded.id_instance, OLD, age_seconds=60, id_message="OLD1"))
+    assert passed.status_code == 200 and held.json()["status"] == "held_back"
+    assert [json.loads(r["body"])["typeWebhook"] for r in app.requests] == ["stateInstanceChanged"]
+    assert [e.event for e in relay.emitter.events] == ["greenapi.instance.account-changed"]

@@ -112,9 +112,10 @@ def list_command(*, as_json: bool) -> int:
     if as_json:
         print(json.dumps([item.as_json() for item in listed]))
         return EXIT_OK
-    columns = ("idInstance", "name", "API host", "last state", "since (UTC)", "last wid", "last reset", "when (UTC)")
+    columns = ("idInstance", "name", "API host", "last state", "since (UTC)", "last wid", "last reset", "when (UTC)",
+               "held back")
     rows = [(str(i.id_instance), i.block_name, i.api_url, i.last_state or "—", _when(i.last_state_since),
-             i.last_wid or "—", i.last_outcome or "—", _when(i.last_reset_at)) for i in listed]
+             i.last_wid or "—", i.last_outcome or "—", _when(i.last_reset_at), str(i.held_back)) for i in listed]
     if sys.stdout.isatty():
         from rich.table import Table
 
@@ -169,7 +170,7 @@ def add_parser(commands: Any) -> None:
     source.add_argument("--partner", action="store_true", help="list the instances of the partner account")
     imp.add_argument("--partner-block", metavar="NAME", help="a greenapi-partner block (default: GREEN_API_PARTNER_* settings)")
     imp.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
-    lst = sub.add_parser("list", help="a table: id, name, API host, last state and wid seen, last reset outcome and when",
+    lst = sub.add_parser("list", help="a table: id, name, API host, last state and wid seen, last reset outcome and when, notifications the relay held back",
                          description="Every greenapi-instance block, with the wid the runs last recorded and how the last "
                                      "queue reset ended (a table on a terminal, plain columns otherwise).")
     lst.add_argument("--json", action="store_true", help="a JSON list of objects with idInstance")

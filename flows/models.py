@@ -35,6 +35,7 @@ class QueueResetReport(BaseModel):
     caveat: str = Field(default="", description="What the verification could not prove (a webhookUrl set: count only).")
     webhook_detached: bool = Field(default=False, description="The webhookUrl was removed for the clear (detach_webhook, or by an earlier run that did not put it back).")
     webhook_restored: bool | None = Field(default=None, description="The remembered webhookUrl and webhookUrlToken were put back; None when there was nothing to put back.")
+    held_back_by_relay: int | None = Field(default=None, description="Notifications of an account no longer on the instance that the relay kept from the app, in all (greenapi-held-back-<id>); None when no relay held any back or it could not be read.")
     outcome: Outcome | None = None
     message: str = ""
     started_at: datetime

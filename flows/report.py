@@ -8,7 +8,7 @@ from prefect.artifacts import acreate_markdown_artifact
 
 from flows.models import QueueResetReport
 from tasks.events import emit_step_event
-from tasks.memory import record_last_reset
+from tasks.memory import held_back, record_last_reset
 
 
 def _cell(value: object) -> str:
@@ -31,6 +31,8 @@ def render_markdown(report: QueueResetReport) -> str:
         "",
         *([f"**Caveat:** {report.caveat}", ""] if report.caveat else []),
         *([f"**webhookUrl:** {_webhook_summary(report)}", ""] if report.webhook_detached or report.webhook_restored is not None else []),
+        *([f"**Held back by the relay:** {report.held_back_by_relay} notification(s) of an account no longer on the "
+           "instance never reached the app", ""] if report.held_back_by_relay else []),
         "| reason | state | account (wid) | webhookUrl | before | after | verified by | clear calls | waited | outgoing |",
         "|---|---|---|---|---|---|---|---|---|---|",
         "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} s | {}{} |".format(
@@ -61,7 +63,13 @@ def render_markdown(report: QueueResetReport) -> str:
 
 async def publish_report(report: QueueResetReport) -> None:
     """One artifact per run (keyed by instance, so the UI keeps its history), the instance's last-reset record
-    (``instances list`` shows it) and a closing event."""
+    (``instances list`` shows it) and a closing event; the report also says how many notifications the relay has
+    held back on the instance."""
+    try:
+        report.held_back_by_relay = ((await held_back(report.id_instance)) or {}).get("total")
+    except Exception as exc:  # a count the report shows must not fail a run whose queue was reset
+        logging.getLogger("greenapi.report").warning(
+            "Instance %s: the relay's held-back count was not read (%s)", report.id_instance, type(exc).__name__)
     await acreate_markdown_artifact(
         key=f"queue-reset-{report.id_instance}",
         markdown=render_markdown(report),

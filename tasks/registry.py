@@ -356,18 +356,20 @@ class ListedInstance:
     last_wid: str | None
     last_outcome: str | None
     last_reset_at: str | None
+    held_back: int = 0  # notifications of an old account the relay kept from the app
 
     def as_json(self) -> dict[str, Any]:
         return {"idInstance": self.id_instance, "name": self.block_name, "apiUrl": self.api_url,
                 "lastState": self.last_state, "lastStateSince": self.last_state_since, "lastWid": self.last_wid,
-                "lastOutcome": self.last_outcome, "lastResetAt": self.last_reset_at}
+                "lastOutcome": self.last_outcome, "lastResetAt": self.last_reset_at, "heldBack": self.held_back}
 
 
 async def list_instances() -> list[ListedInstance]:
-    """Every greenapi-instance block (secrets not read), with what the last check saw and how the last reset ended."""
+    """Every greenapi-instance block (secrets not read), with what the last check saw, how the last reset ended and
+    how many notifications of an old account the relay held back."""
     from prefect.client.orchestration import get_client
 
-    from tasks.memory import last_resets, last_seen_many
+    from tasks.memory import held_back_many, last_resets, last_seen_many
 
     async with get_client() as client:
         documents = await instance_documents(client, include_secrets=False)
@@ -377,7 +379,7 @@ async def list_instances() -> list[ListedInstance]:
         if isinstance(value, int):
             blocks.append((value, d.name, str((d.data or {}).get("api_url") or DEFAULT_API_URL)))
     ids = sorted({i for i, _, _ in blocks})
-    seen, resets = await asyncio.gather(last_seen_many(ids), last_resets(ids))
+    seen, resets, held = await asyncio.gather(last_seen_many(ids), last_resets(ids), held_back_many(ids))
     out = []
     for id_instance, name, api_url in sorted(blocks):
         reset, check = resets.get(id_instance, {}), seen.get(id_instance)
@@ -387,6 +389,7 @@ async def list_instances() -> list[ListedInstance]:
             last_state_since=check.since.isoformat() if check and check.since else None,
             last_wid=(check.wid if check else None) or _str(reset.get("wid")),
             last_outcome=_str(reset.get("outcome")), last_reset_at=_str(reset.get("finished_at")),
+            held_back=held.get(id_instance, {}).get("total", 0),
         ))
     return out
 

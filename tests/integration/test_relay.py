@@ -155,3 +155,32 @@ def test_a_state_webhook_always_passes_and_tells_the_relay_the_new_account(emula
     assert passed.status_code == 200 and held.json()["status"] == "held_back"
     assert [json.loads(r["body"])["typeWebhook"] for r in app.requests] == ["stateInstanceChanged"]
     assert [e.event for e in relay.emitter.events] == ["greenapi.instance.account-changed"]
+
+
+async def test_held_back_counts_reach_the_instance_list_and_the_run_report(prefect_server):
+    from datetime import datetime, timezone
+
+    from prefect.client.orchestration import get_client
+
+    from domain import Reason
+    from flows.models import QueueResetReport
+    from flows.report import publish_report
+    from receiver.app import _record_held_back
+    from tasks.registry import list_instances
+    from tests.helpers import register_instance
+
+    id_instance = 7_720_000_001
+    await register_instance(id_instance, "t" * 50, name=f"relay-{id_instance}")
+    emitter = RecordingEmitter()
+    await _record_held_back(emitter, id_instance, 2)  # two flushes of the relay, as it sends them
+    await _record_held_back(emitter, id_instance, 3)
+    listed = {item.id_instance: item for item in await list_instances()}
+    report = QueueResetReport(id_instance=id_instance, reason=Reason.account_changed, started_at=datetime.now(timezone.utc))
+    await publish_report(report)
+    async with get_client() as client:
+        artifact = await client.read_latest_artifacts()
+    markdown = next(a.data for a in artifact if a.key == f"queue-reset-{id_instance}")
+    assert listed[id_instance].held_back == 5 and report.held_back_by_relay == 5
+    assert "Held back by the relay:** 5 notification(s)" in markdown
+    assert [(e.event, e.payload["held_back"], e.payload["total"]) for e in emitter.events] == [
+        ("greenapi.relay.held-back", 2, 2), ("greenapi.relay.held-back", 3, 5)]

@@ -13,7 +13,7 @@ import tasks.registry as registry
 from tasks.registry import ListedInstance
 
 ROWS = [ListedInstance(7105000001, "front-desk", "7105.api.greenapi.com", "blocked", "2026-01-02T02:50:00+00:00",
-                       "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00"),
+                       "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00", held_back=37),
         ListedInstance(7105000002, "greenapi-7105000002", "api.green-api.com", None, None, None, None, None)]
 
 
@@ -41,9 +41,9 @@ def test_plain_columns_when_not_a_terminal(listed, monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[0].split("  ")[0] == "idInstance" and "last reset" in lines[0]
     assert lines[1].split() == ["7105000001", "front-desk", "7105.api.greenapi.com", "blocked", "2026-01-02", "02:50:00",
-                                "79990001111@c.us", "cleared", "2026-01-02", "03:04:05"]
-    assert lines[2].split()[3:] == ["—"] * 5  # last state, since, wid, reset, when
-    assert "\x1b[" not in out.getvalue()
+                                "79990001111@c.us", "cleared", "2026-01-02", "03:04:05", "37"]
+    assert lines[2].split()[3:] == ["—"] * 5 + ["0"]  # last state, since, wid, reset, when; none held back
+    assert "\x1b[" not in out.getvalue() and lines[0].rstrip().endswith("held back")
 
 
 def test_a_table_on_a_terminal(listed, monkeypatch):

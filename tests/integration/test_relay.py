@@ -184,3 +184,24 @@ async def test_held_back_counts_reach_the_instance_list_and_the_run_report(prefe
     assert "Held back by the relay:** 5 notification(s)" in markdown
     assert [(e.event, e.payload["held_back"], e.payload["total"]) for e in emitter.events] == [
         ("greenapi.relay.held-back", 2, 2), ("greenapi.relay.held-back", 3, 5)]
+
+
+async def test_detach_webhook_with_the_relay_in_place_puts_the_relay_back_and_delivery_resumes(
+        prefect_server, emulator, seed_instance, greenapi_env, app):
+    from tests.helpers import await_until, run_flow
+
+    with RelayUnderTest(emulator, app.url, tokens={}) as relay:  # no block: the relay forwards without checks
+        relay_url = f"{relay.server.url}/webhooks/greenapi"
+        instance = seed_instance(wid=NEW, webhook_url=relay_url, settings={"webhookUrlToken": SECRET}, notifications=4)
+        greenapi_env(instance)
+        await await_until(lambda: len(app.requests) == 4, timeout=15, message=lambda: f"delivered: {len(app.requests)}")
+
+        state, report = await run_flow(reason="account_changed", detach_webhook=True)
+        queued = emulator.state.queue_notifications(instance.id_instance, {"count": 3})["queued"]
+
+        assert state.is_completed(), state.message
+        assert report.webhook_detached and report.webhook_restored is True and report.verified_by == "count+peek"
+        assert emulator.state.instance(instance.id_instance)["webhook_url"] == relay_url
+        await await_until(lambda: len(app.requests) == 7, timeout=15, message=lambda: f"delivered: {len(app.requests)}")
+    received = [json.loads(r["body"])["idMessage"] for r in app.requests[4:]]
+    assert received == [q["idMessage"] for q in queued], "after the run, the relay is the webhookUrl again and forwards in order"

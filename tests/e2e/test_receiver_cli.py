@@ -37,12 +37,16 @@ def test_without_a_secret_it_exits_2_with_one_line(receiver_env, tmp_path):
     assert len(lines) == 1 and "GREEN_API_RECEIVER_SECRET" in lines[0], done.stderr
 
 
-def test_a_bad_setting_exits_2_with_one_line_and_no_secret(receiver_env, tmp_path):
-    receiver_env.update(GREEN_API_RECEIVER_SECRET=CANARY, GREEN_API_RECEIVER_MAX_BODY_BYTES="lots")
-    done = _run([], receiver_env, tmp_path)
+@pytest.mark.parametrize("setting, value, args", [
+    ("GREEN_API_RECEIVER_MAX_BODY_BYTES", "lots", []),
+    ("GREEN_API_RECEIVER_FORWARD_URL", None, ["--forward-to", "ftp://bot.internal/" + CANARY]),  # a wrong forward URL
+])
+def test_a_bad_setting_exits_2_with_one_line_and_no_secret(receiver_env, tmp_path, setting, value, args):
+    receiver_env.update(GREEN_API_RECEIVER_SECRET=CANARY, **({setting: value} if value else {}))
+    done = _run(args, receiver_env, tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "GREEN_API_RECEIVER_MAX_BODY_BYTES" in lines[0], done.stderr
+    assert len(lines) == 1 and setting in lines[0], done.stderr
     assert CANARY not in done.stderr
 
 
@@ -71,5 +75,6 @@ def test_with_a_secret_it_prints_its_url_answers_and_stops_on_sigterm(receiver_e
     assert code == 0, stderr[-2000:]
     output = "".join(receiver.stdout)
     assert output.count("receiver listening on") == 1 and output.rstrip().endswith("receiver stopped")
+    assert "not relaying" in output  # no forward URL: it says it must not be an app's webhookUrl
     assert CANARY not in output + stderr
     assert stderr.strip() == "", stderr[-2000:]  # no access log, no warnings on a clean run

@@ -32,6 +32,9 @@ logger = logging.getLogger("greenapi.receiver")
 STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 # A failed GetSettings (or no credentials) is logged once per instance per this many seconds.
 WARN_EVERY_SECONDS = 60.0
+# After a check that could not be made, the instance's notifications go on unchecked this long: a GREEN-API that
+# does not answer must not slow every notification down to one GetSettings each.
+RECHECK_AFTER_FAILURE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class _Instance:
     reported_wid: str | None = None  # the last account handed to the report service
     check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     warned_at: float = float("-inf")
+    check_failed_at: float = float("-inf")
 
 
 class AccountWatch:
@@ -155,6 +159,8 @@ class AccountWatch:
         first = judge(wid, timestamp, entry.known, self._clock())
         if first is not Verdict.check:
             return first
+        if self._clock() - entry.check_failed_at < RECHECK_AFTER_FAILURE_SECONDS:
+            return Verdict.forward  # it could not be asked a moment ago: no verdict on a guess, and no wait
         async with entry.check_lock:
             # A check that finished while this one waited may be enough.
             again = judge(wid, timestamp, entry.known, self._clock())
@@ -168,9 +174,11 @@ class AccountWatch:
             wid = await self._checker.account(id_instance)
         except Exception as exc:  # GREEN-API or Prefect did not answer: no verdict on a guess
             self._counters.account_check_failures += 1
+            entry.check_failed_at = self._clock()
             self._warn(entry, "instance %s: the account could not be checked (%s); forwarded", id_instance, type(exc).__name__)
             return None
         if wid is None:
+            entry.check_failed_at = self._clock()
             self._warn(entry, "instance %s: no greenapi-instance block, so its account cannot be checked; forwarded", id_instance)
             return None
         entry.known = KnownAccount(wid, self._clock())

@@ -138,10 +138,14 @@ def test_without_credentials_or_an_answer_nothing_is_held_back(emulator, seed_in
     emulator.state.add_faults(seeded.id_instance, [{"method": "getSettings", "fault": {"kind": "status", "status": 401}}])
     with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token}) as relay:
         refused = relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message="A"))
+        # Late ones right after a failed check are not each held up by a GetSettings (once a second at most).
+        after = [relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message=f"A{n}")) for n in range(5)]
     with RelayUnderTest(emulator, app.url, tokens={}) as relay:
         unknown = relay.post(_message(seeded.id_instance, OLD, age_seconds=120, id_message="B"))
     assert refused.json()["status"] == unknown.json()["status"] == "forwarded"
-    assert [json.loads(r["body"])["idMessage"] for r in app.requests] == ["A", "B"]
+    assert all(answer.json()["status"] == "forwarded" for answer in after)
+    assert [json.loads(r["body"])["idMessage"] for r in app.requests] == ["A", *(f"A{n}" for n in range(5)), "B"]
+    assert len(emulator.state.calls(seeded.id_instance, "getSettings")) == 1
 
 
 def test_a_state_webhook_always_passes_and_tells_the_relay_the_new_account(emulator, seed_instance, app):

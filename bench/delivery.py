@@ -60,6 +60,7 @@ async def run_matrix(emulator_url: str, prefect: PrefectHandle, timing: Timing, 
                     r = cell.result
                     print(f"  {cell.wiring}: stale {r.stale_got} fresh {r.fresh_got}/{r.fresh_enqueued} lost {r.fresh_lost} "
                           f"dup {r.duplicates} order {'kept' if r.order_kept else 'NOT kept'} clears {cell.extra['clears']}", flush=True)
+            (workdir / "outputs.txt").write_text(stack.outputs())
             results["relay_health"] = stack.relay_health()
             results["sweep"] = {"passes": stack.sweep_passes, "errors": stack.sweep_errors[-20:]}
         finally:
@@ -78,6 +79,15 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _workdir(keep: bool):
+    if keep:
+        yield tempfile.mkdtemp(prefix="delivery-")
+    else:
+        with tempfile.TemporaryDirectory(prefix="delivery-") as path:
+            yield path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"])
@@ -85,17 +95,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="notifications per second per instance")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--wirings", default=",".join(WIRINGS))
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, outputs.txt)")
     args = parser.parse_args(argv)
     if args.backend:
         os.environ["BENCH_BACKEND"] = args.backend
     os.environ.update(GREEN_API_ENV)  # the in-process W1 sweep's timings, as the subprocesses get them
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the W1 sweep's run logs would bury the table
     scenarios = [s for s in args.scenarios.split(",") if s]
     wirings = [w for w in args.wirings.split(",") if w]
     timing = Timing(scale=args.scale, rate_per_second=args.rate)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with emulator(clear_window=3, count_refresh=1) as emulator_url, prefect_handle() as prefect, \
-            tempfile.TemporaryDirectory(prefix="delivery-") as workdir, \
+            _workdir(args.keep) as workdir, \
             temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
         results = asyncio.run(run_matrix(emulator_url, prefect, timing, scenarios, wirings, Path(workdir)))
     out = ROOT / "bench" / "out"
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     name = f"delivery-{backend()}.json" if args.scale == 1 else f"delivery-{backend()}-scale{args.scale:g}.json"
     (out / name).write_text(json.dumps(results, indent=2))
     print(table(results))
-    print(f"written: bench/out/{name}")
+    print(f"written: bench/out/{name}" + (f"; logs in {workdir}" if args.keep else ""))
 
 
 if __name__ == "__main__":

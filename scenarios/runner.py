@@ -74,6 +74,8 @@ GREEN_API_ENV = {
     "GREEN_API_REFUSED_RETRY_SECONDS": "0.2",
 }
 
+PAUSE_FLOOR_SECONDS = 8.0
+
 _ids = itertools.count(3_300_000_001 + secrets.randbelow(1_000) * 10_000)
 
 
@@ -513,7 +515,10 @@ class ScenarioRun:
         await asyncio.gather(*(self._pause(c, True) for c in self.cells.values()))
         await asyncio.gather(*(self.enqueue(c, 50) for c in self.cells.values()))
         await asyncio.gather(*(self.change_state(c, "authorized", _wid()) for c in self.cells.values()))
-        await self._steady()  # the new account's notifications queue behind the old ones
+        # The new account's notifications queue behind the old ones. Paused at least PAUSE_FLOOR_SECONDS at any
+        # scale: a backlog younger than the relay's late threshold (domain.accounts.LATE_AFTER_SECONDS, 5 s, plus
+        # the timestamps' 1 s resolution) is the relay's documented worst case, not this scenario.
+        await self._steady(max(self.t.steady, PAUSE_FLOOR_SECONDS))
         await asyncio.gather(*(self._pause(c, False) for c in self.cells.values()))
         await self._steady()
 

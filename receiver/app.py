@@ -96,9 +96,9 @@ def _relay(settings: ReceiverSettings, service: ReportService, checker: AccountC
            flush: Callable[[int, int], Awaitable[None]] | None) -> Relay:
     counters = RelayCounters()
 
-    async def on_new_account(id_instance: int, wid: str) -> None:
+    async def on_new_account(id_instance: int, wid: str) -> bool:
         counters.prefect_calls += 1
-        await service.account_observed(id_instance, wid)
+        return not isinstance(await service.account_observed(id_instance, wid), Unavailable)
 
     async def state_webhook(hook: GreenApiWebhook) -> RelayAnswer | None:
         decision = await service.webhook(hook)

@@ -131,10 +131,11 @@ class _Instance:
 class AccountWatch:
     """What the relay knows of each instance's account, kept fresh by GetSettings checks only when a verdict
     needs it. ``on_new_account(id, wid)`` is called (in the background) when a check finds an account other than
-    the last one reported, so the report service can start account_changed handling."""
+    the last one reported, so the report service can start account_changed handling; it returns False when that
+    could not be done, and the next check tries again."""
 
     def __init__(self, checker: AccountChecker, counters: RelayCounters, *,
-                 on_new_account: Callable[[int, str], Awaitable[object]] | None = None,
+                 on_new_account: Callable[[int, str], Awaitable[bool]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._checker, self._counters, self._on_new_account, self._clock = checker, counters, on_new_account, clock
         self._instances: dict[int, _Instance] = {}
@@ -184,10 +185,21 @@ class AccountWatch:
         entry.known = KnownAccount(wid, self._clock())
         if wid and self._on_new_account is not None and same_account(wid, entry.reported_wid) is not True:
             entry.reported_wid = wid
-            task = asyncio.create_task(self._on_new_account(id_instance, wid))
+            task = asyncio.create_task(self._report(id_instance, wid, entry))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return entry.known
+
+    async def _report(self, id_instance: int, wid: str, entry: _Instance) -> None:
+        """Hand the account found over; if that fails (Prefect down), the next check tries again."""
+        assert self._on_new_account is not None
+        try:
+            handed = await self._on_new_account(id_instance, wid)
+        except Exception as exc:
+            logger.warning("relay: instance %s: the account found was not handed over (%s)", id_instance, type(exc).__name__)
+            handed = False
+        if handed is False and entry.reported_wid == wid:
+            entry.reported_wid = None
 
     def _warn(self, entry: _Instance, message: str, *args: object) -> None:
         now = self._clock()

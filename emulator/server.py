@@ -131,7 +131,7 @@ config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_
   refuse_clears {"reason", "times"};
   reported behaviours (off by default):
   count_zero_at N                     getWebhooksCount answers 0 while >= N are queued (#1108)
-  webhook_url_unreachable true        getWebhooksCount answers 0 while a webhookUrl is set (#1100)
+  webhook_url_unreachable true        deliveries fail; getWebhooksCount answers 0 while a webhookUrl is set (#1100)
   clear_fails_with_webhook_url true|"reason"
                                       clearWebhooksQueue fails while a webhookUrl is set (#1107)
   type_instance "v3", v3_prefix_required
@@ -143,7 +143,8 @@ config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_
   name, deleted, is_expired           what the partner endpoint lists for the instance
 webhooks: while an instance's webhookUrl is set, its queue is POSTed there oldest first, one at a time
   (Authorization: Bearer <webhookUrlToken> when set); only a 200 removes a notification, anything else
-  sends the same one again after redelivery_pause_seconds; log: GET /_emulator/deliveries
+  sends the same one again after redelivery_pause_seconds; log: GET /_emulator/deliveries; an account change
+  that queues its stateInstanceChanged: POST /_emulator/instances/{id}/state (a PATCH queues nothing)
 partner API: GET /partner/getInstances/{partnerToken} lists every instance (GREEN-API's shape, tokens
   included); with a wrong token, or no --partner-token, HTTP 200 {"code": 401, "description": "Unauthorized"}
 every option, with an example seed file: emulator/README.md ("Seed file")""",

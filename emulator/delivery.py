@@ -65,6 +65,7 @@ class Deliverer:
         if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         self._stopping = False
+        self._poke_pending = False  # a poke scheduled on a loop that closed since would block every later one
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name=THREAD_NAME, daemon=True)
         self._thread.start()
@@ -102,7 +103,7 @@ class Deliverer:
         try:
             loop.call_soon_threadsafe(self._broadcast)
         except RuntimeError:  # the loop closed meanwhile
-            pass
+            self._poke_pending = False
 
     def _broadcast(self) -> None:
         self._poke_pending = False

@@ -107,24 +107,12 @@ def hook():
     server.close()
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with EmulatorServer(EmulatorConfig(**FAST)) as srv:
-        yield srv
-
-
 @pytest.fixture
-def ctl(emulator):
-    with EmulatorControl(emulator.url) as control:
+def ctl(server):
+    """The module's emulator (tests/unit/conftest.py), reset to short pauses and timeouts."""
+    with EmulatorControl(server.url) as control:
         control.reset(FAST)
         yield control
-
-
-@pytest.fixture
-def api(emulator):
-    """A client on the emulator's GREEN-API routes."""
-    with httpx.Client(base_url=emulator.url, timeout=5) as client:
-        yield client
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ longer on its instance. Pure: no HTTP, no Prefect; the relay (receiver/relay.py)
 
 GREEN-API delivers one FIFO queue per instance, so after an account change the old account's backlog arrives
 *before* the ``stateInstanceChanged`` that announces the new one. The relay therefore cannot wait for that
-webhook: it judges each notification by the account it carries (``instanceData.wid``) against the account it
-knows to be on the instance, and asks GREEN-API (GetSettings) whenever what it knows is not enough.
+webhook: it judges each notification by the account it carries (``instanceData.wid``) against the account
+GREEN-API (GetSettings) said is on the instance in the last ``TRUST_SECONDS``, and asks again when that is older.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 # How long a GetSettings answer is taken as the account on the instance now. GREEN-API allows GetSettings once a
-# second per instance, so this is also the most often the relay asks; an account cannot change (a new phone
-# scanning the QR code) faster than that.
-TRUST_SECONDS = 1.0
-# A notification created longer ago than this waited in GREEN-API's queue (it delivers in about 20 ms when the
-# queue flows): the account may have changed since, so it is only forwarded on fresh knowledge.
-LATE_AFTER_SECONDS = 5.0
+# second per instance; with a check's round trip on top, 2 s lets a refresh started at half that age land in time,
+# so a steady stream never waits for one. An account cannot change (a phone scanning the QR code) faster.
+TRUST_SECONDS = 2.0
 # GREEN-API's timestamps and this machine's clock may differ by this much: a notification of another account made
 # around the moment the account was last confirmed may be of an account that came since, so it is checked again.
 CLOCK_SKEW_SECONDS = 2.0
@@ -66,28 +63,29 @@ class Verdict(str, Enum):
 
 
 def judge(wid: str | None, timestamp: float | None, known: KnownAccount | None, now: float, *,
-          trust_seconds: float = TRUST_SECONDS, late_after_seconds: float = LATE_AFTER_SECONDS) -> Verdict:
+          trust_seconds: float = TRUST_SECONDS) -> Verdict:
     """What to do with one notification (not a stateInstanceChanged: those always pass).
 
-    Held back only on knowledge: the instance's account, confirmed within ``trust_seconds`` and after the
-    notification was made, is another account of the same form. Without a comparable wid it passes. A notification of the known account passes at once
-    when it is not late; a late one (it waited in the queue: the account may have changed meanwhile, and FIFO
-    hides the webhook that would say so) or one of another account waits for fresh knowledge.
+    Only fresh knowledge decides: the instance's account as confirmed within ``trust_seconds``. Older knowledge
+    is not enough either way, since FIFO hides the webhook that would announce a change: the relay asks first.
+    Held back only when the fresh account is another one of the same form, confirmed after the notification was
+    made (a notification made since may be of an account that came since: asked again). Without a comparable wid,
+    or while the instance has no account, it passes.
     """
     if account_key(wid) is None:
         return Verdict.forward
-    if known is None:
+    if known is None or now - known.as_of > trust_seconds:
         return Verdict.check
     same = same_account(wid, known.wid)
-    if same is None:
+    if same is None or same:
         return Verdict.forward
-    trusted = now - known.as_of <= trust_seconds
-    if not same:
-        made_before = timestamp is None or timestamp <= known.as_of - CLOCK_SKEW_SECONDS
-        return Verdict.hold if trusted and made_before else Verdict.check
-    if trusted or (timestamp is not None and now - timestamp <= late_after_seconds):
-        return Verdict.forward
-    return Verdict.check
+    made_before = timestamp is None or timestamp <= known.as_of - CLOCK_SKEW_SECONDS
+    return Verdict.hold if made_before else Verdict.check
+
+
+def needs_refresh(known: KnownAccount | None, now: float, *, trust_seconds: float = TRUST_SECONDS) -> bool:
+    """Whether to confirm the account again in the background, so notifications that keep coming never wait."""
+    return known is not None and now - known.as_of > trust_seconds / 2
 
 
 def after_check(wid: str | None, known: KnownAccount | None) -> Verdict:

@@ -24,7 +24,7 @@ from typing import Awaitable, Callable
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from domain.accounts import KnownAccount, Verdict, after_check, judge, same_account
+from domain.accounts import KnownAccount, Verdict, after_check, judge, needs_refresh, same_account
 from receiver.models import GreenApiWebhook
 
 logger = logging.getLogger("greenapi.receiver")
@@ -155,10 +155,14 @@ class AccountWatch:
         entry.reported_wid = wid  # the report service decides on this webhook itself
 
     async def verdict(self, id_instance: int, wid: str | None, timestamp: int | None) -> Verdict:
-        """Forward or hold; asks GREEN-API first when what is known is not enough (one check at a time per instance)."""
+        """Forward or hold; asks GREEN-API first when what is known is not enough (one check at a time per instance),
+        and in the background when it soon will not be, so a steady stream never waits for a check."""
         entry = self._of(id_instance)
-        first = judge(wid, timestamp, entry.known, self._clock())
+        now = self._clock()
+        first = judge(wid, timestamp, entry.known, now)
         if first is not Verdict.check:
+            if needs_refresh(entry.known, now) and not entry.check_lock.locked():
+                self._in_background(self._refresh(id_instance, entry))
             return first
         if self._clock() - entry.check_failed_at < RECHECK_AFTER_FAILURE_SECONDS:
             return Verdict.forward  # it could not be asked a moment ago: no verdict on a guess, and no wait
@@ -168,6 +172,16 @@ class AccountWatch:
             if again is not Verdict.check:
                 return again
             return after_check(wid, await self._check(id_instance, entry))
+
+    async def _refresh(self, id_instance: int, entry: _Instance) -> None:
+        async with entry.check_lock:
+            if needs_refresh(entry.known, self._clock()):
+                await self._check(id_instance, entry)
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _check(self, id_instance: int, entry: _Instance) -> KnownAccount | None:
         self._counters.account_checks += 1
@@ -185,9 +199,7 @@ class AccountWatch:
         entry.known = KnownAccount(wid, self._clock())
         if wid and self._on_new_account is not None and same_account(wid, entry.reported_wid) is not True:
             entry.reported_wid = wid
-            task = asyncio.create_task(self._report(id_instance, wid, entry))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._report(id_instance, wid, entry))
         return entry.known
 
     async def _report(self, id_instance: int, wid: str, entry: _Instance) -> None:

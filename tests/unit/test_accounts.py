@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.accounts import (CLOCK_SKEW_SECONDS, LATE_AFTER_SECONDS, TRUST_SECONDS, KnownAccount, Verdict, account_key,
-                             after_check, judge, same_account)
+from domain.accounts import (CLOCK_SKEW_SECONDS, TRUST_SECONDS, KnownAccount, Verdict, account_key, after_check, judge,
+                             needs_refresh, same_account)
 
 OLD, NEW = "71230000001@c.us", "71230000002@c.us"
 NOW = 1_800_000_000.0
@@ -34,13 +34,10 @@ def test_an_unknown_form_has_no_key():
     (OLD, None, KnownAccount(NEW, NOW - 0.5), Verdict.hold),
     # another account, made after the last confirmation: it may be the account that came since
     (NEW, NOW - 0.1, KnownAccount(OLD, NOW - 0.5), Verdict.check),
-    # another account, knowledge too old to call it known
+    # knowledge too old to decide, either way: FIFO hides the webhook that would announce a change
     (OLD, NOW - 30, KnownAccount(NEW, NOW - TRUST_SECONDS - 1), Verdict.check),
-    # the known account, not late: passes without a call, however old the knowledge
-    (OLD, NOW - 1, KnownAccount(OLD, NOW - 3600), Verdict.forward),
-    # the known account but late (it waited in the queue): the account may have changed meanwhile
-    (OLD, NOW - LATE_AFTER_SECONDS - 1, KnownAccount(OLD, NOW - 3600), Verdict.check),
-    # the known account, late, knowledge fresh: passes
+    (OLD, NOW - 1, KnownAccount(OLD, NOW - TRUST_SECONDS - 0.1), Verdict.check),
+    # the account confirmed just now, however late the notification: passes without a call
     (OLD, NOW - 600, KnownAccount(OLD, NOW - 0.2), Verdict.forward),
     # nothing known yet
     (OLD, NOW, None, Verdict.check),
@@ -58,6 +55,11 @@ def test_made_within_the_clock_skew_of_the_confirmation_is_checked_not_held():
     made = NOW - 1.0
     assert judge(OLD, made, KnownAccount(NEW, made + CLOCK_SKEW_SECONDS / 2), NOW) is Verdict.check
     assert judge(OLD, made, KnownAccount(NEW, made + CLOCK_SKEW_SECONDS), NOW) is Verdict.hold
+
+
+def test_knowledge_is_refreshed_before_it_is_too_old_to_decide():
+    assert not needs_refresh(None, NOW) and not needs_refresh(KnownAccount(OLD, NOW - TRUST_SECONDS / 2), NOW)
+    assert needs_refresh(KnownAccount(OLD, NOW - TRUST_SECONDS / 2 - 0.01), NOW)
 
 
 @pytest.mark.parametrize("wid, known, expected", [

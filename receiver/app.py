@@ -113,14 +113,15 @@ def _relay(settings: ReceiverSettings, service: ReportService, checker: AccountC
 
 
 def _block_checker(counters: RelayCounters) -> AccountChecker:
-    """GetSettings with each instance's greenapi-instance block: one shared pool, a short timeout, one retry."""
+    """GetSettings with each instance's greenapi-instance block: a short timeout, one retry, a connection of its own
+    per instance (one pool for all would be scanned whole on every request), one TLS context for all."""
     import httpx
 
     from greenapi import GreenAPIClient, get_settings
 
     credentials = PrefectCredentials()
     settings = get_settings().model_copy(update={"max_retries": 1, "read_timeout_seconds": 10.0})
-    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+    tls = httpx.create_ssl_context()
 
     async def credentials_of(id_instance: int):
         before = credentials.reads
@@ -129,7 +130,8 @@ def _block_checker(counters: RelayCounters) -> AccountChecker:
         finally:
             counters.prefect_calls += credentials.reads - before
 
-    return AccountChecker(credentials_of, lambda found: GreenAPIClient(found, settings, http_client=http), on_close=http.aclose)
+    return AccountChecker(credentials_of, lambda found: GreenAPIClient(
+        found, settings, transport=httpx.AsyncHTTPTransport(verify=tls, limits=httpx.Limits(max_connections=1))))
 
 
 async def _record_held_back(emitter: Emitter, id_instance: int, count: int) -> None:

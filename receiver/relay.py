@@ -20,11 +20,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
+from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr, ValidationError
 
 from domain.accounts import KnownAccount, Verdict, after_check, judge, needs_refresh, same_account
+from receiver.appclient import AppClient, AppUnreachable
 from receiver.models import GreenApiWebhook
 
 logger = logging.getLogger("greenapi.receiver")
@@ -53,27 +54,25 @@ class Forwarded:
 
 
 class Forwarder:
-    """POSTs bodies to the app, unchanged, on one connection pool; the token goes as ``Authorization: Bearer``."""
+    """POSTs bodies to the app, unchanged; the token goes as ``Authorization: Bearer``; a keep-alive connection
+    per instance (GREEN-API sends an instance's notifications one at a time)."""
 
     def __init__(self, url: str, token: SecretStr | None, timeout_seconds: float) -> None:
-        self._url = url
-        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
-        self._client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False,
-                                         limits=httpx.Limits(max_connections=500, max_keepalive_connections=500))
-        self.host = httpx.URL(url).netloc.decode("ascii", "replace")  # what logs name: never the path or query
+        self._client = AppClient(url, timeout_seconds)
+        self._auth = [(b"Authorization", f"Bearer {token.get_secret_value()}".encode())] if token is not None else []
+        self.host = urlsplit(url).netloc.rpartition("@")[2]  # what logs name: never the path, query or credentials
 
-    async def forward(self, body: bytes, content_type: str | None) -> Forwarded:
-        headers = {**self._headers, "Content-Type": content_type or "application/json"}
+    async def forward(self, body: bytes, content_type: str | None, id_instance: int | None = None) -> Forwarded:
+        headers = [(b"Content-Type", (content_type or "application/json").encode("latin-1", "replace")), *self._auth]
         try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.TimeoutException:
+            return Forwarded(status=await self._client.post(body, headers, id_instance))
+        except TimeoutError:
             return Forwarded(failure="timeout")
-        except httpx.HTTPError as exc:
+        except (AppUnreachable, OSError) as exc:
             return Forwarded(failure=f"unreachable: {type(exc).__name__}")
-        return Forwarded(status=response.status_code)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 class AccountChecker:
@@ -129,10 +128,11 @@ class _Instance:
 
 
 class AccountWatch:
-    """What the relay knows of each instance's account, kept fresh by GetSettings checks only when a verdict
-    needs it. ``on_new_account(id, wid)`` is called (in the background) when a check finds an account other than
-    the last one reported, so the report service can start account_changed handling; it returns False when that
-    could not be done, and the next check tries again."""
+    """What the relay knows of each instance's account, kept fresh by GetSettings checks while notifications come.
+    ``on_new_account(id, wid)`` is called (in the background) on evidence that the account changed (a check found
+    another account than known, or a notification of another account was held back), so the report service can
+    start account_changed handling; it returns False when that could not be done, and the next evidence tries
+    again."""
 
     def __init__(self, checker: AccountChecker, counters: RelayCounters, *,
                  on_new_account: Callable[[int, str], Awaitable[bool]] | None = None,
@@ -171,7 +171,10 @@ class AccountWatch:
             again = judge(wid, timestamp, entry.known, self._clock())
             if again is not Verdict.check:
                 return again
-            return after_check(wid, await self._check(id_instance, entry))
+            verdict = after_check(wid, await self._check(id_instance, entry))
+            if verdict is Verdict.hold:  # a notification of another account: evidence that the account changed
+                self._report_change(id_instance, entry)
+            return verdict
 
     async def _refresh(self, id_instance: int, entry: _Instance) -> None:
         async with entry.check_lock:
@@ -196,11 +199,19 @@ class AccountWatch:
             entry.check_failed_at = self._clock()
             self._warn(entry, "instance %s: no greenapi-instance block, so its account cannot be checked; forwarded", id_instance)
             return None
-        entry.known = KnownAccount(wid, self._clock())
+        before, entry.known = entry.known, KnownAccount(wid, self._clock())
+        if before is not None and same_account(before.wid, wid) is False:
+            self._report_change(id_instance, entry)
+        return entry.known
+
+    def _report_change(self, id_instance: int, entry: _Instance) -> None:
+        """Evidence of a change (a check found another account than known, or a notification of another account
+        was held back): hand the account now on the instance over, in the background, unless it was already.
+        Only on evidence: a relay's first check of an instance asks Prefect nothing."""
+        wid = entry.known.wid if entry.known is not None else ""
         if wid and self._on_new_account is not None and same_account(wid, entry.reported_wid) is not True:
             entry.reported_wid = wid
             self._in_background(self._report(id_instance, wid, entry))
-        return entry.known
 
     async def _report(self, id_instance: int, wid: str, entry: _Instance) -> None:
         """Hand the account found over; if that fails (Prefect down), the next check tries again."""
@@ -286,20 +297,20 @@ class Relay:
         if hook is None:
             self.counters.not_json += 1
             logger.warning("relay: a body that is not a GREEN-API webhook was forwarded unchanged (no verdict)")
-            return await self._forward(body, content_type)
+            return await self._forward(body, content_type, None)
+        data = hook.instanceData
         if hook.typeWebhook == STATE_INSTANCE_CHANGED:
             self.watch.learn(hook)
             refused = await self._state_webhook(hook)  # acted on first: a 503 here means nothing was forwarded
-            return refused if refused is not None else await self._forward(body, content_type)
-        data = hook.instanceData
+            return refused if refused is not None else await self._forward(body, content_type, data.idInstance)
         if await self.watch.verdict(data.idInstance, data.wid, hook.timestamp) is Verdict.hold:
             self.counters.held_back += 1
             self.ledger.add(data.idInstance)
             return RelayAnswer(200, {"status": "held_back", "why": "a notification of an account no longer on the instance"})
-        return await self._forward(body, content_type)
+        return await self._forward(body, content_type, data.idInstance)
 
-    async def _forward(self, body: bytes, content_type: str | None) -> RelayAnswer:
-        result = await self.forwarder.forward(body, content_type)
+    async def _forward(self, body: bytes, content_type: str | None, id_instance: int | None) -> RelayAnswer:
+        result = await self.forwarder.forward(body, content_type, id_instance)
         if result.accepted:
             self.counters.forwarded += 1
             return RelayAnswer(200, {"status": "forwarded", "appStatus": result.status})

@@ -70,6 +70,9 @@ class EmulatorServer:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,
+            # Clients (tests, benchmarks) keep connections idle for seconds between bursts: uvicorn's 5 s default
+            # closes them under a request about to be sent on them (a ReadError for the client).
+            timeout_keep_alive=60,
         )
         self.app.state.stopping = False
         server = uvicorn.Server(config)

@@ -70,6 +70,7 @@ def create_app(
         registry=registry if registry is not None else PrefectInstanceRegistry(ttl_seconds=settings.registry_ttl_seconds),
         seen=TTLCache(settings.dedup_ttl_seconds, settings.dedup_max_entries, **({"clock": clock} if clock else {})),
         dispatcher=dispatcher,
+        relay=settings.forward_url is not None,
     )
     app = FastAPI(title="greenapi-queue-reset receiver", version="1", description=DESCRIPTION,
                   lifespan=_lifespan, docs_url=None, redoc_url=None)

@@ -26,12 +26,14 @@ from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
 from tasks import memory
 from tasks.blocks import BLOCK_TYPE_SLUG
+from tasks.events import instance_resource
 
 logger = logging.getLogger("greenapi.receiver")
 
 T = TypeVar("T")
 
 STATE_INSTANCE_CHANGED = "stateInstanceChanged"
+RELAY_ACCOUNT_CHANGED = "greenapi.relay.account-changed"
 
 
 @dataclass
@@ -115,8 +117,12 @@ class ReportService:
         registry: InstanceRegistry,
         seen: TTLCache[Report],
         dispatcher: BackgroundDispatcher | None = None,
+        relay: bool = False,
     ) -> None:
         self.emitter, self.wids, self.registry, self.seen, self.dispatcher = emitter, wids, registry, seen, dispatcher
+        # In front of the app, the relay holds the old account's notifications back as they come: an account
+        # change then needs no clear, which would delete the new account's notifications queued behind.
+        self.relay = relay
         # One decision at a time: duplicate check, account read, hand-over, account record.
         self._lock = asyncio.Lock()
 
@@ -180,6 +186,8 @@ class ReportService:
         reason = await self._reason(id_instance, state, wid)
         if isinstance(reason, Ignored):
             return reason
+        if reason is Reason.account_changed and self.relay:
+            return await self._held_back_by_relay(uuid, id_instance, wid, delivery)
         first = Report(str(uuid), EVENT_NAMES[reason], id_instance, reason)
         done = await self._hand_over(uuid, first, delivery=delivery, source=source, wid=wid, state_instance=state)
         if done is not None and state == "authorized":
@@ -188,6 +196,22 @@ class ReportService:
             # which Prefect's server de-duplicates.
             await self._call(self.wids.record(id_instance, wid), "recording the account")
         return self._remember(first, done)
+
+    async def _held_back_by_relay(self, uuid: UUID, id_instance: int, wid: str, delivery: Delivery) -> Ignored:
+        """An account change with the relay in front: said (``greenapi.relay.account-changed``, which no trigger
+        expects) and recorded, so neither the sweep nor a re-delivered webhook starts a reset run for it."""
+        event = Event(id=uuid, event=RELAY_ACCOUNT_CHANGED, resource=instance_resource(id_instance),
+                      payload={"id_instance": id_instance, "wid": wid, "delivery": delivery,
+                               "action": "held back by the relay; no reset run, so nothing of the new account is cleared"})
+        try:
+            await self.emitter.emit(event)
+        except EmitError as exc:
+            logger.warning("receiver: event %s for instance %s not emitted: %s", uuid, id_instance, exc)
+            raise _Unavailable("Prefect did not take the event") from None
+        await self._call(self.wids.record(id_instance, wid), "recording the account")
+        logger.info("receiver: instance %s has another account; the relay holds back the old one's notifications", id_instance)
+        return Ignored("account changed: the relay holds back the old account's notifications (no reset run: a clear "
+                       "would delete the new account's)")
 
     async def _reason(self, id_instance: int, state: str | None, wid: str) -> Reason | Ignored:
         """Blocked: number_blocked. Authorized: account_changed when another account than recorded; the

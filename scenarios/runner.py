@@ -74,7 +74,7 @@ GREEN_API_ENV = {
     "GREEN_API_REFUSED_RETRY_SECONDS": "0.2",
 }
 
-PAUSE_FLOOR_SECONDS = 8.0
+PAUSE_FLOOR_SECONDS = 4.0
 
 _ids = itertools.count(3_300_000_001 + secrets.randbelow(1_000) * 10_000)
 
@@ -347,6 +347,7 @@ class ScenarioRun:
         self.http = httpx.AsyncClient(base_url=stack.emulator_url + "/_emulator", timeout=30)
         self.seq = itertools.count()
         self.notes: dict = {}
+        self.traffic_stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ emulator control
     async def _control(self, verb: str, path: str, body=None) -> dict:
@@ -389,14 +390,17 @@ class ScenarioRun:
 
     # ------------------------------------------------------------------ traffic
     async def traffic(self) -> None:
+        """Until ``traffic_stopped`` is set; it ends between rounds (a cancelled enqueue the emulator took would be a
+        notification the measures never heard of)."""
         period = 1.0 / self.t.rate_per_second
         next_at = time.monotonic()
-        while True:
+        while not self.traffic_stopped.is_set():
             cells = [c for c in self.cells.values() if c.traffic]
             if cells:
                 await asyncio.gather(*(self.enqueue(c) for c in cells))
             next_at += period
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.traffic_stopped.wait(), max(0.0, next_at - time.monotonic()))
 
     def traffic_on(self, on: bool = True) -> None:
         for cell in self.cells.values():
@@ -457,9 +461,9 @@ class ScenarioRun:
             await getattr(self, f"_scenario_{self.scenario}")()
         finally:
             self.traffic_on(False)
-            producer.cancel()
+            self.traffic_stopped.set()
             with contextlib.suppress(BaseException):
-                await producer
+                await asyncio.wait_for(producer, 60)
         drain_timeout = 2 * self.t.redelivery_pause + 60
         self.notes["drained"] = await self.wait_drained(drain_timeout)
         await asyncio.sleep(0.3)
@@ -516,8 +520,8 @@ class ScenarioRun:
         await asyncio.gather(*(self.enqueue(c, 50) for c in self.cells.values()))
         await asyncio.gather(*(self.change_state(c, "authorized", _wid()) for c in self.cells.values()))
         # The new account's notifications queue behind the old ones. Paused at least PAUSE_FLOOR_SECONDS at any
-        # scale: a backlog younger than the relay's late threshold (domain.accounts.LATE_AFTER_SECONDS, 5 s, plus
-        # the timestamps' 1 s resolution) is the relay's documented worst case, not this scenario.
+        # scale: a change within the relay's trust window (domain.accounts.TRUST_SECONDS, 2 s, plus the timestamps'
+        # 1 s resolution) of its last GetSettings is the relay's documented worst case, not this scenario.
         await self._steady(max(self.t.steady, PAUSE_FLOOR_SECONDS))
         await asyncio.gather(*(self._pause(c, False) for c in self.cells.values()))
         await self._steady()

@@ -134,7 +134,8 @@ def test_a_notification_of_the_old_account_is_held_back_and_the_change_handed_ov
     assert all(answer.json()["status"] == "forwarded" for answer in fresh)
     received = [json.loads(r["body"])["idMessage"] for r in app.requests]
     assert received == [f"F{n}" for n in range(20)], "nothing of the old account reached the app, the new one's all in order"
-    assert [e.event for e in relay.emitter.events] == ["greenapi.instance.account-changed"]
+    # Said and recorded, and no reset run: its clear would delete the new account's notifications queued behind.
+    assert [e.event for e in relay.emitter.events] == ["greenapi.relay.account-changed"]
     assert relay.emitter.events[0].payload["delivery"] == "relay-check" and relay.wids.wids[seeded.id_instance] == NEW
     assert sum(count for _, count in relay.flushed) == 2
     assert _at_most_once_a_second(emulator.state.calls(seeded.id_instance, "getSettings")), "what a check learned is served"
@@ -156,17 +157,22 @@ def test_without_credentials_or_an_answer_nothing_is_held_back(emulator, seed_in
     assert len(emulator.state.calls(seeded.id_instance, "getSettings")) == 1
 
 
-def test_a_state_webhook_always_passes_and_tells_the_relay_the_new_account(emulator, seed_instance, app):
+def test_state_webhooks_always_pass_a_block_starts_its_run_an_account_change_none(emulator, seed_instance, app):
     seeded = seed_instance(wid=NEW)
     state = {"typeWebhook": "stateInstanceChanged", "stateInstance": "authorized", "timestamp": int(time.time()),
              "instanceData": {"idInstance": seeded.id_instance, "wid": NEW, "typeInstance": "whatsapp"}}
+    blocked = {**state, "stateInstance": "blocked", "timestamp": state["timestamp"] - 30,
+               "instanceData": {**state["instanceData"], "wid": OLD}}
     with RelayUnderTest(emulator, app.url, tokens={seeded.id_instance: seeded.token},
                         recorded={seeded.id_instance: OLD}) as relay:
+        passed_blocked = relay.post(blocked)
         passed = relay.post(state)
         held = relay.post(_message(seeded.id_instance, OLD, age_seconds=60, id_message="OLD1"))
-    assert passed.status_code == 200 and held.json()["status"] == "held_back"
-    assert [json.loads(r["body"])["typeWebhook"] for r in app.requests] == ["stateInstanceChanged"]
-    assert [e.event for e in relay.emitter.events] == ["greenapi.instance.account-changed"]
+    assert passed_blocked.status_code == passed.status_code == 200 and held.json()["status"] == "held_back"
+    assert [json.loads(r["body"])["stateInstance"] for r in app.requests] == ["blocked", "authorized"]
+    # A block still starts its reset run (the outgoing queue too); an account change is held back, no run.
+    assert [(e.event, e.payload["delivery"]) for e in relay.emitter.events] == [
+        ("greenapi.instance.number-blocked", "greenapi-webhook"), ("greenapi.relay.account-changed", "greenapi-webhook")]
 
 
 async def test_held_back_counts_reach_the_instance_list_and_the_run_report(prefect_server):

@@ -227,6 +227,35 @@ async def measure(emulator_url: str, prefect: PrefectHandle, workdir: Path, *, i
     return result
 
 
+def table(result: dict) -> str:
+    """The RESULTS.md table of one run (bench/report.py, section 5)."""
+    lat, sus, back, paced = result["latency"], result["sustained"], result["backlog"], result["backlog_paced"]
+
+    def trip(mode: str) -> str:
+        return f"{lat[mode]['p50_ms']} / {lat[mode]['p99_ms']} ms"
+
+    def drain(row: dict, mode: str) -> str:
+        return f"{row[mode]['per_second']}/s ({row[mode]['instances']} instances, {row[mode]['lost']} lost)"
+
+    relayed = sus["relayed"]
+    lines = ["| measure | direct | through the relay | target |", "|---|---|---|---|",
+             f"| delivery round trip p50 / p99 (steady state) | {trip('direct')} | {trip('relayed')} | added "
+             f"**{lat['added_p50_ms']} / {lat['added_p99_ms']} ms** (≤ 5 / 20 ms) |",
+             f"| sustained, {result['instances_per_mode']} instances | {sus['direct']['delivered_per_second']}/s, "
+             f"{sus['direct']['lost']} lost | **{relayed['delivered_per_second']}/s**, {relayed['lost']} lost | ≥ 500/s, none lost |",
+             f"| backlog drained, every instance (this machine's CPU the bound) | {drain(back, 'direct')} | "
+             f"{drain(back, 'relayed')} | **{back['ratio']}x** (≥ 0.9x) |",
+             f"| backlog drained, GREEN-API's pace the bound | {drain(paced, 'direct')} | {drain(paced, 'relayed')} | "
+             f"**{paced['ratio']}x** (≥ 0.9x) |",
+             f"| relay's Prefect calls / GetSettings calls per instance per second, sustained | — | "
+             f"{relayed['prefect_calls_per_instance_per_second']} / {relayed['get_settings_per_instance_per_second']} | 0 / ≤ 1 |"]
+    for cell in result.get("two_relays", {}).get("cells", []):
+        lines.append(f"| two relays behind one round-robin address, scenario ({cell['scenario']}) | — | stale "
+                     f"{cell['stale_got']}, fresh {cell['fresh_got']}/{cell['fresh_enqueued']}, lost {cell['fresh_lost']}, order "
+                     f"{'kept' if cell['order_kept'] else 'NOT kept'}, held back {cell['old_never_got']} | nothing lost, nothing stale |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.relay_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"])

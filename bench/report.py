@@ -83,6 +83,31 @@ def _fleet_rows(small: bool) -> list[str]:
     return rows
 
 
+def _delivery_section() -> list[str]:
+    """Section 5: what the app receives per scenario and wiring (bench.delivery) and the relay's cost (bench.relay_cost)."""
+    from bench.delivery import table as delivery_table
+    from bench.relay_cost import table as relay_table
+
+    lines = ["## 5. What the app receives (delivery scenarios), and what the relay costs", "",
+             "`python -m bench.delivery --scale 1`: the emulator delivering webhooks as GREEN-API does (FIFO, 20 ms per "
+             "webhook, 60 s redelivery pause), 2 notifications/s per instance of the account on it throughout, the four "
+             "wirings of a scenario side by side on their own instances. Definitions: `scenarios/measure.py`. Targets "
+             "with the relay (W3): 0 stale in (i)-(v), 0 fresh lost in (iii)-(v), order kept. *Clears*: ClearWebhooksQueue "
+             "calls GREEN-API answered on the instance.", ""]
+    for backend in BACKENDS:
+        found = _load(f"delivery-{backend}.json")
+        if found:
+            lines += [f"{BACKEND_NAMES[backend]}:", "", delivery_table(found), ""]
+    lines += ["`python -m bench.relay_cost`: one run, the emulator delivering straight to an app stub and through the "
+              "relay side by side (50 instances each); round trips from the emulator's delivery log; added = relayed - "
+              "direct, per percentile.", ""]
+    for backend in BACKENDS:
+        found = _load(f"relay-cost-{backend}.json")
+        if found:
+            lines += [f"{BACKEND_NAMES[backend]}:", "", relay_table(found), ""]
+    return lines
+
+
 def main() -> None:
     small = bool(os.environ.get("BENCH_SMALL"))
     results = OUT / "RESULTS-small.md" if small else RESULTS
@@ -150,6 +175,7 @@ def main() -> None:
         for row in (found or {}).get("rows", []):
             lines.append(f"| {BACKEND_NAMES[backend]} | {found['count']} | {row['import']} | {row['seconds']:.2f} s | "
                          f"{row['created']} | {row['updated']} | {row['unchanged']} |")
+    lines += ["", *_delivery_section()]
     lines.append("")
     notes = Path(__file__).parent / "NOTES.md"
     if notes.exists():

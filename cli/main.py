@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from domain import Reason
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_receiver(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command in ("serve", "task-worker"):
+        # The receiver's background task logs outside any flow run, which Prefect's API log handler cannot send:
+        # without this it warns "attempted to send logs to the API without a flow run id", which no operator can act on.
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     if args.command == "demo":
         from cli.demo import run_demo
 

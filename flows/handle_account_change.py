@@ -12,7 +12,7 @@ from typing import Annotated
 
 from prefect import flow
 from prefect.states import Failed
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from flows.cancellation import stop_when_cancelled
 from flows.models import QueueNotVerifiedEmpty, QueueResetReport, Reason
@@ -24,10 +24,18 @@ from tasks.locks import instance_lock
 from tasks.memory import fresh_observation
 
 
+# The one line a run started with `instance` empty ends with on a worker without settings, in the form's words.
+EMPTY_INSTANCE_MESSAGE = ("instance is empty and this worker has no GREEN_API_ID_INSTANCE/GREEN_API_API_TOKEN_INSTANCE: "
+                          "type a greenapi-instance block name or an idInstance in `instance`")
+
+# A plain text field in the form (not `str | None`): callers that still pass None mean the empty field.
+InstanceField = Annotated[str, BeforeValidator(lambda value: "" if value is None else value), Field(max_length=255)]
+
+
 @flow(name="handle-account-change", flow_run_name=name_at_start, retries=0)
 async def handle_account_change(
-    reason: Reason,
-    instance: Annotated[str | None, Field(max_length=255)] = None,
+    reason: Reason = Reason.number_blocked,
+    instance: InstanceField = "",
     clear_outgoing: bool | None = None,
     detach_webhook: bool = False,
     max_clear_attempts: Annotated[int | None, Field(ge=1, le=50)] = None,
@@ -37,7 +45,8 @@ async def handle_account_change(
 
     Args:
         reason: number_blocked (the number was blocked) or account_changed (another WhatsApp account is on the instance).
-        instance: a greenapi-instance block name, or an idInstance (the block registered for it). Empty: the GREEN_API_* settings.
+        instance: a greenapi-instance block name (e.g. shop-main) or an idInstance (e.g. 7105000001: the block
+            registered for it). Empty: this worker's GREEN_API_ID_INSTANCE and GREEN_API_API_TOKEN_INSTANCE.
         clear_outgoing: also clear messages not yet sent. Empty: yes after a block (GREEN-API advises it before
             another number is connected), no after an account change.
         detach_webhook: with a webhookUrl set, follow GREEN-API's workaround: remember the webhookUrl and
@@ -52,6 +61,8 @@ async def handle_account_change(
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     try:
         settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
+        if not (instance or "").strip() and (settings.id_instance is None or settings.api_token_instance is None):
+            raise ConfigurationError(EMPTY_INSTANCE_MESSAGE)
         credentials = await resolve_credentials(instance, settings)
         await name_once_known(reason, credentials.id_instance)
         observed = await fresh_observation(credentials.id_instance, timedelta(seconds=settings.observation_max_age_seconds))

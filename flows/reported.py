@@ -3,16 +3,23 @@
 The receiver hands each report over with ``handle_reported_change.delay(...)``; any task worker serving
 this task (one runs inside ``greenapi-migrate serve``, more with ``greenapi-migrate task-worker``)
 picks it up within a fraction of a second and runs handle-account-change as a flow run of its own,
-with its steps, artifact and events as when it starts from the UI.
+with its steps, artifact and events as when it starts from the UI. That run belongs to no deployment (the
+deployment's Runs tab does not list it): it carries the tags ``greenapi`` and ``receiver``, and the event
+``greenapi.report.handled`` on the instance links it.
 """
 
 from __future__ import annotations
 
 from prefect import get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
-from flows.handle_account_change import handle_account_change
 from domain import Reason
+from flows.handle_account_change import handle_account_change
+from tasks.events import instance_resource
+
+# The tags of the runs the receiver starts: how to find them on the Runs page (they belong to no deployment).
+RECEIVER_RUN_TAGS = ("greenapi", "receiver")
 
 
 @task(name="handle-reported-change", task_run_name="handle-reported-change-{id_instance}", cache_policy=NO_CACHE)
@@ -28,8 +35,26 @@ async def handle_reported_change(id_instance: int, reason: Reason, report_id: st
     Returns:
         The final state of the handle-account-change run (Completed, Failed, Cancelled...).
     """
-    get_run_logger().info("Report %s: instance %s, %s", report_id, id_instance, reason.value)
-    with tags("greenapi", "receiver"):
+    logger = get_run_logger()
+    logger.info("Report %s: instance %s, %s", report_id, id_instance, reason.value)
+    with tags(*RECEIVER_RUN_TAGS):
         state = await handle_account_change(reason=reason, instance=str(id_instance), clear_outgoing=clear_outgoing,
                                             return_state=True)
+    run_id = state.state_details.flow_run_id
+    # Not a deployment's run (a task worker runs it in its own process), so the deployment's Runs tab does not list
+    # it: the log line and the event name it, and the Runs page finds it by the tag.
+    logger.info("Report %s: run %s-%s ended %s%s", report_id, reason.value, id_instance, state.type.value,
+                f" ({_run_url(run_id)})" if _run_url(run_id) else "")
+    emit_event(event="greenapi.report.handled", resource=instance_resource(id_instance),
+               related=[{"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run",
+                         "prefect.resource.name": f"{reason.value}-{id_instance}"}] if run_id else [],
+               payload={"id_instance": id_instance, "reason": reason.value, "report_id": report_id,
+                        "flow_run_id": str(run_id) if run_id else None, "final_state": state.type.value})
     return state.type.value
+
+
+def _run_url(run_id) -> str | None:
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base and run_id else None

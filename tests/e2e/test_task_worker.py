@@ -13,7 +13,7 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_setti
 from domain import Reason
 from flows.reported import handle_reported_change
 from tests.e2e.conftest import on_sqlite_only
-from tests.helpers import await_left_time, await_until, handle_runs, register_seeded, wait_for_final
+from tests.helpers import await_left_time, await_until, handle_runs, register_seeded, stored_events, wait_for_final
 from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
@@ -45,7 +45,7 @@ async def _run_for(id_instance: int, timeout: float = 60):
     return runs[0]
 
 
-async def test_a_task_worker_runs_a_handed_over_report_to_completion(task_worker, emulator, seed_instance):
+async def test_a_task_worker_runs_a_handed_over_report_to_completion(task_worker, prefect_server, emulator, seed_instance):
     seeded = seed_instance(state="blocked", notifications=4)
     await register_seeded(seeded, emulator, f"tw-{seeded.id_instance}")
 
@@ -56,6 +56,12 @@ async def test_a_task_worker_runs_a_handed_over_report_to_completion(task_worker
     assert run.deployment_id is None and "receiver" in run.tags  # run by the task worker, not a deployment's process
     assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
     assert seeded.token not in task_worker[1].read_text()
+    # Not in the deployment's Runs tab, so it is named where an operator looks: the instance's event links the run.
+    handled = await await_until(lambda: [payload for _, name, _, payload in
+                                         stored_events(prefect_server, [f"greenapi.instance.{seeded.id_instance}"])
+                                         if name == "greenapi.report.handled"], timeout=30, message="no greenapi.report.handled")
+    assert handled[0]["flow_run_id"] == str(run.id) and handled[0]["final_state"] == "COMPLETED"
+    assert f"run number_blocked-{seeded.id_instance} ended COMPLETED" in task_worker[1].read_text()
 
 
 async def test_a_killed_task_worker_leaves_its_run_crashed(task_worker, emulator, seed_instance):

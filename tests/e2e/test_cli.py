@@ -170,6 +170,9 @@ def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, 
     assert "peek                   found one" in done.stdout  # the stale zero count was caught
     assert "emulator queue now 0" in done.stdout
     assert prefect_server.api_url.removesuffix("/api") in done.stdout
+    # One name per run from its first line: <reason>-<idInstance>, never the demo's block name.
+    begun = set(re.findall(r"Beginning flow run '([^']+)'", done.stderr))
+    assert begun == {"number_blocked-1101000001", "account_changed-1101000002", "account_changed-1101000003"}, begun
 
 
 def test_emulator_command_serves_standalone(tmp_path):

@@ -94,17 +94,20 @@ def _delivery_section() -> list[str]:
              "wirings of a scenario side by side on their own instances. Definitions: `scenarios/measure.py`. Targets "
              "with the relay (W3): 0 stale in (i)-(v), 0 fresh lost in (iii)-(v), order kept. *Clears*: ClearWebhooksQueue "
              "calls GREEN-API answered on the instance.", ""]
-    for backend in BACKENDS:
-        found = _load(f"delivery-{backend}.json")
-        if found:
-            lines += [f"{BACKEND_NAMES[backend]}:", "", delivery_table(found), ""]
+    lines += _per_backend("delivery", delivery_table)
     lines += ["`python -m bench.relay_cost`: one run, the emulator delivering straight to an app stub and through the "
               "relay side by side (50 instances each); round trips from the emulator's delivery log; added = relayed - "
               "direct, per percentile.", ""]
+    return lines + _per_backend("relay-cost", relay_table)
+
+
+def _per_backend(name: str, table) -> list[str]:
+    """``table`` of bench/out/<name>-<backend>.json, for each back-end that has one."""
+    lines = []
     for backend in BACKENDS:
-        found = _load(f"relay-cost-{backend}.json")
+        found = _load(f"{name}-{backend}.json")
         if found:
-            lines += [f"{BACKEND_NAMES[backend]}:", "", relay_table(found), ""]
+            lines += [f"{BACKEND_NAMES[backend]}:", "", table(found), ""]
     return lines
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from scenarios.http import LoopbackHttpServer, Request, Response
+from scenarios.http import LoopbackHttpServer, LoopbackService, Request, Response
 
 STATE_WEBHOOK = "stateInstanceChanged"
 
@@ -48,7 +48,7 @@ class Receipt:
         return self.type_webhook == STATE_WEBHOOK
 
 
-class AppStub:
+class AppStub(LoopbackService):
     """``AppStub(token).start()``; ``url`` is its webhook URL. Behaviour, changeable while it runs:
     ``fail_for(seconds, status=503)``, ``slow(seconds)``, ``go_down()`` / ``come_up()``, ``forward_state_to``."""
 
@@ -73,24 +73,6 @@ class AppStub:
     @property
     def url(self) -> str:
         return self._server.url + self.path
-
-    def start(self) -> "AppStub":
-        self._server.start()
-        return self
-
-    def close(self) -> None:
-        if self._http is not None:
-            try:
-                self._server.call(self._http.aclose(), timeout=5)
-            except Exception:  # noqa: BLE001
-                pass
-        self._server.close()
-
-    def __enter__(self) -> "AppStub":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ behaviour
     def fail_for(self, seconds: float, status: int = 503) -> None:

@@ -11,7 +11,10 @@ import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:
+    import httpx
 
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 411: "Length Required", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -162,3 +165,29 @@ class LoopbackHttpServer:
         writer.write(head.encode("latin-1") + response.body)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
+
+
+class LoopbackService:
+    """What the app stub and the proxy share: a LoopbackHttpServer running ``self._handle``, and an outgoing
+    httpx client (``self._http``, opened on the server's loop when first needed) closed with it."""
+
+    _server: LoopbackHttpServer
+    _http: "httpx.AsyncClient | None" = None
+
+    def start(self):
+        self._server.start()
+        return self
+
+    def close(self) -> None:
+        if self._http is not None:
+            try:
+                self._server.call(self._http.aclose(), timeout=5)
+            except Exception:  # noqa: BLE001  (closing after the loop stopped: nothing left to close)
+                pass
+        self._server.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

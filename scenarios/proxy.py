@@ -10,12 +10,12 @@ import threading
 
 import httpx
 
-from scenarios.http import LoopbackHttpServer, Request, Response
+from scenarios.http import LoopbackHttpServer, LoopbackService, Request, Response
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-class RoundRobinProxy:
+class RoundRobinProxy(LoopbackService):
     def __init__(self, backends: list[str], *, timeout: float = 60) -> None:
         if not backends:
             raise ValueError("a proxy needs at least one backend")
@@ -32,23 +32,6 @@ class RoundRobinProxy:
     def url(self) -> str:
         return self._server.url
 
-    def start(self) -> "RoundRobinProxy":
-        self._server.start()
-        return self
-
-    def close(self) -> None:
-        if self._http is not None:
-            try:
-                self._server.call(self._http.aclose(), timeout=5)
-            except Exception:  # noqa: BLE001
-                pass
-        self._server.close()
-
-    def __enter__(self) -> "RoundRobinProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     async def _handle(self, request: Request) -> Response:
         with self._lock:

@@ -10,12 +10,13 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from emulator import EmulatorConfig, EmulatorControl, EmulatorServer
+from tests.helpers import wait_until
 
 TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
 HOOK_TOKEN = "hook-secret-" + "9f" * 10
@@ -88,18 +89,6 @@ class WebhookServer:
         self.server.server_close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "the condition") -> Any:
-    """Poll until ``predicate()`` is truthy (and return it); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def hook():
     server = WebhookServer()
@@ -150,7 +139,7 @@ def test_the_queue_goes_out_oldest_first_with_the_bearer_token_and_only_a_200_re
     ids = [q["idMessage"] for q in queued["queued"]]
     assert len(set(ids)) == 5 and all(len(i) == 20 and i == i.upper() for i in ids)
 
-    wait_for(lambda: len(hook.bodies(path)) == 5, what="5 webhooks")
+    wait_until(lambda: len(hook.bodies(path)) == 5, timeout=5, message="5 webhooks", interval=0.01)
     requests = hook.requests(path)
     assert [r["body"]["idMessage"] for r in requests] == ids
     assert {r["authorization"] for r in requests} == {f"Bearer {HOOK_TOKEN}"}
@@ -158,7 +147,7 @@ def test_the_queue_goes_out_oldest_first_with_the_bearer_token_and_only_a_200_re
     body = requests[0]["body"]
     assert body["typeWebhook"] == "incomingMessageReceived" and body["timestamp"] == queued["queued"][0]["timestamp"]
     assert body["instanceData"] == {"idInstance": ID, "wid": WID_A, "typeInstance": "whatsapp"}
-    view = wait_for(lambda: (v := ctl.instance(ID))["delivered"] == 5 and v, what="5 answered")
+    view = wait_until(lambda: (v := ctl.instance(ID))["delivered"] == 5 and v, timeout=5, message="5 answered", interval=0.01)
     assert view["queue_length"] == 0 and view["delivering"] is False and view["next_delivery_at"] is None
 
     log = ctl.deliveries(instance=ID)
@@ -175,12 +164,12 @@ def test_a_failed_delivery_sends_the_same_one_again_after_the_pause_and_nothing_
     seed(ctl, webhook_url=hook.url + path)  # no webhookUrlToken: no Authorization header
     ids = [q["idMessage"] for q in ctl.add_notifications(ID, count=3)["queued"]]
 
-    wait_for(lambda: len(hook.bodies(path)) == 5, what="3 webhooks and 2 repeats")
+    wait_until(lambda: len(hook.bodies(path)) == 5, timeout=5, message="3 webhooks and 2 repeats", interval=0.01)
     requests = hook.requests(path)
     assert [r["body"]["idMessage"] for r in requests] == [ids[0], ids[0], ids[0], ids[1], ids[2]]
     assert requests[1]["at"] - requests[0]["at"] >= 0.25 and requests[2]["at"] - requests[1]["at"] >= 0.25
     assert {r["authorization"] for r in requests} == {None}
-    wait_for(lambda: ctl.instance(ID)["queue_length"] == 0, what="the queue to empty")
+    wait_until(lambda: ctl.instance(ID)["queue_length"] == 0, timeout=5, message="the queue to empty", interval=0.01)
     log = ctl.deliveries(instance=ID)
     assert [(d["status"], d["removed"]) for d in log] == [(500, False), (404, False), (200, True), (200, True), (200, True)]
 
@@ -190,12 +179,12 @@ def test_the_pause_runs_on_the_emulator_clock_and_an_advance_ends_it(ctl, hook, 
     hook.plan(path, [503])
     seed(ctl, webhook_url=hook.url + path)
     ids = [q["idMessage"] for q in ctl.add_notifications(ID, count=2)["queued"]]
-    wait_for(lambda: ctl.deliveries(instance=ID), what="the first attempt")
+    wait_until(lambda: ctl.deliveries(instance=ID), timeout=5, message="the first attempt", interval=0.01)
     view = ctl.instance(ID)
     assert view["next_delivery_at"] is not None and view["queue_length"] == 2 and view["delivered"] == 0
 
     ctl.advance_clock(60)
-    wait_for(lambda: len(hook.bodies(path)) == 3, timeout=2, what="the repeat and the next one")
+    wait_until(lambda: len(hook.bodies(path)) == 3, timeout=2, message="the repeat and the next one", interval=0.01)
     assert [b["idMessage"] for b in hook.bodies(path)] == [ids[0], ids[0], ids[1]]
 
 
@@ -203,7 +192,7 @@ def test_a_timeout_is_a_failed_delivery_and_is_sent_again(ctl, hook, path):
     hook.plan(path, [("sleep", 2.0)])
     seed(ctl, webhook_url=hook.url + path)
     ids = [q["idMessage"] for q in ctl.add_notifications(ID, count=2)["queued"]]
-    wait_for(lambda: len(ctl.deliveries(instance=ID)) == 3, what="a timeout, then 2 deliveries")
+    wait_until(lambda: len(ctl.deliveries(instance=ID)) == 3, timeout=5, message="a timeout, then 2 deliveries", interval=0.01)
     log = ctl.deliveries(instance=ID)
     assert [(d["id_message"], d["status"], d["error"]) for d in log] == [
         (ids[0], None, "timeout"), (ids[0], 200, None), (ids[1], 200, None)]
@@ -213,7 +202,7 @@ def test_a_timeout_is_a_failed_delivery_and_is_sent_again(ctl, hook, path):
 def test_connection_errors_and_the_1100_bug_are_failed_deliveries(ctl, hook, path):
     seed(ctl, webhook_url=closed_port_url(), notifications=1)
     seed(ctl, id_instance=OTHER, webhook_url=hook.url + path, notifications=1, webhook_url_unreachable=True)
-    wait_for(lambda: len(ctl.deliveries()) >= 2, what="both attempts")
+    wait_until(lambda: len(ctl.deliveries()) >= 2, timeout=5, message="both attempts", interval=0.01)
     errors = {d["instance"]: (d["status"], d["error"], d["removed"]) for d in ctl.deliveries()}
     assert errors == {ID: (None, "connect", False), OTHER: (None, "unreachable", False)}
     assert hook.bodies(path) == []  # #1100: nothing reached the webhook server
@@ -226,13 +215,13 @@ def test_connection_errors_and_the_1100_bug_are_failed_deliveries(ctl, hook, pat
 def test_nothing_goes_out_while_the_webhook_url_is_empty_then_the_backlog_in_order(ctl, hook, path, api):
     seed(ctl, notifications=3)
     seed(ctl, id_instance=OTHER, webhook_url=hook.url + path + "/other", notifications=1)
-    wait_for(lambda: ctl.instance(OTHER)["delivered"] == 1, what="the other instance's delivery")  # the deliverer runs
+    wait_until(lambda: ctl.instance(OTHER)["delivered"] == 1, timeout=5, message="the other instance's delivery", interval=0.01)  # the deliverer runs
     assert ctl.deliveries(instance=ID) == [] and ctl.instance(ID)["queue_length"] == 3
     backlog = [api.get(f"/waInstance{ID}/receiveNotification/{TOKEN}").json()["body"]["idMessage"]]
 
     answer = api.post(f"/waInstance{ID}/setSettings/{TOKEN}", json={"webhookUrl": hook.url + path})
     assert answer.json() == {"saveSettings": True}
-    wait_for(lambda: len(hook.bodies(path)) == 3, what="the backlog")
+    wait_until(lambda: len(hook.bodies(path)) == 3, timeout=5, message="the backlog", interval=0.01)
     assert texts(hook.bodies(path)) == ["stale #1", "stale #2", "stale #3"]
     assert hook.bodies(path)[0]["idMessage"] == backlog[0]  # the body a peek saw is the body delivered
 
@@ -241,13 +230,13 @@ def test_a_clear_removes_what_is_undelivered(ctl, hook, path, api):
     ctl.set_config(redelivery_pause_seconds=60)
     hook.plan(path, [500])
     seed(ctl, webhook_url=hook.url + path, notifications=4)
-    wait_for(lambda: ctl.deliveries(instance=ID), what="the failed attempt")
+    wait_until(lambda: ctl.deliveries(instance=ID), timeout=5, message="the failed attempt", interval=0.01)
     cleared = api.delete(f"/waInstance{ID}/clearWebhooksQueue/{TOKEN}").json()
     assert cleared["isCleared"] is True and ctl.instance(ID)["queue_length"] == 0
 
     after = ctl.add_notifications(ID, count=1)["queued"][0]
     ctl.advance_clock(60)
-    wait_for(lambda: ctl.instance(ID)["delivered"] == 1, what="the new one")
+    wait_until(lambda: ctl.instance(ID)["delivered"] == 1, timeout=5, message="the new one", interval=0.01)
     assert [b["idMessage"] for b in hook.bodies(path)][1:] == [after["idMessage"]]  # none of the cleared ones
 
 
@@ -261,12 +250,12 @@ def test_a_state_change_webhook_arrives_after_what_was_queued_before_it_with_the
     ctl.add_notifications(ID, count=1)
     ctl.patch_instance(ID, webhook_url=hook.url + path)
 
-    bodies = wait_for(lambda: len(hook.bodies(path)) == 4 and hook.bodies(path), what="4 webhooks")
+    bodies = wait_until(lambda: len(hook.bodies(path)) == 4 and hook.bodies(path), timeout=5, message="4 webhooks", interval=0.01)
     assert [(b["typeWebhook"], b["instanceData"]["wid"]) for b in bodies] == [
         ("incomingMessageReceived", WID_A), ("incomingMessageReceived", WID_A),
         ("stateInstanceChanged", WID_B), ("incomingMessageReceived", WID_B)]
     assert bodies[2]["stateInstance"] == "authorized" and isinstance(bodies[2]["timestamp"], int)
-    wait_for(lambda: len(ctl.deliveries(instance=ID)) == 4, what="4 log entries")
+    wait_until(lambda: len(ctl.deliveries(instance=ID)) == 4, timeout=5, message="4 log entries", interval=0.01)
     log = ctl.deliveries(instance=ID)
     # The old account's messages reach the app while the instance already holds the new one.
     assert [(d["wid"], d["instance_wid"], d["instance_state"]) for d in log[:2]] == [(WID_A, WID_B, "authorized")] * 2
@@ -285,7 +274,7 @@ def test_no_state_webhook_when_state_webhook_is_no(ctl):
 def test_the_delivery_log_filters_and_empties(ctl, hook, path):
     seed(ctl, webhook_url=hook.url + path, notifications=2)
     seed(ctl, id_instance=OTHER, webhook_url=hook.url + path, notifications=1)
-    wait_for(lambda: len(ctl.deliveries()) == 3, what="3 deliveries")
+    wait_until(lambda: len(ctl.deliveries()) == 3, timeout=5, message="3 deliveries", interval=0.01)
     first = ctl.deliveries()[0]["seq"]
     assert [d["seq"] for d in ctl.deliveries(after_seq=first)] == [first + 1, first + 2]
     assert len(ctl.deliveries(instance=OTHER)) == 1
@@ -301,7 +290,7 @@ def test_notifications_past_their_ttl_are_dropped_and_delivery_can_be_turned_off
     ctl.advance_clock(51)
     assert ctl.instance(ID)["queue_length"] == 1  # the first two are 101 s old
     ctl.set_config(deliver_webhooks=True)
-    bodies = wait_for(lambda: hook.bodies(path), what="the survivor")
+    bodies = wait_until(lambda: hook.bodies(path), timeout=5, message="the survivor", interval=0.01)
     assert bodies[0]["typeWebhook"] == "outgoingAPIMessageReceived" and bodies[0]["senderData"]["sender"] == WID_A
 
 
@@ -321,7 +310,7 @@ def test_stop_cancels_a_delivery_in_flight_quickly(hook, path):
     server = EmulatorServer(EmulatorConfig(delivery_timeout_seconds=60)).start()
     with EmulatorControl(server.url) as control:
         control.seed_instance(id_instance=ID, api_token=TOKEN, webhook_url=hook.url + path, notifications=1)
-    wait_for(lambda: server.state.instance(ID)["delivering"], what="the POST in flight")
+    wait_until(lambda: server.state.instance(ID)["delivering"], timeout=5, message="the POST in flight", interval=0.01)
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 2.5 and not server.deliverer.running

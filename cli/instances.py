@@ -90,12 +90,22 @@ def _import(parsed, source: str, as_json: bool) -> int:
             "refused": [{"line": p.line, "field": p.field, "message": p.message, "idInstance": p.id_instance} for p in result.refused],
             "skipped": [{"line": p.line, "reason": p.field, "idInstance": p.id_instance} for p in result.skipped],
             "notes": result.notes,
+            # The block each row went to; "elsewhere": registered under another name than the row's own.
+            "blocks": [{"idInstance": id_instance, "block": name, "action": _action_of(result, id_instance),
+                        "elsewhere": id_instance in result.elsewhere} for id_instance, name in sorted(result.blocks.items())
+                       if _action_of(result, id_instance)],
         }))
     else:
         print(f"imported from {source}: {len(result.created)} created, {len(result.updated)} updated, "
               f"{len(result.unchanged)} unchanged; {len(result.refused)} refused, {len(result.skipped)} skipped")
         for note in result.notes:
             print(f"  note: {note}")
+        # Each updated row, and any row that went to a block under another name, says which block it went to.
+        for id_instance in result.updated:
+            print(f"  updated: {id_instance} -> block {result.blocks.get(id_instance)}")
+        for id_instance in result.unchanged:
+            if id_instance in result.elsewhere:
+                print(f"  unchanged: {id_instance} -> block {result.blocks.get(id_instance)}")
         for problem in result.skipped:
             print(f"  skipped {problem}")
         for problem in result.refused:
@@ -103,6 +113,13 @@ def _import(parsed, source: str, as_json: bool) -> int:
         if result.refused:
             print("refused rows were not imported; the others were.")
     return EXIT_OK if result.ok else EXIT_REFUSED
+
+
+def _action_of(result, id_instance: int) -> str | None:
+    for action in ("created", "updated", "unchanged"):
+        if id_instance in getattr(result, action):
+            return action
+    return None  # planned, but its write failed: it is among the refused
 
 
 def list_command(*, as_json: bool) -> int:

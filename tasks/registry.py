@@ -237,10 +237,18 @@ class ImportResult:
     refused: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The block each created, updated or unchanged row went to, by idInstance (a row that named none may have
+    # gone to a block registered under another name: the output says which).
+    blocks: dict[int, str] = field(default_factory=dict)
+    # The rows that went to a block under another name than the row's own (the default greenapi-<id>).
+    elsewhere: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
         return not self.refused
+
+    def block_of(self, id_instance: int) -> str | None:
+        return self.blocks.get(id_instance)
 
 
 def _data_of(row: InstanceRow) -> dict[str, Any]:
@@ -275,6 +283,9 @@ def plan_import(rows: list[InstanceRow], documents: list, schema_id: Any, result
             result.refused.append(RowProblem(row.line, "name", f"block {row.block_name!r} holds idInstance "
                                              f"{(target.data or {}).get('id_instance')}, not {id_instance}", id_instance, row.unit))
             continue
+        result.blocks[id_instance] = target.name if target is not None else row.block_name
+        if target is not None and target.name != row.block_name:
+            result.elsewhere.add(id_instance)
         if target is None:
             plan.append(("create", row, None))
         elif dict(target.data or {}) == _data_of(row) and target.block_schema_id == schema_id:

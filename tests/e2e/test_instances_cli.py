@@ -42,6 +42,18 @@ async def test_import_list_remove(real_prefect_server, tmp_path):
 
     # (A second import changing nothing, and `import --json`: tests/integration/test_instances_registry.py.)
 
+    # A row naming no block, for an idInstance registered under another name: it updates that block and says so.
+    again = tmp_path / "again.csv"
+    again.write_text(f"idInstance,apiTokenInstance,apiUrl\n4100000001,{CANARY}new,https://7105.api.greenapi.com\n")
+    updated = _cli(["import", str(again)], env, tmp_path)
+    outputs.append(updated.stdout + updated.stderr)
+    assert updated.returncode == 0 and "0 created, 1 updated" in updated.stdout, updated.stdout + updated.stderr[-2000:]
+    assert "updated: 4100000001 -> block front-desk" in updated.stdout
+    as_json = _cli(["import", str(again), "--json"], env, tmp_path)
+    outputs.append(as_json.stdout + as_json.stderr)
+    assert json.loads(as_json.stdout)["blocks"] == [
+        {"idInstance": 4100000001, "block": "front-desk", "action": "unchanged", "elsewhere": True}]
+
     listed = _cli(["list", "--json"], env, tmp_path)
     outputs.append(listed.stdout + listed.stderr)
     assert listed.returncode == 0, listed.stderr[-3000:]

@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean lock postgresql
+.PHONY: demo local test bench venv clean lock postgresql
 
 demo: $(STAMP)
 	$(BIN)/greenapi-migrate demo
+
+# The whole loop on this machine: Prefect server, emulated fleet imported, serve; prints the UI and a curl. Ctrl-C stops it.
+local: $(STAMP)
+	$(BIN)/greenapi-migrate local
 
 # Workers each with their own Prefect server; a test file stays on one worker, and the e2e tests' PostgreSQL
 # halves together on one (tests/conftest.py), in the order collected: the e2e files, which wait longest, first.

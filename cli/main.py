@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for add in (_add_demo, _add_run, _add_serve_and_worker, _add_automations):
+    for add in (_add_demo, _add_run, _add_serve_and_worker, _add_local, _add_automations):
         add(commands)
 
     from cli.instances import add_parser as add_instances_parser
@@ -87,6 +87,19 @@ def _add_serve_and_worker(commands) -> None:
     worker.add_argument("--limit", type=int, default=50, help="reports handled at once (default 50)")
 
 
+def _add_local(commands) -> None:
+    local = commands.add_parser(
+        "local", help="the whole loop on this machine: Prefect server, emulated fleet imported, serve; Ctrl-C stops it",
+        description="Start `prefect server start` (or use the server PREFECT_API_URL names), the GREEN-API emulator "
+                    "with a seeded fleet of 3 instances (imported as greenapi-instance blocks local-<idInstance>), and "
+                    "`greenapi-migrate serve` with a generated receiver secret; print the Prefect UI's URL and the "
+                    "curl line that blocks a number. Ctrl-C stops everything it started and removes the blocks.",
+    )
+    local.add_argument("--prefect-port", type=int, default=4200, help="port of the Prefect server it starts (default 4200; 0: a free one)")
+    local.add_argument("--receiver-port", type=int, default=8787, help="the receiver's port (default 8787; 0: a free one)")
+    local.add_argument("--emulator-port", type=int, default=8080, help="the emulator's port (default 8080; 0: a free one)")
+
+
 def _add_automations(commands) -> None:
     automations = commands.add_parser(
         "automations", help="apply the project's Prefect automations (needed after `prefect deploy --all`)",
@@ -130,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds,
                          task_limit=args.task_limit)
+    if args.command == "local":
+        from cli.local import run_local
+
+        return run_local(prefect_port=args.prefect_port, receiver_port=args.receiver_port, emulator_port=args.emulator_port)
     if args.command == "instances":
         from cli.instances import run as run_instances
 

@@ -1,0 +1,187 @@
+"""``greenapi-migrate local`` (``make local``): the whole loop on one machine, in one command, stopped with Ctrl-C.
+
+It starts, in this order: a Prefect server (``prefect server start``; or the one PREFECT_API_URL names), the
+GREEN-API emulator with a seeded fleet of a few instances (short windows, as in the demo), ``instances import``
+of that fleet as greenapi-instance blocks, and ``greenapi-migrate serve`` (both deployments, a task worker and the
+receiver, with a generated receiver secret). Then it prints what to open (the Prefect UI) and the exact curl lines
+that block a number: GREEN-API's ``stateInstanceChanged`` webhook to the receiver with the bearer, and the
+emulator's own state change. Ctrl-C (or SIGTERM) stops what it started, last started first, and removes the
+fleet's blocks, so no sweep later checks an emulator that is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from emulator import EmulatorConfig, EmulatorServer, InstanceSeed
+
+CLEAR_WINDOW_SECONDS = 10  # as in the demo: the leftTime path shows in seconds, not a minute
+COUNT_REFRESH_SECONDS = 3
+FLEET = ((1101000001, "79001234567@c.us", 25), (1101000002, "79007654321@c.us", 12), (1101000003, "79005550000@c.us", 7))
+BLOCK_PREFIX = "local-"
+BIN = Path(sys.executable).parent
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, *, timeout: float, what: str, alive=lambda: True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"{what} exited before it answered")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen | None, name: str, *, first=signal.SIGINT, timeout: float = 20) -> None:
+    """Stop a child started in a session of its own: ``first`` to its process group, SIGKILL after ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    _say(f"stopped {name}")
+
+
+def _blocking_curls(receiver_url: str, emulator_url: str, secret_shown: str, id_instance: int, wid: str) -> tuple[str, str]:
+    body = json.dumps({"typeWebhook": "stateInstanceChanged",
+                       "instanceData": {"idInstance": id_instance, "wid": wid, "typeInstance": "whatsapp"},
+                       "timestamp": int(time.time()), "stateInstance": "blocked"})
+    webhook = (f"curl -sS -X POST {receiver_url}/webhooks/greenapi -H \"Authorization: Bearer {secret_shown}\" "
+               f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    emulated = (f"curl -sS -X POST {emulator_url}/_emulator/instances/{id_instance}/state "
+                f"-H 'Content-Type: application/json' -d '{{\"state\": \"blocked\"}}'")
+    return webhook, emulated
+
+
+def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_port: int = 8080) -> int:
+    def interrupted(signum, frame):  # SIGTERM stops it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    workdir = Path(tempfile.mkdtemp(prefix="greenapi-local-"))
+    env = dict(os.environ)
+    for key, value in {"GREEN_API_COUNT_REFRESH_SECONDS": str(COUNT_REFRESH_SECONDS),
+                       "GREEN_API_CLEAR_INTERVAL_SECONDS": str(CLEAR_WINDOW_SECONDS),
+                       "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "60"}.items():
+        env.setdefault(key, value)
+    server = serve = emulator = None
+    imported = False
+    try:
+        api_url = env.get("PREFECT_API_URL")
+        if api_url:
+            _say(f"Prefect: the server PREFECT_API_URL names, {api_url}")
+        else:
+            port = prefect_port or _free_port()
+            api_url = env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+            log = (workdir / "prefect-server.log").open("w")
+            _say(f"Prefect: starting `prefect server start` on 127.0.0.1:{port}")
+            server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+            _wait_http(f"{api_url}/health", timeout=90, what="prefect server start", alive=lambda: server.poll() is None)
+        _wait_http(f"{api_url}/health", timeout=30, what="the Prefect server")
+
+        config = EmulatorConfig(clear_window_seconds=CLEAR_WINDOW_SECONDS, count_refresh_seconds=COUNT_REFRESH_SECONDS,
+                                max_receive_wait_seconds=0.5)
+        emulator = EmulatorServer(config, port=emulator_port).__enter__()
+        tokens = {id_instance: secrets.token_hex(25) for id_instance, _, _ in FLEET}
+        for id_instance, wid, queued in FLEET:
+            emulator.state.add_instance(InstanceSeed(id_instance=id_instance, api_token=tokens[id_instance], wid=wid,
+                                                     notifications=queued))
+        _say(f"emulator: {emulator.url}, instances {', '.join(str(i) for i, _, _ in FLEET)} "
+             f"(clear window {CLEAR_WINDOW_SECONDS} s, count refresh {COUNT_REFRESH_SECONDS} s)")
+
+        fleet = workdir / "fleet.csv"  # tokens are the emulator's own, fresh each start; never printed
+        fleet.write_text("idInstance,apiTokenInstance,apiUrl,name\n" + "".join(
+            f"{i},{tokens[i]},{emulator.url},{BLOCK_PREFIX}{i}\n" for i, _, _ in FLEET))
+        done = subprocess.run([str(BIN / "greenapi-migrate"), "instances", "import", str(fleet)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        fleet.unlink()
+        imported = True
+        if done.returncode != 0:
+            raise RuntimeError(f"instances import failed: {(done.stderr or done.stdout).strip()}")
+        _say(done.stdout.strip().splitlines()[0])
+
+        generated = not env.get("GREEN_API_RECEIVER_SECRET")
+        if generated:
+            env["GREEN_API_RECEIVER_SECRET"] = secrets.token_hex(32)
+        receiver_port = receiver_port or _free_port()
+        env["GREEN_API_RECEIVER_PORT"] = str(receiver_port)
+        receiver_url = f"http://127.0.0.1:{receiver_port}"
+        _say("serve: starting `greenapi-migrate serve` (both deployments, a task worker, the receiver); its lines follow")
+        serve = subprocess.Popen([str(BIN / "greenapi-migrate"), "serve"], env=env, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        _wait_http(f"{receiver_url}/health", timeout=90, what="greenapi-migrate serve", alive=lambda: serve.poll() is None)
+
+        ui = api_url.removesuffix("/api").rstrip("/")
+        id_instance, wid, _ = FLEET[0]
+        webhook, emulated = _blocking_curls(receiver_url, emulator.url,
+                                            env["GREEN_API_RECEIVER_SECRET"] if generated else "$GREEN_API_RECEIVER_SECRET",
+                                            id_instance, wid)
+        _say("\n".join([
+            "",
+            "greenapi-migrate local: everything is up; Ctrl-C stops it all.",
+            f"  open the Prefect UI: {ui}/runs  (deployments: {ui}/deployments)",
+            f"  receiver: {receiver_url}   emulator: {emulator.url}   blocks: "
+            + ", ".join(f"{BLOCK_PREFIX}{i}" for i, _, _ in FLEET),
+            f"Block the number on instance {id_instance} (GREEN-API's stateInstanceChanged webhook, sent to the receiver):",
+            f"  {webhook}",
+            f"  -> a run number_blocked-{id_instance} clears its {FLEET[0][2]} stale notifications; watch it in the UI.",
+            "Or make the emulated GREEN-API itself see the block (the sweep, every 15 min or Run from the UI, finds it):",
+            f"  {emulated}",
+            "",
+        ]))
+        while serve.poll() is None and (server is None or server.poll() is None):
+            time.sleep(0.5)
+        _say(f"greenapi-migrate local: {'serve' if serve.poll() is not None else 'the Prefect server'} exited; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        _say("\ngreenapi-migrate local: stopping")
+        return 0
+    except RuntimeError as exc:
+        print(f"greenapi-migrate local: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
+        _stop(serve, "serve")
+        if imported and (server is None or server.poll() is None):
+            subprocess.run([str(BIN / "greenapi-migrate"), "instances", "remove", *(str(i) for i, _, _ in FLEET)],
+                           env=env, capture_output=True, timeout=60)
+            _say("removed the fleet's blocks")
+        if emulator is not None:
+            emulator.__exit__(None, None, None)
+            _say("stopped the emulator")
+        _stop(server, "the Prefect server", first=signal.SIGTERM)
+        shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -34,7 +34,7 @@ InstanceField = Annotated[str, BeforeValidator(lambda value: "" if value is None
 
 @flow(name="handle-account-change", flow_run_name=name_at_start, retries=0)
 async def handle_account_change(
-    reason: Reason = Reason.number_blocked,
+    reason: Reason = Reason.account_changed,
     instance: InstanceField = "",
     clear_outgoing: bool | None = None,
     detach_webhook: bool = False,

@@ -51,7 +51,7 @@ def test_the_handle_form_offers_reasons_as_an_enum_with_descriptions():
     reason = schema["properties"]["reason"]
     enum = schema["definitions"][reason["$ref"].rsplit("/", 1)[1]]["enum"]
     assert enum == ["number_blocked", "account_changed"]
-    assert not schema.get("required") and reason["default"] == "number_blocked"  # the form opens on a choice, never empty
+    assert not schema.get("required") and reason["default"] == "account_changed"  # the form opens on a choice, never empty: the one that clears no unsent messages
     for name, prop in schema["properties"].items():
         assert prop.get("description"), f"{name} has no description in the UI form"
     assert schema["properties"]["max_clear_attempts"]["anyOf"][0]["maximum"] == 50
@@ -90,7 +90,7 @@ async def test_prefect_deploy_all_registers_deployments_schedules_and_automation
             # The form Prefect stored: `instance` a plain text field, `reason` opening on a choice.
             stored = handle.parameter_openapi_schema["properties"]
             assert stored["instance"]["type"] == "string" and "anyOf" not in stored["instance"]
-            assert stored["reason"]["default"] == "number_blocked"
+            assert stored["reason"]["default"] == "account_changed"
         finally:
             # Leave the shared server as it was: served deployments in other tests own these names.
             for deployment in (d for d in (handle, sweep) if d is not None):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -250,8 +251,7 @@ class _Sweep:
             recorded_wid = finding.seen_before.wid if finding.seen_before else None
             reason = reason_for(result.state_instance, result.wid, recorded_wid)
             if reason is Reason.number_blocked and block_already_handled(finding.seen_before, resets.get(finding.id_instance)):
-                finding.note = (f"blocked since {_when(finding.seen_before.since)}; reset verified empty "
-                                f"{_when(resets[finding.id_instance].get('finished_at'))}")
+                finding.note = f"handled: reset verified empty {_when(resets[finding.id_instance].get('finished_at'), short=True)}"
                 continue
             finding.reason = reason
 
@@ -333,32 +333,121 @@ def _run_url(run_id) -> str | None:
     return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base else None
 
 
-def _when(value) -> str:
+def _when(value, *, short: bool = False) -> str:
     moment = parse_time(value) if isinstance(value, str) else value
-    return f"{moment:%Y-%m-%d %H:%M} UTC" if isinstance(moment, datetime) else "—"
+    if not isinstance(moment, datetime):
+        return "—"
+    return f"{moment:%m-%d %H:%M}" if short else f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split()).replace("|", "/")
-    return text if len(text) <= ERROR_CELL_CHARS else text[:ERROR_CELL_CHARS - 1] + "…"
+# The Prefect UI draws a markdown table without wrapping its cells (white-space: nowrap) and hides its
+# scrollbar, so a long cell pushes the columns after it out of sight with nothing that says so. Each cell
+# is therefore kept short: long values are wrapped onto lines of their own (<br>, which the UI renders) or
+# cut with an ellipsis. Widths are in characters of visible text per line.
+CELL_WIDTHS = {"instance": 12, "finding": 16, "action": 18, "error": 27, "state": 14, "wid": 18,
+               "seen before": 32, "block": 24}
+CELL_LINES = {"finding": 3, "action": 2, "error": 3, "seen before": 2}
+COLUMNS = tuple(CELL_WIDTHS)
+
+
+def _short(text: str, limit: int = ERROR_CELL_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _lines(text: str, width: int, max_lines: int) -> list[str]:
+    """``text`` on lines of at most ``width`` characters (words kept whole where they fit), at most
+    ``max_lines`` of them, the last one ending in an ellipsis when something was left out."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):  # a line break of its own: a new line
+        start = len(lines)
+        for word in paragraph.split():
+            while len(word) > width:  # a word longer than a line (a URL, a block name) is split
+                lines.append(word[:width])
+                word = word[width:]
+            if len(lines) > start and len(lines[-1]) + 1 + len(word) <= width:
+                lines[-1] += " " + word
+            elif word:
+                lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = (lines[-1][:width - 1] if len(lines[-1]) >= width else lines[-1]) + "…"
+    return lines
+
+
+def _escape(text: str) -> str:
+    """Text as a table cell shows it: no column separator, no markup of its own."""
+    # "@" escaped: the UI would make a wid (79990001111@c.us) a mailto: link.
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("@", "\\@"))
+
+
+def _cell(column: str, text: str, *, link: str | None = None, linked: str | None = None) -> str:
+    """One cell: ``text`` within its column's width (wrapped, or cut with an ellipsis); ``linked`` (a prefix
+    of the text) becomes a link to ``link``."""
+    width, max_lines = CELL_WIDTHS[column], CELL_LINES.get(column, 1)
+    if max_lines == 1:
+        lines = [_short(text, width)]
+    else:
+        lines = _lines(text, width, max_lines)
+    cells = [_escape(line) for line in lines]
+    if link and linked and lines and lines[0].startswith(linked):
+        cells[0] = f"[{_escape(linked)}]({link})" + _escape(lines[0][len(linked):])
+    return "<br>".join(cells) or "—"
+
+
+def visible_lines(cell: str) -> list[str]:
+    """What the UI shows of a rendered cell, line by line (links as their text, entities decoded)."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell)
+    return [line.replace("\\|", "|").replace("\\@", "@").replace("&lt;", "<").replace("&gt;", ">").replace("\\\\", "\\")
+            for line in text.split("<br>")]
+
+
+def _seen_before(seen: SeenAccount | None) -> str:
+    if seen is None:
+        return "—"
+    return f"{seen.state or '—'} since {_when(seen.since, short=True)}\n{seen.wid or 'no wid'}"
+
+
+def _finding(f: InstanceFinding) -> str:
+    return f.reason.value if f.reason else ("not checked" if f.error else f.note or "healthy")
+
+
+def _action(f: InstanceFinding) -> tuple[str, str | None]:
+    """The action's text and the part of it that links to the run."""
+    if f.handled_by is None:
+        return (f"not handled: {f.outcome}" if f.outcome else "—"), None
+    who = "run" if f.handled_by.startswith("run") else f.handled_by
+    return (f"{who}: {f.outcome}" if f.outcome else who), (who if f.run_url else None)
 
 
 def _render(report: SweepReport) -> str:
+    failed = sum(1 for f in report.findings if f.failed)
     lines = [
         f"# Sweep: {report.checked} checked, {report.not_checked} could not be checked",
         "",
         f"{report.affected} affected, {report.already_handled} blocked and already handled, "
-        f"{report.failed_handling} could not be handled.",
+        f"{report.failed_handling} could not be handled."
+        + (f" The {failed} that failed come first." if failed else ""),
         "",
-        "| instance | block | state | wid | seen before | finding | action | error |",
-        "|---|---|---|---|---|---|---|---|",
+        "Per instance: finding, action (a link to the run) and error first; then state, wid, what an earlier sweep "
+        "saw and the block (the table scrolls sideways on a narrow screen).",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
     ]
-    ordered = sorted(report.findings, key=lambda f: (not f.failed, f.reason is None, f.id_instance))
+    ordered = sorted(report.findings, key=lambda f: (not f.failed, f.error is None, f.reason is None, f.id_instance))
     for f in ordered:
-        before = f"{f.seen_before.state or '—'} since {_when(f.seen_before.since)}, wid {f.seen_before.wid or '—'}" if f.seen_before else "—"
-        finding = f.reason.value if f.reason else ("not checked" if f.error else f.note or "healthy")
-        action = f"[{f.handled_by}]({f.run_url})" if f.run_url else (f.handled_by or "—")
-        action += f": {f.outcome}" if f.outcome else ""
-        lines.append(f"| {f.id_instance} | {f.block_name} | {f.state_instance or '—'} | {f.wid or '—'} | {before} | "
-                     f"{finding} | {action.replace('|', '/')} | {_short(f.error) if f.error else ''} |")
+        action, linked = _action(f)
+        cells = [
+            _cell("instance", str(f.id_instance)),
+            _cell("finding", _finding(f)),
+            _cell("action", action, link=f.run_url, linked=linked),
+            _cell("error", f.error) if f.error else "",
+            _cell("state", f.state_instance or "—"),
+            _cell("wid", f.wid or "—"),
+            _cell("seen before", _seen_before(f.seen_before)),
+            _cell("block", f.block_name),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -51,7 +51,8 @@ def crashed_runs_automation() -> Automation:
 
 
 # The templates read only fields known to carry no secret: the instance label, and the report's outcome,
-# reason, counts and message (the project's own text, which the token canary tests check in every event).
+# reason, counts (and why one is unknown) and message (the project's own text, which the token canary tests
+# check in every event).
 # The whole payload is never rendered, so a field added to the report later cannot leak through here.
 _SHOW = "{% macro show(value) %}{{ 'unknown' if value is undefined or value is none else value }}{% endmacro %}"
 _QUEUE_RESET_SUBJECT = (
@@ -62,7 +63,10 @@ _QUEUE_RESET_BODY = _SHOW + """\
 GREEN-API instance {{ event.resource['greenapi.id-instance'] }}: the queue reset ended {{ show(event.payload.outcome) }}; \
 the incoming queue is NOT verified empty.
 {{ event.payload.message | default('') }}
-Reason: {{ show(event.payload.reason) }}; notifications before: {{ show(event.payload.count_before) }}, \
+Removed: {{ show(event.payload.removed) }} notification(s)\
+{% if event.payload.removed_unknown %} ({{ event.payload.removed_unknown }}){% endif %}.
+Reason: {{ show(event.payload.reason) }}; notifications before the clear: {{ show(event.payload.count_before) }}\
+{% if event.payload.count_before_unknown %} ({{ event.payload.count_before_unknown }}){% endif %}, \
 after: {{ show(event.payload.count_after) }}; clear calls: {{ show(event.payload.clear_attempts) }}.
 {% if flow_run %}Flow run: {{ flow_run.name }}.{% endif %}
 """

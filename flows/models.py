@@ -24,12 +24,15 @@ class QueueResetReport(BaseModel):
     state_instance: str | None = None
     wid: str | None = None
     webhook_url_set: bool | None = None
-    count_before: int | None = None
+    count_before: int | None = Field(default=None, description="GetWebhooksCount before the clear; None: unknown (count_before_unknown says why).")
+    count_before_unknown: str = Field(default="", description="Why count_before is None: the count failed, or the run stopped before it.")
     outgoing_count: int | None = None
     outgoing_cleared: bool = False
     clear_attempts: int = 0
     waited_seconds: float = 0.0
     count_after: int | None = None
+    removed: int | None = Field(default=None, description="Notifications the clear removed: the count before it when a clear went through, 0 when none did; None: unknown (removed_unknown says why).")
+    removed_unknown: str = Field(default="", description="Why removed is None.")
     verified_by: str | None = Field(default=None, description="'count+peek', 'count', or None when not verified")
     verified_empty: bool = False
     caveat: str = Field(default="", description="What the verification could not prove (a webhookUrl set: count only).")
@@ -41,6 +44,19 @@ class QueueResetReport(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)
+
+
+def removed_text(report: QueueResetReport) -> str:
+    """How many notifications the run removed, in words: a number, or "unknown" and why."""
+    if report.removed is None:
+        return f"unknown ({report.removed_unknown or 'not recorded'})"
+    return str(report.removed)
+
+
+def count_before_text(report: QueueResetReport) -> str:
+    if report.count_before is None:
+        return f"unknown ({report.count_before_unknown or 'not recorded'})"
+    return str(report.count_before)
 
 
 class QueueNotVerifiedEmpty(Exception):

@@ -6,7 +6,7 @@ import logging
 
 from prefect.artifacts import acreate_markdown_artifact
 
-from flows.models import QueueResetReport
+from flows.models import QueueResetReport, count_before_text, removed_text
 from tasks.events import emit_step_event
 from tasks.memory import held_back, record_last_reset
 
@@ -22,12 +22,19 @@ def _webhook_summary(report: QueueResetReport) -> str:
     return f"{done}; {back}"
 
 
+def _removed(report: QueueResetReport) -> str:
+    return f"{report.removed} notification(s)" if report.removed is not None else removed_text(report)
+
+
 def render_markdown(report: QueueResetReport) -> str:
     verdict = "verified empty" if report.verified_empty else "NOT verified empty"
     lines = [
         f"# Queue reset, instance {report.id_instance}: {verdict}",
         "",
         f"**Outcome:** `{report.outcome.value if report.outcome else 'unknown'}`: {report.message}",
+        "",
+        f"**Removed:** {_removed(report)}; count before the clear: {count_before_text(report)}, "
+        f"after: {_cell(report.count_after)}",
         "",
         *([f"**Caveat:** {report.caveat}", ""] if report.caveat else []),
         *([f"**webhookUrl:** {_webhook_summary(report)}", ""] if report.webhook_detached or report.webhook_restored is not None else []),
@@ -40,7 +47,7 @@ def render_markdown(report: QueueResetReport) -> str:
             _cell(report.state_instance),
             _cell(report.wid),
             _cell(None if report.webhook_url_set is None else ("set" if report.webhook_url_set else "empty")),
-            _cell(report.count_before),
+            "unknown" if report.count_before is None else report.count_before,
             _cell(report.count_after),
             _cell(report.verified_by),
             report.clear_attempts,
@@ -88,4 +95,8 @@ async def publish_report(report: QueueResetReport) -> None:
         logging.getLogger("greenapi.report").warning(
             "Instance %s: the last-reset record was not written (%s)", report.id_instance, type(exc).__name__)
     event = "queue-reset.completed" if report.verified_empty else "queue-reset.failed"
-    emit_step_event(report.id_instance, event, report.model_dump(mode="json", exclude={"steps"}))
+    payload = report.model_dump(mode="json", exclude={"steps"})
+    # The key numbers first, in words too: the event's page shows them without opening the raw JSON.
+    payload = {"summary": f"removed {removed_text(report)}; count before {count_before_text(report)}, "
+                          f"after {_cell(report.count_after)}", **payload}
+    emit_step_event(report.id_instance, event, payload)

@@ -83,7 +83,8 @@ async def reset_instance_queue(
         settings: bounds and timings.
         clear_outgoing: also clear messages not yet sent; None: after a block only.
         detach_webhook: GREEN-API's workaround for a webhookUrl (see handle_account_change).
-        observed: an inspection made moments ago (by the sweep): the run skips its own and the "before" counts.
+        observed: an inspection made moments ago (by the sweep): the run skips its own, and still counts the
+            queue before the clear (GetWebhooksCount, not rate-limited like GetSettings), so it says what it removed.
         http_client: a fleet run's shared HTTP client (the sweep's), else the run opens its own connections.
 
     Returns:
@@ -102,6 +103,7 @@ async def reset_instance_queue(
             report.outcome, report.message = Outcome.api_error, f"{runbook.current_step()} step failed: {exc}"
         finally:  # a crash skips this: the Secret block survives, and the next run puts the webhook back
             await runbook.put_webhook_back()
+    account_removed(report, stopped_at=runbook.current_step())
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)
@@ -120,6 +122,7 @@ class _Runbook:
         self.must_restore = False  # a detach was attempted (here or by an earlier run): put it back at the end
         self.refusals = 0
         self.last_check: Verification | None = None
+        self.observed_by_sweep = False  # the sweep's inspection stands: no GetMessagesCount unless it clears outgoing
 
     def current_step(self) -> str:
         """The step that failed (a wait run beside a failed peek may have finished after it), else the last one."""
@@ -128,9 +131,10 @@ class _Runbook:
 
     async def run(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
         report = self.report
+        self.observed_by_sweep = observed is not None
         if observed is None:
             info = await record_step(report, "inspect", inspect_instance(self.client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
-        else:  # the sweep inspected it moments ago: its answer stands, and the run goes straight to the clear
+        else:  # the sweep inspected it moments ago: its answer stands; the run still counts before the clear
             info = observed
         report.state_instance, report.wid, report.webhook_url_set = info.state_instance, info.wid, info.webhook_url_set
         self.can_peek = not info.webhook_url_set
@@ -140,7 +144,7 @@ class _Runbook:
             report.webhook_detached = not info.webhook_url_set
         if detach_webhook and info.webhook_url_set:
             await self.detach()
-        await self.count_before(observed is None, clear_outgoing)
+        await self.count_before(clear_outgoing)
         # A window an earlier run learned of (its clear, or a leftTime), on any worker, is known: no clear inside it.
         window_left = _seconds_until(await next_clear_allowed_at(self.client.id_instance))
         await self.stop_if_already_empty(window_left)
@@ -165,12 +169,16 @@ class _Runbook:
                         f"settings_apply_timeout_seconds={self.settings.settings_apply_timeout_seconds:.0f}; no clear was sent")
         self.report.webhook_detached, self.can_peek = True, True
 
-    async def count_before(self, count_incoming: bool, clear_outgoing: bool) -> None:
+    async def count_before(self, clear_outgoing: bool) -> None:
+        """The "before" counts, in every run (a sweep's too): what the clear removes is the count before it."""
         report = self.report
-        if count_incoming:
+        try:
             before = await record_step(report, "count", count_notifications(self.client), lambda c: f"{c.count} queued")
-            report.count_before = before.count
-        if count_incoming or clear_outgoing:
+        except GreenAPIError as exc:
+            report.count_before_unknown = f"GetWebhooksCount failed: {exc}"
+            raise
+        report.count_before = before.count
+        if not self.observed_by_sweep or clear_outgoing:
             outgoing = await record_step(report, "count outgoing", count_outgoing_messages(self.client), lambda c: f"{c.count} queued")
             report.outgoing_count = outgoing.count
             if clear_outgoing and outgoing.count:
@@ -240,8 +248,9 @@ class _Runbook:
         report.count_after, report.verified_by = check.count_after, check.method
         if check.empty:
             report.caveat = "" if self.can_peek else COUNT_ONLY_CAVEAT
-            raise _Stop(Outcome.cleared, f"queue cleared and verified empty by {check.method} (count before: "
-                        f"{report.count_before}, clear calls: {report.clear_attempts})" + (f"; {report.caveat}" if report.caveat else ""))
+            before = "unknown" if report.count_before is None else report.count_before
+            raise _Stop(Outcome.cleared, f"queue cleared and verified empty by {check.method} (removed: {before}, the "
+                        f"count before the clear; clear calls: {report.clear_attempts})" + (f"; {report.caveat}" if report.caveat else ""))
         get_run_logger().warning(
             "Instance %s: still %d notification(s) counted after the clear (peek %s); clearing again when the window allows",
             self.client.id_instance, check.count_after, {True: "empty", False: "found one", None: "not possible"}[check.peeked_empty],
@@ -294,6 +303,23 @@ class _Runbook:
             report.message = f"{report.message}; SetSettings did not save the remembered webhookUrl back: the next run tries again"
         elif restored.restored:
             report.message = f"{report.message}; webhookUrl and webhookUrlToken put back (SetSettings restarts the instance; applies within 5 minutes)"
+
+
+def account_removed(report: QueueResetReport, *, stopped_at: str) -> None:
+    """Set what the run removed: the count before the clear once a clear went through (ClearWebhooksQueue
+    deletes the whole queue), 0 when none did; "unknown" and why where that cannot be told."""
+    if report.count_before is None and not report.count_before_unknown:
+        report.count_before_unknown = f"not counted: the run stopped at the {stopped_at} step"
+    clears = [step.result for step in report.steps if step.step == "clear"]
+    if "cleared" in clears:
+        report.removed = report.count_before
+        report.removed_unknown = "" if report.count_before is not None else f"a clear went through; count before {report.count_before_unknown}"
+    elif any(result.startswith("failed:") for result in clears):  # no answer: the clear may have gone through
+        report.removed = None
+        report.removed_unknown = ("the clear call failed without an answer and may have gone through"
+                                  + (f"; {report.count_before} were counted before it" if report.count_before is not None else ""))
+    else:
+        report.removed, report.removed_unknown = 0, ""
 
 
 def _seconds_until(moment: datetime | None) -> float:

@@ -82,7 +82,7 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
     assert 2 <= peak <= 3
 
 
-async def test_inline_handling_resets_affected_queues_within_five_calls_each(emulator, seed_instance, greenapi_env):
+async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(emulator, seed_instance, greenapi_env):
     from tasks.memory import record_wid
 
     greenapi_env(seed_instance())
@@ -99,13 +99,17 @@ async def test_inline_handling_resets_affected_queues_within_five_calls_each(emu
     assert outcomes[blocked.id_instance] == ("number_blocked", "inline", "completed")
     assert outcomes[changed.id_instance] == ("account_changed", "inline", "completed")
     assert outcomes[hooked.id_instance] == ("number_blocked", "inline", "completed")
-    # After a block the outgoing queue is counted (and cleared when not empty) too; no peek with a webhookUrl.
-    check, outgoing = ["getStateInstance", "getSettings"], ["getMessagesCount"]
-    for seeded, before_clear, expected in ((blocked, check + outgoing, 6), (changed, check, 5), (hooked, check + outgoing, 5)):
+    # The sweep's inspection stands, the queue is still counted before the clear (what it removed); after a
+    # block the outgoing queue is counted (and cleared when not empty) too; no peek with a webhookUrl.
+    check, count, outgoing = ["getStateInstance", "getSettings"], ["getWebhooksCount"], ["getMessagesCount"]
+    for seeded, before_clear, expected, removed in ((blocked, check + count + outgoing, 7, 6), (changed, check + count, 6, 4),
+                                                    (hooked, check + count + outgoing, 6, 2)):
         methods = [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)]
         assert len(methods) == expected, methods
         assert methods[:len(before_clear) + 1] == before_clear + ["clearWebhooksQueue"]
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+        artifact = (await _artifact(f"queue-reset-{seeded.id_instance}")).data
+        assert f"**Removed:** {removed} notification(s); count before the clear: {removed}, after: 0" in artifact
     for seeded in healthy:
         assert len(emulator.state.calls(instance=seeded.id_instance)) == 2
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 3

@@ -1,0 +1,52 @@
+"""What a reset says it removed: the count before the clear, 0 when no clear went through, else "unknown" and why."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flows.models import QueueResetReport, Reason, StepRecord, count_before_text, removed_text
+from flows.report import render_markdown
+from flows.runbook import account_removed
+
+AT = datetime(2025, 12, 4, 14, 53, tzinfo=timezone.utc)
+
+
+def _report(*steps: tuple[str, str], count_before: int | None = None, unknown: str = "") -> QueueResetReport:
+    return QueueResetReport(id_instance=1101000001, reason=Reason.number_blocked, started_at=AT, count_before=count_before,
+                            count_before_unknown=unknown,
+                            steps=[StepRecord(step=step, result=result, started_at=AT, seconds=0.1) for step, result in steps])
+
+
+def test_a_clear_that_went_through_removed_the_count_before_it():
+    report = _report(("count", "22 queued"), ("clear", "too early: leftTime 30 s"), ("clear", "cleared"), count_before=22)
+    account_removed(report, stopped_at="verify")
+    assert (report.removed, removed_text(report)) == (22, "22")
+    assert "**Removed:** 22 notification(s); count before the clear: 22" in render_markdown(report)
+
+
+def test_no_clear_removed_nothing():
+    report = _report(("count", "3 queued"), ("clear", "refused: The system could not process the request"), count_before=3)
+    account_removed(report, stopped_at="clear")
+    assert report.removed == 0
+
+
+def test_a_failed_count_is_unknown_and_says_why():
+    report = _report(("count", "failed: HTTP 500"), unknown="GetWebhooksCount failed: HTTP 500")
+    account_removed(report, stopped_at="count")
+    assert count_before_text(report) == "unknown (GetWebhooksCount failed: HTTP 500)"
+    assert report.removed == 0  # no clear was sent
+    markdown = render_markdown(report)
+    assert "count before the clear: unknown (GetWebhooksCount failed: HTTP 500)" in markdown and "None" not in markdown
+
+
+def test_a_run_that_stopped_before_counting_says_where():
+    report = _report(("inspect", "failed: HTTP 401"))
+    account_removed(report, stopped_at="inspect")
+    assert count_before_text(report) == "unknown (not counted: the run stopped at the inspect step)"
+
+
+def test_a_clear_without_an_answer_may_have_removed_them():
+    report = _report(("count", "6 queued"), ("clear", "failed: timed out"), count_before=6)
+    account_removed(report, stopped_at="clear")
+    assert report.removed is None
+    assert removed_text(report) == "unknown (the clear call failed without an answer and may have gone through; 6 were counted before it)"

@@ -4,7 +4,8 @@ Prefect's runners and workers stop a cancelled run by ending its process, and re
 died. A run executed in a process that other work shares (a task worker serving the receiver's
 reports, ``greenapi-migrate run``) has no such supervisor, so the run looks after itself:
 - every ``poll_seconds`` it asks the server whether it was cancelled, and if so stops and ends Cancelled;
-- every ``HEARTBEAT_SECONDS`` it emits ``greenapi.flow-run.heartbeat`` about itself. The automation
+- every ``HEARTBEAT_SECONDS`` it emits ``prefect-greenapi.flow-run.heartbeat`` about itself (outside the
+  ``greenapi.*`` events an operator watches: machinery, not news). The automation
   ``greenapi-crashed-runs`` (``deploy/automations.py``, applied by ``serve`` and ``task-worker``) marks a
   run Crashed when its heartbeats stop before it ends, as when its task worker was killed.
 """
@@ -26,7 +27,8 @@ from prefect.states import Cancelled, State
 
 T = TypeVar("T")
 
-HEARTBEAT_EVENT = "greenapi.flow-run.heartbeat"
+# Not under greenapi.*: one every 10 s per run would flood the operator's feed of what the runs found and did.
+HEARTBEAT_EVENT = "prefect-greenapi.flow-run.heartbeat"
 HEARTBEAT_SECONDS = 10.0
 
 

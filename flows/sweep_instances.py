@@ -344,9 +344,10 @@ def _when(value, *, short: bool = False) -> str:
 # scrollbar, so a long cell pushes the columns after it out of sight with nothing that says so. Each cell
 # is therefore kept short: long values are wrapped onto lines of their own (<br>, which the UI renders) or
 # cut with an ellipsis. Widths are in characters of visible text per line.
-CELL_WIDTHS = {"instance": 12, "finding": 16, "action": 18, "error": 27, "state": 14, "wid": 18,
-               "seen before": 32, "block": 24}
-CELL_LINES = {"finding": 3, "action": 2, "error": 3, "seen before": 2}
+# Five columns of at most 95 characters in all: the artifact page gives the table about 810 px of a 1400 px window
+# (a side panel takes the rest), and the UI's 14 px font is about 7 px a character, plus each cell's padding.
+CELL_WIDTHS = {"instance": 16, "finding": 16, "action": 18, "error": 26, "state, wid (before)": 17}
+CELL_LINES = {"instance": 3, "finding": 3, "action": 2, "error": 4, "state, wid (before)": 6}
 COLUMNS = tuple(CELL_WIDTHS)
 
 
@@ -403,10 +404,13 @@ def visible_lines(cell: str) -> list[str]:
             for line in text.split("<br>")]
 
 
-def _seen_before(seen: SeenAccount | None) -> str:
+def _state_now_and_before(f: InstanceFinding) -> str:
+    """The state and account seen now, then what an earlier sweep saw (its state, since when, its account)."""
+    now = f"{f.state_instance or '—'}\n{f.wid or 'no wid'}"
+    seen = f.seen_before
     if seen is None:
-        return "—"
-    return f"{seen.state or '—'} since {_when(seen.since, short=True)}\n{seen.wid or 'no wid'}"
+        return now
+    return f"{now}\nwas {seen.state or '—'}\nfrom {_when(seen.since, short=True)}\n{seen.wid or 'no wid'}"
 
 
 def _finding(f: InstanceFinding) -> str:
@@ -430,8 +434,8 @@ def _render(report: SweepReport) -> str:
         f"{report.failed_handling} could not be handled."
         + (f" The {failed} that failed come first." if failed else ""),
         "",
-        "Per instance: finding, action (a link to the run) and error first; then state, wid, what an earlier sweep "
-        "saw and the block (the table scrolls sideways on a narrow screen).",
+        "Per instance (and its block): the finding, the action (a link to the run), the error; then the state and "
+        "account seen now, and what an earlier sweep saw.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -440,14 +444,11 @@ def _render(report: SweepReport) -> str:
     for f in ordered:
         action, linked = _action(f)
         cells = [
-            _cell("instance", str(f.id_instance)),
+            _cell("instance", f"{f.id_instance}\n{f.block_name}"),
             _cell("finding", _finding(f)),
             _cell("action", action, link=f.run_url, linked=linked),
-            _cell("error", f.error) if f.error else "",
-            _cell("state", f.state_instance or "—"),
-            _cell("wid", f.wid or "—"),
-            _cell("seen before", _seen_before(f.seen_before)),
-            _cell("block", f.block_name),
+            _cell("error", _short(f.error)) if f.error else "",  # at most ERROR_CELL_CHARS, on lines of its width
+            _cell("state, wid (before)", _state_now_and_before(f)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

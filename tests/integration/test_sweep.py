@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete, visible_lines
 from tasks.memory import last_seen_wid
-from tests.helpers import clear_registry, register_seeded, task_runs_of
+from tests.helpers import await_until, clear_registry, register_seeded, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -48,8 +48,8 @@ async def test_a_slow_instance_fails_alone_and_the_rest_are_swept(emulator, seed
     report = await _artifact("sweep-report")
     assert report.data.startswith("# Sweep: 7 checked, 1 could not be checked")
     rows = [line for line in report.data.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert rows[0].startswith(f"| {slow.id_instance} | not checked |")  # failed first, the answer first
-    assert f"| {blocked.id_instance} | number_blocked | — |  | blocked |" in report.data
+    assert rows[0].startswith(f"| {slow.id_instance}<br>sweep-{slow.id_instance} | not checked |")  # failed first, the answer first
+    assert f"| {blocked.id_instance}<br>sweep-{blocked.id_instance} | number_blocked | — |  | blocked<br>" in report.data
     cells = [cell.strip() for cell in rows[0].strip("|").split(" | ")]
     error = " ".join(visible_lines(cells[3]))
     assert "timed out" in error.lower() and len(error) <= 80
@@ -58,7 +58,7 @@ async def test_a_slow_instance_fails_alone_and_the_rest_are_swept(emulator, seed
     by_state = {run.name: run.state.type.value for run in batches if run.name.startswith("check-instances-")}
     assert sorted(by_state.values()) == ["COMPLETED"] * 3 + ["FAILED"]
     assert [name for name, value in by_state.items() if value == "FAILED"] == [f"check-instances-{blocked.id_instance}-to-{slow.id_instance}"]
-    assert all(f"| {h.id_instance} |" in report.data for h in healthy)
+    assert all(f"| {h.id_instance}<br>" in report.data for h in healthy)
     progress = await _artifact("sweep-progress")
     assert progress.data == 100.0
     # Healthy instances cost exactly 2 API calls each.
@@ -141,10 +141,21 @@ async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_
     def calls(seeded) -> int:
         return len(emulator.state.calls(instance=seeded.id_instance))
 
+    async def next_schedule() -> None:
+        """Sweeps come a schedule apart, not back to back: wait out GREEN-API's once a second on the last checks."""
+        def last_check() -> float:
+            checks = [c["finished_at"] for seeded in (number, refused) for c in emulator.state.calls(instance=seeded.id_instance)
+                      if c["method"] in ("getStateInstance", "getSettings")]
+            return max(checks, default=0.0)
+
+        await await_until(lambda: emulator.state.clock.wall() - last_check() >= 1.0, timeout=5, interval=0.05,
+                          message="a second since the last check")
+
     first = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     assert first.is_failed()  # the refused instance's reset failed
     emulator.state.patch_instance(number.id_instance, {"state": "blocked", "add_notifications": 3, "add_outgoing": 2})
 
+    await next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     assert state.is_failed()
     after_block_calls = calls(number)
@@ -152,17 +163,19 @@ async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_
     assert (inst["queue_length"], inst["outgoing_messages"]) == (0, 0)  # outgoing cleared too, after a block
 
     refused_calls = calls(refused)
+    await next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     report = await _artifact("sweep-report")
-    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance} |"))
-    assert "blocked since" in number_row and "reset verified empty" in " ".join(visible_lines(number_row))
+    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance}<br>"))
+    assert "was blocked<br>from " in number_row and "reset verified empty" in " ".join(visible_lines(number_row))
     assert calls(number) - after_block_calls == 2  # checked only: this block was handled
     assert [c["method"] for c in emulator.state.calls(instance=refused.id_instance)][refused_calls:].count("clearWebhooksQueue") >= 1
 
     emulator.state.patch_instance(number.id_instance, {"state": "authorized", "wid": "79222222222@c.us", "add_notifications": 1})
+    await next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     report = await _artifact("sweep-report")
-    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance} |"))
+    number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance}<br>"))
     assert "account_changed" in number_row and "inline: completed" in number_row
     assert emulator.state.instance(number.id_instance)["queue_length"] == 0
     assert await last_seen_wid(number.id_instance) == "79222222222@c.us"

@@ -56,7 +56,7 @@ async def handle_account_change(
         max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
 
     A run the sweep started finds the sweep's inspection of the instance (a Variable, not a parameter), and
-    then skips its own inspection and the "before" counts, and goes straight to the clear.
+    then skips its own inspection; it still counts the queue before the clear, so it says what it removed.
     """
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     try:

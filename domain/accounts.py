@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 # How long a GetSettings answer is taken as the account on the instance now. GREEN-API allows GetSettings once a
-# second per instance; with a check's round trip on top, 2 s lets a refresh started at half that age land in time,
+# second per instance; with a check's round trip on top, 2 s lets a refresh started at 1.5 s land in time,
 # so a steady stream never waits for one. An account cannot change (a phone scanning the QR code) faster.
 TRUST_SECONDS = 2.0
 # GREEN-API's timestamps and this machine's clock may differ by this much: a notification of another account made
@@ -83,9 +83,15 @@ def judge(wid: str | None, timestamp: float | None, known: KnownAccount | None, 
     return Verdict.hold if made_before else Verdict.check
 
 
-def needs_refresh(known: KnownAccount | None, now: float, *, trust_seconds: float = TRUST_SECONDS) -> bool:
+# A background confirmation starts once what is known is this old: late enough to ask GREEN-API as seldom as the
+# trust window allows (about once every REFRESH_AFTER_SECONDS per instance with traffic), early enough that its
+# answer lands before the knowledge is too old to decide on.
+REFRESH_AFTER_SECONDS = 1.5
+
+
+def needs_refresh(known: KnownAccount | None, now: float) -> bool:
     """Whether to confirm the account again in the background, so notifications that keep coming never wait."""
-    return known is not None and now - known.as_of > trust_seconds / 2
+    return known is not None and now - known.as_of > REFRESH_AFTER_SECONDS
 
 
 def after_check(wid: str | None, known: KnownAccount | None) -> Verdict:

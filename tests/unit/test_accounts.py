@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.accounts import (CLOCK_SKEW_SECONDS, TRUST_SECONDS, KnownAccount, Verdict, account_key, after_check, judge,
-                             needs_refresh, same_account)
+from domain.accounts import (CLOCK_SKEW_SECONDS, REFRESH_AFTER_SECONDS, TRUST_SECONDS, KnownAccount, Verdict,
+                             account_key, after_check, judge, needs_refresh, same_account)
 
 OLD, NEW = "71230000001@c.us", "71230000002@c.us"
 NOW = 1_800_000_000.0
@@ -58,8 +58,9 @@ def test_made_within_the_clock_skew_of_the_confirmation_is_checked_not_held():
 
 
 def test_knowledge_is_refreshed_before_it_is_too_old_to_decide():
-    assert not needs_refresh(None, NOW) and not needs_refresh(KnownAccount(OLD, NOW - TRUST_SECONDS / 2), NOW)
-    assert needs_refresh(KnownAccount(OLD, NOW - TRUST_SECONDS / 2 - 0.01), NOW)
+    assert REFRESH_AFTER_SECONDS < TRUST_SECONDS
+    assert not needs_refresh(None, NOW) and not needs_refresh(KnownAccount(OLD, NOW - REFRESH_AFTER_SECONDS), NOW)
+    assert needs_refresh(KnownAccount(OLD, NOW - REFRESH_AFTER_SECONDS - 0.01), NOW)
 
 
 @pytest.mark.parametrize("wid, known, expected", [

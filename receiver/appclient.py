@@ -26,14 +26,12 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(our_role=h11.CLIENT)
-        self.used = False  # carried a request before: the app may have closed it while idle
 
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
     async def exchange(self, request: h11.Request, body: bytes) -> int:
         """One request, the whole response read; its status. Raises AppUnreachable, h11.ProtocolError."""
-        self.used = True
         self.writer.write(self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage()))
         await self.writer.drain()
         status = None

@@ -11,6 +11,8 @@ from pydantic_core import PydanticCustomError
 from domain import Reason
 
 ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
+# The one webhook type the receiver acts on, and the relay learns an account from.
+STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 
 
 def _json_integer(value: Any) -> Any:

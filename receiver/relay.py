@@ -26,11 +26,10 @@ from pydantic import SecretStr, ValidationError
 
 from domain.accounts import KnownAccount, Verdict, after_check, judge, needs_refresh, same_account
 from receiver.appclient import AppClient, AppUnreachable
-from receiver.models import GreenApiWebhook
+from receiver.models import STATE_INSTANCE_CHANGED, GreenApiWebhook
 
 logger = logging.getLogger("greenapi.receiver")
 
-STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 # A failed GetSettings (or no credentials) is logged once per instance per this many seconds.
 WARN_EVERY_SECONDS = 60.0
 # After a check that could not be made, the instance's notifications go on unchecked this long: a GREEN-API that
@@ -83,8 +82,8 @@ class AccountChecker:
     """
 
     def __init__(self, credentials_of: Callable[[int], Awaitable[object | None]],
-                 open_client: Callable[[object], object], *, on_close: Callable[[], Awaitable[None]] | None = None) -> None:
-        self._credentials_of, self._open_client, self._on_close = credentials_of, open_client, on_close
+                 open_client: Callable[[object], object]) -> None:
+        self._credentials_of, self._open_client = credentials_of, open_client
         self._clients: dict[int, object] = {}
 
     async def account(self, id_instance: int) -> str | None:
@@ -101,8 +100,6 @@ class AccountChecker:
         for client in self._clients.values():
             await client.aclose()  # type: ignore[attr-defined]
         self._clients.clear()
-        if self._on_close is not None:
-            await self._on_close()
 
 
 @dataclass
@@ -164,7 +161,7 @@ class AccountWatch:
             if needs_refresh(entry.known, now) and not entry.check_lock.locked():
                 self._in_background(self._refresh(id_instance, entry))
             return first
-        if self._clock() - entry.check_failed_at < RECHECK_AFTER_FAILURE_SECONDS:
+        if now - entry.check_failed_at < RECHECK_AFTER_FAILURE_SECONDS:
             return Verdict.forward  # it could not be asked a moment ago: no verdict on a guess, and no wait
         async with entry.check_lock:
             # A check that finished while this one waited may be enough.

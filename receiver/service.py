@@ -22,7 +22,7 @@ from receiver.dedup import TTLCache
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError
 from receiver.events import EVENT_NAMES, Delivery, account_check_key, build_event, event_id_for, request_key, webhook_key
-from receiver.models import GreenApiWebhook, QueueResetRequest
+from receiver.models import STATE_INSTANCE_CHANGED, GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
 from tasks import memory
 from tasks.blocks import BLOCK_TYPE_SLUG
@@ -32,7 +32,6 @@ logger = logging.getLogger("greenapi.receiver")
 
 T = TypeVar("T")
 
-STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 RELAY_ACCOUNT_CHANGED = "greenapi.relay.account-changed"
 
 

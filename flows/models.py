@@ -48,15 +48,16 @@ class QueueResetReport(BaseModel):
 
 def removed_text(report: QueueResetReport) -> str:
     """How many notifications the run removed, in words: a number, or "unknown" and why."""
-    if report.removed is None:
-        return f"unknown ({report.removed_unknown or 'not recorded'})"
-    return str(report.removed)
+    return _known(report.removed, report.removed_unknown)
 
 
 def count_before_text(report: QueueResetReport) -> str:
-    if report.count_before is None:
-        return f"unknown ({report.count_before_unknown or 'not recorded'})"
-    return str(report.count_before)
+    """The count before the clear, in words: a number, or "unknown" and why."""
+    return _known(report.count_before, report.count_before_unknown)
+
+
+def _known(value: int | None, why_unknown: str) -> str:
+    return str(value) if value is not None else f"unknown ({why_unknown or 'not recorded'})"
 
 
 class QueueNotVerifiedEmpty(Exception):

@@ -19,6 +19,14 @@ def run_name(reason: Reason | str, id_instance: int | str) -> str:
     return f"{getattr(reason, 'value', reason)}-{id_instance}"
 
 
+def run_url(run_id) -> str | None:
+    """Where the Prefect UI shows a flow run; None without a UI URL (or a run id)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base and run_id else None
+
+
 def name_at_start() -> str:
     """The name a run gets as it starts: the one it was created with when that follows the scheme (the sweep
     names its runs), else ``<reason>-<idInstance>`` from its parameters, a block name read to its idInstance."""

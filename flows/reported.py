@@ -16,6 +16,7 @@ from prefect.events import emit_event
 
 from domain import Reason
 from flows.handle_account_change import handle_account_change
+from flows.naming import run_name, run_url
 from tasks.events import instance_resource
 
 # The tags of the runs the receiver starts: how to find them on the Runs page (they belong to no deployment).
@@ -43,18 +44,12 @@ async def handle_reported_change(id_instance: int, reason: Reason, report_id: st
     run_id = state.state_details.flow_run_id
     # Not a deployment's run (a task worker runs it in its own process), so the deployment's Runs tab does not list
     # it: the log line and the event name it, and the Runs page finds it by the tag.
-    logger.info("Report %s: run %s-%s ended %s%s", report_id, reason.value, id_instance, state.type.value,
-                f" ({_run_url(run_id)})" if _run_url(run_id) else "")
+    url = run_url(run_id)
+    logger.info("Report %s: run %s ended %s%s", report_id, run_name(reason, id_instance), state.type.value,
+                f" ({url})" if url else "")
     emit_event(event="greenapi.report.handled", resource=instance_resource(id_instance),
                related=[{"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run",
-                         "prefect.resource.name": f"{reason.value}-{id_instance}"}] if run_id else [],
+                         "prefect.resource.name": run_name(reason, id_instance)}] if run_id else [],
                payload={"id_instance": id_instance, "reason": reason.value, "report_id": report_id,
                         "flow_run_id": str(run_id) if run_id else None, "final_state": state.type.value})
     return state.type.value
-
-
-def _run_url(run_id) -> str | None:
-    from prefect.settings import PREFECT_UI_URL
-
-    base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base and run_id else None

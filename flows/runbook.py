@@ -122,7 +122,6 @@ class _Runbook:
         self.must_restore = False  # a detach was attempted (here or by an earlier run): put it back at the end
         self.refusals = 0
         self.last_check: Verification | None = None
-        self.observed_by_sweep = False  # the sweep's inspection stands: no GetMessagesCount unless it clears outgoing
 
     def current_step(self) -> str:
         """The step that failed (a wait run beside a failed peek may have finished after it), else the last one."""
@@ -131,7 +130,6 @@ class _Runbook:
 
     async def run(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
         report = self.report
-        self.observed_by_sweep = observed is not None
         if observed is None:
             info = await record_step(report, "inspect", inspect_instance(self.client), lambda i: f"{i.state_instance}, wid {i.wid or '—'}")
         else:  # the sweep inspected it moments ago: its answer stands; the run still counts before the clear
@@ -144,7 +142,7 @@ class _Runbook:
             report.webhook_detached = not info.webhook_url_set
         if detach_webhook and info.webhook_url_set:
             await self.detach()
-        await self.count_before(clear_outgoing)
+        await self.count_before(clear_outgoing, count_outgoing=observed is None or clear_outgoing)
         # A window an earlier run learned of (its clear, or a leftTime), on any worker, is known: no clear inside it.
         window_left = _seconds_until(await next_clear_allowed_at(self.client.id_instance))
         await self.stop_if_already_empty(window_left)
@@ -169,8 +167,9 @@ class _Runbook:
                         f"settings_apply_timeout_seconds={self.settings.settings_apply_timeout_seconds:.0f}; no clear was sent")
         self.report.webhook_detached, self.can_peek = True, True
 
-    async def count_before(self, clear_outgoing: bool) -> None:
-        """The "before" counts, in every run (a sweep's too): what the clear removes is the count before it."""
+    async def count_before(self, clear_outgoing: bool, *, count_outgoing: bool) -> None:
+        """The "before" counts: the incoming queue in every run (a sweep's too: what the clear removes is the count
+        before it); the outgoing one unless the sweep's inspection stands and no outgoing clear follows."""
         report = self.report
         try:
             before = await record_step(report, "count", count_notifications(self.client), lambda c: f"{c.count} queued")
@@ -178,7 +177,7 @@ class _Runbook:
             report.count_before_unknown = f"GetWebhooksCount failed: {exc}"
             raise
         report.count_before = before.count
-        if not self.observed_by_sweep or clear_outgoing:
+        if count_outgoing:
             outgoing = await record_step(report, "count outgoing", count_outgoing_messages(self.client), lambda c: f"{c.count} queued")
             report.outgoing_count = outgoing.count
             if clear_outgoing and outgoing.count:

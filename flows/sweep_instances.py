@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from domain import Reason
 from domain.changes import SeenAccount, block_already_handled, next_seen, parse_time, reason_for
 from flows.models import QueueNotVerifiedEmpty
-from flows.naming import run_name
+from flows.naming import run_name, run_url
 from flows.runbook import reset_instance_queue
 from greenapi import get_settings
 from tasks.connections import fleet_http, open_client
@@ -313,7 +313,7 @@ class _Sweep:
             finding.handled_by, finding.outcome = "run", f"failed: {type(exc).__name__} starting {name}"
             get_run_logger().error("Instance %s: could not start run %s: %s", registered.id_instance, name, type(exc).__name__)
             return
-        finding.handled_by, finding.outcome, finding.run_url = f"run {run.name}", "started", _run_url(run.id)
+        finding.handled_by, finding.outcome, finding.run_url = f"run {run.name}", "started", run_url(run.id)
         get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
 
 
@@ -324,13 +324,6 @@ async def _deployment_exists(name: str) -> bool:
         except ObjectNotFound:
             return False
     return True
-
-
-def _run_url(run_id) -> str | None:
-    from prefect.settings import PREFECT_UI_URL
-
-    base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base else None
 
 
 def _when(value, *, short: bool = False) -> str:

@@ -55,10 +55,23 @@ def demo_cases() -> list[DemoCase]:
     ]
 
 
+# The runs' GREEN_API_* timings that match the emulator's (set where not set already).
+DEMO_TIMING_ENV = {
+    "GREEN_API_COUNT_REFRESH_SECONDS": str(DEMO_COUNT_REFRESH_SECONDS),
+    "GREEN_API_CLEAR_INTERVAL_SECONDS": str(DEMO_CLEAR_WINDOW_SECONDS),
+    "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "60",
+}
+
+
+def demo_emulator_config() -> EmulatorConfig:
+    """The emulator with the demo's short windows (also `greenapi-migrate local`'s)."""
+    return EmulatorConfig(clear_window_seconds=DEMO_CLEAR_WINDOW_SECONDS, count_refresh_seconds=DEMO_COUNT_REFRESH_SECONDS,
+                          max_receive_wait_seconds=0.5)
+
+
 def _configure_timing() -> None:
-    os.environ.setdefault("GREEN_API_COUNT_REFRESH_SECONDS", str(DEMO_COUNT_REFRESH_SECONDS))
-    os.environ.setdefault("GREEN_API_CLEAR_INTERVAL_SECONDS", str(DEMO_CLEAR_WINDOW_SECONDS))
-    os.environ.setdefault("GREEN_API_MAX_TOTAL_WAIT_SECONDS", "60")
+    for key, value in DEMO_TIMING_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
@@ -102,12 +115,7 @@ def run_demo(as_json: bool = False) -> int:
 
     _configure_timing()
     cases = demo_cases()
-    config = EmulatorConfig(
-        clear_window_seconds=DEMO_CLEAR_WINDOW_SECONDS,
-        count_refresh_seconds=DEMO_COUNT_REFRESH_SECONDS,
-        max_receive_wait_seconds=0.5,
-    )
-    with EmulatorServer(config) as server:
+    with EmulatorServer(demo_emulator_config()) as server:
         print(f"GREEN-API emulator on {server.url} (clear window {DEMO_CLEAR_WINDOW_SECONDS} s, "
               f"count refresh {DEMO_COUNT_REFRESH_SECONDS} s); starting {len(cases)} runs...", file=sys.stderr)
         states = asyncio.run(_run_all(server, cases))

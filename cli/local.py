@@ -27,10 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from emulator import EmulatorConfig, EmulatorServer, InstanceSeed
+from cli.demo import DEMO_CLEAR_WINDOW_SECONDS, DEMO_COUNT_REFRESH_SECONDS, DEMO_TIMING_ENV, demo_emulator_config
+from emulator import EmulatorServer, InstanceSeed
 
-CLEAR_WINDOW_SECONDS = 10  # as in the demo: the leftTime path shows in seconds, not a minute
-COUNT_REFRESH_SECONDS = 3
 FLEET = ((1101000001, "79001234567@c.us", 25), (1101000002, "79007654321@c.us", 12), (1101000003, "79005550000@c.us", 7))
 BLOCK_PREFIX = "local-"
 BIN = Path(sys.executable).parent
@@ -91,9 +90,7 @@ def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_p
     signal.signal(signal.SIGTERM, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="greenapi-local-"))
     env = dict(os.environ)
-    for key, value in {"GREEN_API_COUNT_REFRESH_SECONDS": str(COUNT_REFRESH_SECONDS),
-                       "GREEN_API_CLEAR_INTERVAL_SECONDS": str(CLEAR_WINDOW_SECONDS),
-                       "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "60"}.items():
+    for key, value in DEMO_TIMING_ENV.items():  # the demo's short windows: the leftTime path shows in seconds
         env.setdefault(key, value)
     server = serve = emulator = None
     imported = False
@@ -112,15 +109,13 @@ def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_p
             _wait_http(f"{api_url}/health", timeout=90, what="prefect server start", alive=lambda: server.poll() is None)
         _wait_http(f"{api_url}/health", timeout=30, what="the Prefect server")
 
-        config = EmulatorConfig(clear_window_seconds=CLEAR_WINDOW_SECONDS, count_refresh_seconds=COUNT_REFRESH_SECONDS,
-                                max_receive_wait_seconds=0.5)
-        emulator = EmulatorServer(config, port=emulator_port).__enter__()
+        emulator = EmulatorServer(demo_emulator_config(), port=emulator_port).__enter__()
         tokens = {id_instance: secrets.token_hex(25) for id_instance, _, _ in FLEET}
         for id_instance, wid, queued in FLEET:
             emulator.state.add_instance(InstanceSeed(id_instance=id_instance, api_token=tokens[id_instance], wid=wid,
                                                      notifications=queued))
         _say(f"emulator: {emulator.url}, instances {', '.join(str(i) for i, _, _ in FLEET)} "
-             f"(clear window {CLEAR_WINDOW_SECONDS} s, count refresh {COUNT_REFRESH_SECONDS} s)")
+             f"(clear window {DEMO_CLEAR_WINDOW_SECONDS} s, count refresh {DEMO_COUNT_REFRESH_SECONDS} s)")
 
         fleet = workdir / "fleet.csv"  # tokens are the emulator's own, fresh each start; never printed
         fleet.write_text("idInstance,apiTokenInstance,apiUrl,name\n" + "".join(

@@ -865,10 +865,15 @@ class EmulatorState:
             for inst in self._instances.values():
                 if inst.pending_settings or (inst.webhook_url and inst.arrival_rate):
                     self._materialise(inst, now)  # a webhookUrl about to apply, or arrivals to show
-                if inst.webhook_url and inst.queue and not inst.delivering and (
-                        inst.retry_at is None or inst.retry_at <= now):
+                if self._deliverable(inst, now):
                     out.append(inst.id)
             return out
+
+    @staticmethod
+    def _deliverable(inst: _Instance, now: float) -> bool:
+        """A webhookUrl, something queued, no POST in flight and no redelivery pause running."""
+        return bool(inst.webhook_url and inst.queue and not inst.delivering
+                    and (inst.retry_at is None or inst.retry_at <= now))
 
     def next_delivery(self, id_instance: int) -> Delivery | float | None:
         """What the instance's delivery task does next: a Delivery (POST it, then call ``delivery_answered``),
@@ -880,9 +885,7 @@ class EmulatorState:
                 return None
             now = self.clock.now()
             self._materialise(inst, now)
-            if not inst.webhook_url or not inst.queue or inst.delivering:
-                return None
-            if inst.retry_at is not None and now < inst.retry_at:
+            if not self._deliverable(inst, now):
                 return None
             if inst.last_post_at is not None:
                 gap = inst.last_post_at + self._config.delivery_interval_seconds - now

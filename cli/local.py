@@ -4,7 +4,8 @@ It starts, in this order: a Prefect server (``prefect server start``; or the one
 GREEN-API emulator with a seeded fleet of a few instances (short windows, as in the demo), ``instances import``
 of that fleet as greenapi-instance blocks, and ``greenapi-migrate serve`` (both deployments, a task worker and the
 receiver, with a generated receiver secret). Then it prints what to open (the Prefect UI) and the exact curl lines
-that block a number: GREEN-API's ``stateInstanceChanged`` webhook to the receiver with the bearer, and the
+that block a number (the generated secret is never printed: the curl line reads it from a file only this user can
+read, removed at the end): GREEN-API's ``stateInstanceChanged`` webhook to the receiver with the bearer, and the
 emulator's own state change. Ctrl-C (or SIGTERM) stops what it started, last started first, and removes the
 fleet's blocks, so no sweep later checks an emulator that is gone.
 """
@@ -141,9 +142,14 @@ def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_p
 
         ui = api_url.removesuffix("/api").rstrip("/")
         id_instance, wid, _ = FLEET[0]
-        webhook, emulated = _blocking_curls(receiver_url, emulator.url,
-                                            env["GREEN_API_RECEIVER_SECRET"] if generated else "$GREEN_API_RECEIVER_SECRET",
-                                            id_instance, wid)
+        if generated:  # never printed: the curl line reads it from a file only this user can read (removed at stop)
+            secret_file = workdir / "receiver-secret"
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(env["GREEN_API_RECEIVER_SECRET"])
+            secret_shown = f"$(cat {shlex.quote(str(secret_file))})"
+        else:
+            secret_shown = "$GREEN_API_RECEIVER_SECRET"
+        webhook, emulated = _blocking_curls(receiver_url, emulator.url, secret_shown, id_instance, wid)
         _say("\n".join([
             "",
             "greenapi-migrate local: everything is up; Ctrl-C stops it all.",

@@ -7,15 +7,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.helpers import wait_until
-from tests.servers import clean_env
-
-CLI = str(Path(sys.executable).with_name("greenapi-migrate"))
+from tests.servers import CLI, clean_env
 
 
 def _answers(url: str) -> bool:
@@ -39,14 +39,17 @@ def test_local_runs_the_whole_loop_and_stops_on_ctrl_c(tmp_path):
         ui = re.search(r"open the Prefect UI: (http://127\.0\.0\.1:\d+)/runs", text).group(1)
         receiver, emulator = re.search(r"receiver: (\S+)\s+emulator: (\S+)", text).groups()
         assert "3 created" in text
+        # The generated receiver secret is never printed: the curl line reads it from a file of its own.
+        secret = Path(re.search(r"\$\(cat (\S+)\)", curl).group(1)).read_text()
+        assert len(secret) >= 32 and secret not in text
 
         sent = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
         assert '"number-blocked' in sent.stdout or "number-blocked" in sent.stdout, sent.stdout + sent.stderr
 
         def completed():
-            runs = httpx.post(f"{ui}/api/flow_runs/filter", json={"flow_runs": {"name": {"any_": ["number_blocked-1101000001"]}}},
-                              timeout=5).json()
-            return [r for r in runs if r["state_type"] == "COMPLETED"]
+            with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}), get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["number_blocked-1101000001"])))
+            return [r for r in runs if r.state_type is not None and r.state_type.value == "COMPLETED"]
 
         wait_until(completed, timeout=60, message=lambda: f"no completed run number_blocked-1101000001: {out.read_text()[-3000:]}")
     finally:

@@ -1,6 +1,6 @@
 """The one home of the plain helpers the test modules share: bounded waits, what the emulator and the
 Prefect server saw (runs, events, the database's text for canary searches), the registry of instances,
-and in-process stand-ins for the receiver's collaborators.
+GREEN-API's client on a mock transport, and in-process stand-ins for the receiver's collaborators.
 
 Fixtures live in the conftests (tests/conftest.py, tests/e2e/conftest.py, tests/unit/conftest.py);
 real processes (the Prefect server, PostgreSQL, the receiver subprocess, ports, environments) in
@@ -69,6 +69,33 @@ async def await_until(predicate: Callable[[], T | Awaitable[T]], *, timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"{_say(message)} (waited {timeout:g} s)")
         await asyncio.sleep(interval)
+
+
+# ------------------------------------------------------------------------------ GREEN-API's client, no network
+
+
+# The client tests' instance; its token is the canary looked for in every error, log line, repr and pickle.
+MOCK_ID_INSTANCE = 1101000001
+TOKEN_CANARY = "CANARY0123456789abcdef"
+
+
+def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[float] | None = None,
+                sleep: Callable | None = None, clock: Callable[[], float] = time.monotonic, **settings: Any):
+    """A GreenAPIClient for MOCK_ID_INSTANCE with TOKEN_CANARY, every request answered by ``handler``
+    (httpx.MockTransport); ``settings`` are GreenAPISettings fields. Backoffs are not slept but appended to
+    ``slept`` (when given), unless ``sleep`` and ``clock`` stand in for time."""
+    import httpx
+
+    from greenapi import DEFAULT_API_URL, GreenAPIClient, GreenAPISettings, InstanceCredentials
+
+    async def record(seconds: float) -> None:
+        if slept is not None:
+            slept.append(seconds)
+
+    credentials = InstanceCredentials(api_url=api_url or DEFAULT_API_URL, id_instance=MOCK_ID_INSTANCE,
+                                      api_token_instance=TOKEN_CANARY)
+    return GreenAPIClient(credentials, GreenAPISettings(_env_file=None, **settings),
+                          transport=httpx.MockTransport(handler), sleep=sleep or record, clock=clock)
 
 
 # ------------------------------------------------------------------------------ the emulator

@@ -11,29 +11,12 @@ from greenapi import (
     APIResponseValidationError,
     APIStatusError,
     ClearOutcome,
-    GreenAPIClient,
-    GreenAPISettings,
-    InstanceCredentials,
     InstanceSettings,
     Notification,
     QueueCount,
     StateInstance,
 )
-
-CANARY = "CANARY0123456789abcdef"
-ID = 1101000001
-
-
-def make_client(handler, *, api_url="https://api.green-api.com", **settings) -> GreenAPIClient:
-    creds = InstanceCredentials(api_url=api_url, id_instance=ID, api_token_instance=CANARY)
-
-    async def no_sleep(_delay):
-        return None
-
-    return GreenAPIClient(
-        creds, GreenAPISettings(_env_file=None, **settings), transport=httpx.MockTransport(handler), sleep=no_sleep
-    )
-
+from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, mock_client
 
 class Recorder:
     """A MockTransport handler that records requests and answers with a fixed body."""
@@ -64,23 +47,23 @@ METHODS = [
 @pytest.mark.parametrize(("name", "verb", "segment", "body", "model"), METHODS, ids=[m[0] for m in METHODS])
 async def test_verb_and_path_per_method(api_url, name, verb, segment, body, model):
     rec = Recorder(body)
-    async with make_client(rec, api_url=api_url) as client:
+    async with mock_client(rec, api_url=api_url) as client:
         result = await getattr(client, name)()
     assert isinstance(result, model)
     assert len(rec.requests) == 1
     request = rec.requests[0]
     assert request.method == verb
-    assert request.url.path == f"/waInstance{ID}/{segment}/{CANARY}"
+    assert request.url.path == f"/waInstance{MOCK_ID_INSTANCE}/{segment}/{TOKEN_CANARY}"
     assert "//" not in str(request.url).split("://", 1)[1]
     assert request.url.host == httpx.URL(api_url).host
     assert request.url.scheme == "https"
     # the token is never sent as a header
-    assert all(CANARY not in value for value in request.headers.values())
+    assert all(TOKEN_CANARY not in value for value in request.headers.values())
 
 
 async def test_clear_webhooks_queue_is_delete_and_clear_messages_queue_is_get():
     rec = Recorder({"isCleared": True})
-    async with make_client(rec) as client:
+    async with mock_client(rec) as client:
         await client.clear_webhooks_queue()
         await client.clear_messages_queue()
     assert [(r.method, r.url.path.split("/")[2]) for r in rec.requests] == [
@@ -93,23 +76,23 @@ async def test_clear_webhooks_queue_is_delete_and_clear_messages_queue_is_get():
 async def test_only_receive_notification_sends_a_query(method_name):
     body = next(m[3] for m in METHODS if m[0] == method_name)
     rec = Recorder(body)
-    async with make_client(rec) as client:
+    async with mock_client(rec) as client:
         await getattr(client, method_name)()
     assert rec.requests[0].url.query == b""
 
 
 async def test_receive_notification_default_receive_timeout_from_settings():
     rec = Recorder(None)
-    async with make_client(rec, receive_timeout_seconds=7) as client:
+    async with mock_client(rec, receive_timeout_seconds=7) as client:
         assert await client.receive_notification() is None
     request = rec.requests[0]
     assert request.url.params.get("receiveTimeout") == "7"
-    assert request.url.path == f"/waInstance{ID}/receiveNotification/{CANARY}"
+    assert request.url.path == f"/waInstance{MOCK_ID_INSTANCE}/receiveNotification/{TOKEN_CANARY}"
 
 
 async def test_receive_notification_explicit_receive_timeout_and_extra_read_time():
     rec = Recorder(None)
-    async with make_client(rec, read_timeout_seconds=15, connect_timeout_seconds=4) as client:
+    async with mock_client(rec, read_timeout_seconds=15, connect_timeout_seconds=4) as client:
         await client.receive_notification(receive_timeout=20)
     request = rec.requests[0]
     assert dict(request.url.params) == {"receiveTimeout": "20"}
@@ -120,7 +103,7 @@ async def test_receive_notification_explicit_receive_timeout_and_extra_read_time
 
 async def test_plain_methods_use_configured_timeouts():
     rec = Recorder({"count": 1})
-    async with make_client(rec, read_timeout_seconds=9, connect_timeout_seconds=2) as client:
+    async with mock_client(rec, read_timeout_seconds=9, connect_timeout_seconds=2) as client:
         await client.get_webhooks_count()
     timeout = rec.requests[0].extensions["timeout"]
     assert timeout["read"] == pytest.approx(9)
@@ -129,7 +112,7 @@ async def test_plain_methods_use_configured_timeouts():
 
 async def test_receive_notification_parses_a_notification():
     body = {"receiptId": 42, "body": {"typeWebhook": "stateInstanceChanged", "timestamp": 1705902314}}
-    async with make_client(Recorder(body)) as client:
+    async with mock_client(Recorder(body)) as client:
         notification = await client.receive_notification()
     assert notification.receipt_id == 42
     assert notification.type_webhook == "stateInstanceChanged"
@@ -138,7 +121,7 @@ async def test_receive_notification_parses_a_notification():
 
 @pytest.mark.parametrize("body", [{"count": 5}, {"\u0441ount": 5}, {"count": 5, "other": 1}])
 async def test_count_accepts_both_spellings(body):
-    async with make_client(Recorder(body)) as client:
+    async with mock_client(Recorder(body)) as client:
         assert (await client.get_webhooks_count()).count == 5
         assert (await client.get_messages_count()).count == 5
 
@@ -146,7 +129,7 @@ async def test_count_accepts_both_spellings(body):
 async def test_cyrillic_key_is_sent_as_utf8_bytes():
     content = '{"\u0441ount": 12}'.encode("utf-8")
     assert content.startswith(b'{"\xd1\x81ount"')
-    async with make_client(Recorder(content=content)) as client:
+    async with mock_client(Recorder(content=content)) as client:
         assert (await client.get_webhooks_count()).count == 12
 
 
@@ -167,20 +150,20 @@ async def test_cyrillic_key_is_sent_as_utf8_bytes():
 )
 async def test_missing_or_invalid_fields_raise_validation_error(method_name, content, fragment):
     rec = Recorder(content=content)
-    async with make_client(rec) as client:
+    async with mock_client(rec) as client:
         with pytest.raises(APIResponseValidationError) as info:
             await getattr(client, method_name)()
     error = info.value
     assert fragment in str(error)
-    assert error.id_instance == ID
+    assert error.id_instance == MOCK_ID_INSTANCE
     assert error.method == next(m[2] for m in METHODS if m[0] == method_name)
     assert len(rec.requests) == 1  # a bad body is never retried
-    assert CANARY not in str(error)
+    assert TOKEN_CANARY not in str(error)
 
 
 @pytest.mark.parametrize("method_name", [m[0] for m in METHODS if m[0] != "receive_notification"])
 async def test_null_body_is_an_error_except_for_receive_notification(method_name):
-    async with make_client(Recorder(content=b"null")) as client:
+    async with mock_client(Recorder(content=b"null")) as client:
         with pytest.raises(APIResponseValidationError, match="body is null"):
             await getattr(client, method_name)()
         assert await client.receive_notification() is None
@@ -193,10 +176,10 @@ async def test_null_body_is_an_error_except_for_receive_notification(method_name
 async def test_non_json_200_body(method_name, content):
     # What a proxy or gateway hiccup looks like: retried like a 502, then reported.
     rec = Recorder(content=content)
-    async with make_client(rec, retry_backoff_initial_seconds=0, retry_backoff_max_seconds=0) as client:
+    async with mock_client(rec, retry_backoff_initial_seconds=0, retry_backoff_max_seconds=0) as client:
         with pytest.raises(APIResponseValidationError, match="not JSON") as info:
             await getattr(client, method_name)()
-    assert info.value.id_instance == ID and info.value.transient
+    assert info.value.id_instance == MOCK_ID_INSTANCE and info.value.transient
     assert len(rec.requests) == 4 and "gave up after 4 attempts" in str(info.value)
 
 
@@ -209,11 +192,11 @@ async def test_corrupt_gzip_body_is_a_greenapi_error_not_a_raw_httpx_error():
         calls.append(request)
         return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip at all"))
 
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(APIResponseValidationError) as info:
             await client.get_webhooks_count()
     assert info.value.method == "getWebhooksCount"
-    assert CANARY not in str(info.value) and CANARY not in repr(vars(info.value))
+    assert TOKEN_CANARY not in str(info.value) and TOKEN_CANARY not in repr(vars(info.value))
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
@@ -224,7 +207,7 @@ async def test_redirect_is_not_followed():
         requests.append(request)
         return httpx.Response(302, headers={"location": "https://elsewhere.example/x"})
 
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(APIStatusError) as info:
             await client.get_settings()
     assert type(info.value) is APIStatusError
@@ -233,7 +216,7 @@ async def test_redirect_is_not_followed():
 
 
 async def test_calls_made_counts_http_exchanges():
-    async with make_client(Recorder({"count": 0})) as client:
+    async with mock_client(Recorder({"count": 0})) as client:
         assert client.calls_made == 0
         await client.get_webhooks_count()
         await client.get_messages_count()
@@ -241,15 +224,15 @@ async def test_calls_made_counts_http_exchanges():
 
 
 async def test_id_instance_property_and_repr_without_token():
-    async with make_client(Recorder({"count": 0})) as client:
-        assert client.id_instance == ID
+    async with mock_client(Recorder({"count": 0})) as client:
+        assert client.id_instance == MOCK_ID_INSTANCE
         text = repr(client)
-        assert str(ID) in text
-        assert CANARY not in text and CANARY not in str(client)
+        assert str(MOCK_ID_INSTANCE) in text
+        assert TOKEN_CANARY not in text and TOKEN_CANARY not in str(client)
 
 
 async def test_aclose_closes_the_http_client():
-    client = make_client(Recorder({"count": 0}))
+    client = mock_client(Recorder({"count": 0}))
     async with client:
         pass
     with pytest.raises(RuntimeError):
@@ -260,18 +243,18 @@ async def test_set_settings_posts_json_and_unwraps_secrets_only_into_the_body():
     from pydantic import SecretStr
 
     recorder = Recorder({"saveSettings": True})
-    async with make_client(recorder) as client:
+    async with mock_client(recorder) as client:
         answer = await client.set_settings({"webhookUrl": "https://hook.example/in", "webhookUrlToken": SecretStr("HOOKSECRET")})
     request = recorder.requests[0]
     assert request.method == "POST"
-    assert request.url.path == f"/waInstance{ID}/setSettings/{CANARY}"
+    assert request.url.path == f"/waInstance{MOCK_ID_INSTANCE}/setSettings/{TOKEN_CANARY}"
     assert json.loads(request.content) == {"webhookUrl": "https://hook.example/in", "webhookUrlToken": "HOOKSECRET"}
     assert answer.save_settings is True
 
 
 async def test_get_settings_keeps_the_webhook_url_token_secret():
     recorder = Recorder({"wid": "1@c.us", "webhookUrl": "https://hook.example/in", "webhookUrlToken": "HOOKSECRET"})
-    async with make_client(recorder) as client:
+    async with mock_client(recorder) as client:
         settings = await client.get_settings()
     assert settings.webhook_url_token.get_secret_value() == "HOOKSECRET"
     assert "HOOKSECRET" not in repr(settings) and "HOOKSECRET" not in str(settings.model_dump())
@@ -279,6 +262,6 @@ async def test_get_settings_keeps_the_webhook_url_token_secret():
 
 async def test_a_v3_api_url_keeps_its_prefix():
     recorder = Recorder({"stateInstance": "authorized"})
-    async with make_client(recorder, api_url="https://api.green-api.com/v3/") as client:
+    async with mock_client(recorder, api_url="https://api.green-api.com/v3/") as client:
         await client.get_state_instance()
-    assert recorder.requests[0].url.path == f"/v3/waInstance{ID}/getStateInstance/{CANARY}"
+    assert recorder.requests[0].url.path == f"/v3/waInstance{MOCK_ID_INSTANCE}/getStateInstance/{TOKEN_CANARY}"

@@ -16,20 +16,16 @@ from greenapi import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    GreenAPIClient,
     GreenAPIError,
-    GreenAPISettings,
-    InstanceCredentials,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
 )
+from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, mock_client
 
-CANARY = "CANARY0123456789abcdef"
-ID = 1101000001
-URL_WITH_TOKEN = f"https://api.green-api.com/waInstance{ID}/getSettings/{CANARY}"
+URL_WITH_TOKEN = f"https://api.green-api.com/waInstance{MOCK_ID_INSTANCE}/getSettings/{TOKEN_CANARY}"
 
 NGINX_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -37,20 +33,6 @@ NGINX_502 = (
     + f"<!-- upstream: {URL_WITH_TOKEN} -->".encode()
     + b"\r\n</body>\r\n</html>\r\n"
 )
-
-
-def make_client(handler, **settings) -> GreenAPIClient:
-    creds = InstanceCredentials(id_instance=ID, api_token_instance=CANARY)
-    delays: list[float] = []
-
-    async def fake_sleep(delay):
-        delays.append(delay)
-
-    client = GreenAPIClient(
-        creds, GreenAPISettings(_env_file=None, **settings), transport=httpx.MockTransport(handler), sleep=fake_sleep
-    )
-    client.delays = delays  # type: ignore[attr-defined]
-    return client
 
 
 def answer(status, content=b"", headers=None):
@@ -89,22 +71,22 @@ def texts_of(exc: BaseException) -> list[str]:
 
 def assert_secret_kept(exc: GreenAPIError, caplog) -> None:
     for text in texts_of(exc):
-        assert CANARY not in text
+        assert TOKEN_CANARY not in text
     assert exc.__cause__ is None
     assert exc.__context__ is None
     data = pickle.dumps(exc)
-    assert CANARY.encode() not in data
+    assert TOKEN_CANARY.encode() not in data
     clone = pickle.loads(data)
     assert type(clone) is type(exc)
     assert clone.method == exc.method
     assert clone.id_instance == exc.id_instance
     assert getattr(clone, "status_code", None) == getattr(exc, "status_code", None)
     assert str(clone) == str(exc)
-    assert CANARY not in str(clone) and CANARY not in repr(clone)
-    assert CANARY not in caplog.text
+    assert TOKEN_CANARY not in str(clone) and TOKEN_CANARY not in repr(clone)
+    assert TOKEN_CANARY not in caplog.text
     for record in caplog.records:
-        assert CANARY not in record.getMessage()
-        assert CANARY not in repr(record.args)
+        assert TOKEN_CANARY not in record.getMessage()
+        assert TOKEN_CANARY not in repr(record.args)
 
 
 STATUS_CASES = [
@@ -127,7 +109,7 @@ STATUS_CASES = [
 @pytest.mark.parametrize(("status", "body", "headers", "error_type", "retried"), STATUS_CASES)
 async def test_status_errors(logs, status, body, headers, error_type, retried):
     handler = answer(status, body, headers)
-    async with make_client(handler, max_retries=2) as client:
+    async with mock_client(handler, max_retries=2) as client:
         with pytest.raises(GreenAPIError) as info:
             await client.get_settings()
     error = info.value
@@ -135,14 +117,14 @@ async def test_status_errors(logs, status, body, headers, error_type, retried):
     assert isinstance(error, APIStatusError)
     assert error.status_code == status
     assert error.method == "getSettings"
-    assert error.id_instance == ID
+    assert error.id_instance == MOCK_ID_INSTANCE
     assert f"HTTP {status}" in str(error)
-    assert "getSettings" in str(error) and str(ID) in str(error)
+    assert "getSettings" in str(error) and str(MOCK_ID_INSTANCE) in str(error)
     assert len(handler.calls) == (3 if retried else 1)
     # httpx logged every exchange, with the token redacted
     httpx_lines = [r.getMessage() for r in logs.records if r.name == "httpx"]
     assert len(httpx_lines) == len(handler.calls)
-    assert all(f"/waInstance{ID}/getSettings/***" in line for line in httpx_lines)
+    assert all(f"/waInstance{MOCK_ID_INSTANCE}/getSettings/***" in line for line in httpx_lines)
     retry_lines = [r.getMessage() for r in logs.records if r.name == "greenapi.client"]
     assert len(retry_lines) == (2 if retried else 0)
     assert_secret_kept(error, logs)
@@ -150,14 +132,14 @@ async def test_status_errors(logs, status, body, headers, error_type, retried):
 
 async def test_466_with_string_invoke_status_puts_it_in_the_message():
     handler = answer(466, b'{"invokeStatus": "QUOTE_ALLOWED_EXCEEDED"}', {"content-type": "application/json"})
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(QuotaExceededError, match="QUOTE_ALLOWED_EXCEEDED"):
             await client.get_webhooks_count()
 
 
 async def test_nginx_html_is_never_copied_into_the_message():
     handler = answer(502, NGINX_502, {"content-type": "text/html"})
-    async with make_client(handler, max_retries=0) as client:
+    async with mock_client(handler, max_retries=0) as client:
         with pytest.raises(InternalServerError) as info:
             await client.get_webhooks_count()
     assert "<" not in str(info.value) and "nginx" not in str(info.value)
@@ -166,7 +148,7 @@ async def test_nginx_html_is_never_copied_into_the_message():
 async def test_json_error_detail_with_url_is_redacted_and_truncated(logs):
     message = f"cannot route GET {URL_WITH_TOKEN} " + "x" * 500
     handler = answer(400, f'{{"message": "{message}"}}'.encode(), {"content-type": "application/json"})
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(BadRequestError) as info:
             await client.get_settings()
     text = str(info.value)
@@ -191,14 +173,14 @@ async def test_json_error_detail_with_url_is_redacted_and_truncated(logs):
 @pytest.mark.parametrize("method_name", ["get_settings", "receive_notification", "clear_webhooks_queue"])
 async def test_transport_failures(logs, exc_type, error_type, method_name):
     handler = raising(exc_type)
-    async with make_client(handler, max_retries=1) as client:
+    async with mock_client(handler, max_retries=1) as client:
         with pytest.raises(GreenAPIError) as info:
             await getattr(client, method_name)()
     error = info.value
     assert type(error) is error_type
     assert isinstance(error, APIConnectionError)
     assert not hasattr(error, "status_code")
-    assert error.id_instance == ID
+    assert error.id_instance == MOCK_ID_INSTANCE
     assert error.method == {"get_settings": "getSettings", "receive_notification": "receiveNotification",
                             "clear_webhooks_queue": "clearWebhooksQueue"}[method_name]
     assert exc_type.__name__ in str(error)
@@ -222,19 +204,19 @@ BODY_CASES = [  # (method, body, retried as transient?)
 @pytest.mark.parametrize(("method_name", "content", "transient"), BODY_CASES)
 async def test_body_errors_keep_the_secret(logs, method_name, content, transient):
     handler = answer(200, content)
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(APIResponseValidationError) as info:
             await getattr(client, method_name)()
-    assert info.value.id_instance == ID and info.value.transient is transient
+    assert info.value.id_instance == MOCK_ID_INSTANCE and info.value.transient is transient
     assert len(handler.calls) == (1 + client._retry.max_retries if transient else 1)
     assert_secret_kept(info.value, logs)
 
 
 async def test_body_echoing_the_url_is_not_echoed_into_the_error(logs):
     # a 200 whose body is not the expected shape and mentions the URL: the error names fields, not values
-    content = f'{{"url": "{URL_WITH_TOKEN}", "token": "{CANARY}"}}'.encode()
+    content = f'{{"url": "{URL_WITH_TOKEN}", "token": "{TOKEN_CANARY}"}}'.encode()
     handler = answer(200, content)
-    async with make_client(handler) as client:
+    async with mock_client(handler) as client:
         with pytest.raises(APIResponseValidationError) as info:
             await client.get_webhooks_count()
     assert_secret_kept(info.value, logs)
@@ -249,14 +231,14 @@ async def test_errors_are_greenapi_errors_only():
         lambda r: httpx.Response(301, headers={"location": "http://x/"}),
     ]
     for fault in faults:
-        async with make_client(fault, max_retries=0) as client:
+        async with mock_client(fault, max_retries=0) as client:
             with pytest.raises(GreenAPIError):
                 await client.get_state_instance()
 
 
 # ------------------------------------------------------------------ a wrong apiUrl, a refused token: say which
 
-HOST = "api.green-api.com"  # make_client's credentials use the default apiUrl
+HOST = "api.green-api.com"  # mock_client's credentials use the default apiUrl
 
 
 def _raising_from(cause: BaseException):
@@ -270,10 +252,10 @@ def _raising_from(cause: BaseException):
 
 
 async def test_a_refused_token_says_so_for_the_instance_and_never_shows_it(logs):
-    async with make_client(answer(401, b"Unauthorized")) as client:
+    async with mock_client(answer(401, b"Unauthorized")) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_state_instance()
-    assert f"apiTokenInstance was refused for idInstance {ID}" in str(info.value)
+    assert f"apiTokenInstance was refused for idInstance {MOCK_ID_INSTANCE}" in str(info.value)
     assert_secret_kept(info.value, logs)
 
 
@@ -282,7 +264,7 @@ async def test_a_refused_token_says_so_for_the_instance_and_never_shows_it(logs)
     (socket.gaierror(-2, "Name or service not known"), f"cannot resolve the host {HOST}"),
 ])
 async def test_a_host_that_does_not_answer_is_named(logs, cause, expected):
-    async with make_client(_raising_from(cause), max_retries=0) as client:
+    async with mock_client(_raising_from(cause), max_retries=0) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.get_state_instance()
     assert expected in str(info.value) and "check apiUrl" in str(info.value)
@@ -290,7 +272,7 @@ async def test_a_host_that_does_not_answer_is_named(logs, cause, expected):
 
 
 async def test_a_timeout_names_the_host(logs):
-    async with make_client(raising(httpx.ReadTimeout), max_retries=0) as client:
+    async with mock_client(raising(httpx.ReadTimeout), max_retries=0) as client:
         with pytest.raises(APITimeoutError, match=f"waiting for {HOST}"):
             await client.get_state_instance()
 
@@ -302,7 +284,7 @@ async def test_a_timeout_names_the_host(logs):
     (301, b"", {"location": "https://elsewhere.example/"}, APIStatusError),
 ])
 async def test_an_answer_that_is_not_greenapis_says_so_naming_the_host(logs, status, content, headers, error_type):
-    async with make_client(answer(status, content, headers), max_retries=1) as client:
+    async with mock_client(answer(status, content, headers), max_retries=1) as client:
         with pytest.raises(error_type) as info:
             await client.get_state_instance()
     assert f"the answer from {HOST} does not look like GREEN-API's" in str(info.value)
@@ -312,7 +294,7 @@ async def test_an_answer_that_is_not_greenapis_says_so_naming_the_host(logs, sta
 
 async def test_greenapis_own_answers_are_not_called_foreign():
     for status, content in ((401, b"Unauthorized"), (200, b"null"), (429, b""), (502, NGINX_502)):
-        async with make_client(answer(status, content), max_retries=0) as client:
+        async with mock_client(answer(status, content), max_retries=0) as client:
             with pytest.raises(GreenAPIError) as info:
                 await client.get_state_instance()
         assert "does not look like" not in str(info.value), (status, str(info.value))

@@ -12,9 +12,7 @@ import pytest
 
 from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
 from greenapi.pacing import MIN_INTERVAL_SECONDS, Pacer
-
-CANARY = "CANARY0123456789abcdef"
-ID = 1101000001
+from tests.helpers import TOKEN_CANARY, mock_client
 
 
 class FakeTime:
@@ -73,16 +71,10 @@ class Server:
         return [nxt[0] - prev[1] for prev, nxt in zip(mine, mine[1:])]
 
 
-def make_client(server: Server, time: FakeTime, **settings) -> GreenAPIClient:
-    settings.setdefault("retry_jitter_ratio", 0.0)
-    settings.setdefault("retry_backoff_initial_seconds", 0.05)
-    return GreenAPIClient(
-        InstanceCredentials(id_instance=ID, api_token_instance=CANARY),
-        GreenAPISettings(_env_file=None, **settings),
-        transport=httpx.MockTransport(server),
-        sleep=time.sleep,
-        clock=time.clock,
-    )
+def paced_client(server: Server, time: FakeTime, **settings):
+    """The mock client on the fake time, without jitter and with a 0.05 s first backoff unless told."""
+    return mock_client(server, sleep=time.sleep, clock=time.clock,
+                       **{"retry_jitter_ratio": 0.0, "retry_backoff_initial_seconds": 0.05, **settings})
 
 
 def test_the_intervals_are_green_apis_rate_limits():
@@ -93,7 +85,7 @@ def test_the_intervals_are_green_apis_rate_limits():
 async def test_the_same_method_waits_its_interval_since_the_previous_one_finished():
     time = FakeTime()
     server = Server(time, latency=0.3)
-    async with make_client(server, time) as client:
+    async with paced_client(server, time) as client:
         await client.get_state_instance()
         await client.get_state_instance()
         time.now += 0.4  # the caller did something else for a while
@@ -106,7 +98,7 @@ async def test_the_same_method_waits_its_interval_since_the_previous_one_finishe
 async def test_no_wait_once_the_interval_has_passed():
     time = FakeTime()
     server = Server(time)
-    async with make_client(server, time) as client:
+    async with paced_client(server, time) as client:
         await client.get_settings()
         time.now += 1.0
         await client.get_settings()
@@ -118,7 +110,7 @@ async def test_no_wait_once_the_interval_has_passed():
 async def test_different_and_unpaced_methods_do_not_wait_for_each_other():
     time = FakeTime()
     server = Server(time, latency=0.1)
-    async with make_client(server, time) as client:
+    async with paced_client(server, time) as client:
         await client.get_state_instance()
         await client.get_settings()  # another method: its own interval
         for _ in range(3):
@@ -130,7 +122,7 @@ async def test_different_and_unpaced_methods_do_not_wait_for_each_other():
 async def test_receive_notification_is_paced_at_100_per_second():
     time = FakeTime()
     server = Server(time)
-    async with make_client(server, time) as client:
+    async with paced_client(server, time) as client:
         assert await client.receive_notification() is None
         assert await client.receive_notification() is None
     assert time.slept == pytest.approx([0.01])
@@ -139,7 +131,7 @@ async def test_receive_notification_is_paced_at_100_per_second():
 async def test_a_retry_after_429_waits_a_full_interval_not_just_its_backoff():
     time = FakeTime()
     server = Server(time, latency=0.2, faults=[429, 429])
-    async with make_client(server, time, max_retries=3, retry_backoff_initial_seconds=0.05) as client:
+    async with paced_client(server, time, max_retries=3, retry_backoff_initial_seconds=0.05) as client:
         state = await client.get_state_instance()
     assert state.state_instance == "authorized"
     assert len(server.seen) == 3
@@ -150,7 +142,7 @@ async def test_a_retry_after_429_waits_a_full_interval_not_just_its_backoff():
 async def test_a_backoff_longer_than_the_interval_is_not_lengthened():
     time = FakeTime()
     server = Server(time, faults=[503])
-    async with make_client(server, time, max_retries=1, retry_backoff_initial_seconds=2.5) as client:
+    async with paced_client(server, time, max_retries=1, retry_backoff_initial_seconds=2.5) as client:
         await client.get_settings()
     assert time.slept == pytest.approx([2.5])  # one wait: the backoff, which already covers the interval
 
@@ -165,11 +157,7 @@ async def test_retry_after_zero_on_an_unpaced_method_still_sleeps_zero():
         return httpx.Response(200, json={"count": 4})
 
     handler.calls = 0
-    client = GreenAPIClient(
-        InstanceCredentials(id_instance=ID, api_token_instance=CANARY),
-        GreenAPISettings(_env_file=None, max_retries=1),
-        transport=httpx.MockTransport(handler), sleep=time.sleep, clock=time.clock,
-    )
+    client = mock_client(handler, sleep=time.sleep, clock=time.clock, max_retries=1)
     async with client:
         assert (await client.get_webhooks_count()).count == 4
     assert time.slept == [0.0]
@@ -178,7 +166,7 @@ async def test_retry_after_zero_on_an_unpaced_method_still_sleeps_zero():
 async def test_concurrent_calls_of_one_method_take_turns():
     time = FakeTime()
     server = Server(time, latency=0.25)
-    async with make_client(server, time) as client:
+    async with paced_client(server, time) as client:
         results = await asyncio.gather(*(client.get_state_instance() for _ in range(3)), client.get_settings())
     assert len(results) == 4
     starts = server.starts("getStateInstance")
@@ -191,14 +179,14 @@ async def test_waits_are_logged_at_debug_with_method_and_seconds(caplog):
     caplog.set_level(logging.DEBUG, logger="greenapi.pacing")
     time = FakeTime()
     server = Server(time, faults=[429])  # one 429, then answers
-    async with make_client(server, time, max_retries=1) as client:
+    async with paced_client(server, time, max_retries=1) as client:
         await client.get_settings()  # 429, retried
         await client.get_webhooks_count()
     lines = [r for r in caplog.records if r.name == "greenapi.pacing"]
     assert [r.levelno for r in lines] == [logging.DEBUG]
     text = lines[0].getMessage()
     assert "getSettings" in text and "1.000 s" in text and "backoff alone was 0.050 s" in text
-    assert CANARY not in caplog.text
+    assert TOKEN_CANARY not in caplog.text
 
 
 async def test_a_failed_or_timed_out_attempt_also_starts_the_interval():
@@ -212,11 +200,8 @@ async def test_a_failed_or_timed_out_attempt_also_starts_the_interval():
             raise httpx.ReadTimeout("slow", request=request)
         return httpx.Response(200, json={"stateInstance": "authorized"})
 
-    client = GreenAPIClient(
-        InstanceCredentials(id_instance=ID, api_token_instance=CANARY),
-        GreenAPISettings(_env_file=None, max_retries=1, retry_backoff_initial_seconds=0.1, retry_jitter_ratio=0),
-        transport=httpx.MockTransport(handler), sleep=time.sleep, clock=time.clock,
-    )
+    client = mock_client(handler, sleep=time.sleep, clock=time.clock, max_retries=1, retry_backoff_initial_seconds=0.1,
+                         retry_jitter_ratio=0)
     async with client:
         await client.get_state_instance()
     assert calls == pytest.approx([1000.0, 1003.0])  # the interval counts from when the timeout ended

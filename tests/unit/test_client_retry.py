@@ -12,17 +12,11 @@ from greenapi import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    GreenAPIClient,
     GreenAPIError,
-    GreenAPISettings,
-    InstanceCredentials,
     InternalServerError,
     RateLimitError,
 )
-
-
-CANARY = "CANARY0123456789abcdef"
-ID = 1101000001
+from tests.helpers import TOKEN_CANARY, mock_client
 
 
 class Script:
@@ -45,20 +39,10 @@ class Script:
         return httpx.Response(200, json=step)
 
 
-def make_client(handler, **settings):
-    delays: list[float] = []
-
-    async def fake_sleep(delay):
-        delays.append(delay)
-
-    settings.setdefault("retry_jitter_ratio", 0.0)
-    client = GreenAPIClient(
-        InstanceCredentials(id_instance=ID, api_token_instance=CANARY),
-        GreenAPISettings(_env_file=None, **settings),
-        transport=httpx.MockTransport(handler),
-        sleep=fake_sleep,
-    )
-    return client, delays
+def client_and_backoffs(handler, **settings):
+    """The mock client, without jitter (the backoffs are exact), and the backoffs it would have slept."""
+    slept: list[float] = []
+    return mock_client(handler, slept=slept, **{"retry_jitter_ratio": 0.0, **settings}), slept
 
 
 TRANSIENT = [429, 500, 502, 503, 504, httpx.ConnectError, httpx.ReadTimeout, httpx.ConnectTimeout, httpx.RemoteProtocolError]
@@ -69,7 +53,7 @@ PERMANENT = [400, 401, 403, 404, 466, 418, 501]
 @pytest.mark.parametrize("fault", TRANSIENT, ids=str)
 async def test_transient_faults_are_retried_up_to_max_retries(fault, max_retries):
     script = Script(fault)
-    client, delays = make_client(script, max_retries=max_retries)
+    client, delays = client_and_backoffs(script, max_retries=max_retries)
     async with client:
         with pytest.raises(GreenAPIError) as info:
             await client.get_webhooks_count()
@@ -89,7 +73,7 @@ async def test_transient_faults_are_retried_up_to_max_retries(fault, max_retries
 @pytest.mark.parametrize("status", PERMANENT)
 async def test_permanent_statuses_are_never_retried(status):
     script = Script(status)
-    client, delays = make_client(script, max_retries=5)
+    client, delays = client_and_backoffs(script, max_retries=5)
     async with client:
         with pytest.raises(APIStatusError) as info:
             await client.clear_webhooks_queue()
@@ -101,7 +85,7 @@ async def test_permanent_statuses_are_never_retried(status):
 
 async def test_a_500_that_passes_is_retried_and_recovers():
     script = Script(500, {"count": 1})
-    client, delays = make_client(script, max_retries=3)
+    client, delays = client_and_backoffs(script, max_retries=3)
     async with client:
         assert (await client.get_webhooks_count()).count == 1
     assert script.calls == 2 and len(delays) == 1
@@ -111,7 +95,7 @@ async def test_a_500_that_passes_is_retried_and_recovers():
 @pytest.mark.parametrize("failures", [1, 2])
 async def test_success_after_transient_failures(fault, failures):
     script = Script(*([fault] * failures), {"count": 7})
-    client, delays = make_client(script, max_retries=3)
+    client, delays = client_and_backoffs(script, max_retries=3)
     async with client:
         result = await client.get_webhooks_count()
     assert result.count == 7
@@ -121,7 +105,7 @@ async def test_success_after_transient_failures(fault, failures):
 
 async def test_mixed_transient_failures_then_success():
     script = Script(httpx.ConnectError, 502, httpx.ReadTimeout, {"isCleared": True})
-    client, delays = make_client(script, max_retries=3)
+    client, delays = client_and_backoffs(script, max_retries=3)
     async with client:
         outcome = await client.clear_webhooks_queue()
     assert outcome.kind == "cleared"
@@ -130,7 +114,7 @@ async def test_mixed_transient_failures_then_success():
 
 async def test_last_error_is_raised_after_mixed_failures():
     script = Script(502, httpx.ConnectError, httpx.ReadTimeout)
-    client, _ = make_client(script, max_retries=2)
+    client, _ = client_and_backoffs(script, max_retries=2)
     async with client:
         with pytest.raises(APITimeoutError):
             await client.get_settings()
@@ -139,7 +123,7 @@ async def test_last_error_is_raised_after_mixed_failures():
 
 async def test_exponential_backoff_grows_and_is_capped_without_jitter():
     script = Script(503)
-    client, delays = make_client(
+    client, delays = client_and_backoffs(
         script, max_retries=6, retry_backoff_initial_seconds=0.5, retry_backoff_max_seconds=4.0, retry_jitter_ratio=0.0
     )
     async with client:
@@ -150,7 +134,7 @@ async def test_exponential_backoff_grows_and_is_capped_without_jitter():
 
 async def test_jitter_only_shortens_delays_within_the_ratio():
     script = Script(httpx.ConnectError)
-    client, delays = make_client(
+    client, delays = client_and_backoffs(
         script, max_retries=10, retry_backoff_initial_seconds=1.0, retry_backoff_max_seconds=8.0, retry_jitter_ratio=0.5
     )
     async with client:
@@ -165,7 +149,7 @@ async def test_jitter_only_shortens_delays_within_the_ratio():
 @pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("1.5", 1.5), ("120", 5.0), ("-2", 0.0)])
 async def test_retry_after_seconds_is_honoured_and_capped(header, expected):
     script = Script((429, {"Retry-After": header}), {"count": 1})
-    client, delays = make_client(script, max_retries=2, retry_backoff_initial_seconds=0.25, retry_backoff_max_seconds=5.0)
+    client, delays = client_and_backoffs(script, max_retries=2, retry_backoff_initial_seconds=0.25, retry_backoff_max_seconds=5.0)
     async with client:
         assert (await client.get_webhooks_count()).count == 1
     assert delays == pytest.approx([expected])
@@ -175,7 +159,7 @@ async def test_retry_after_seconds_is_honoured_and_capped(header, expected):
 async def test_retry_after_http_date_is_honoured_and_capped(ahead, cap, low, high):
     when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=ahead), usegmt=True)
     script = Script((503, {"Retry-After": when}), {"count": 2})
-    client, delays = make_client(script, max_retries=1, retry_backoff_initial_seconds=0.1, retry_backoff_max_seconds=cap)
+    client, delays = client_and_backoffs(script, max_retries=1, retry_backoff_initial_seconds=0.1, retry_backoff_max_seconds=cap)
     async with client:
         assert (await client.get_webhooks_count()).count == 2
     assert len(delays) == 1
@@ -184,7 +168,7 @@ async def test_retry_after_http_date_is_honoured_and_capped(ahead, cap, low, hig
 
 async def test_garbage_retry_after_falls_back_to_backoff():
     script = Script((429, {"Retry-After": "soon-ish"}), {"count": 1})
-    client, delays = make_client(script, max_retries=1, retry_backoff_initial_seconds=0.75, retry_backoff_max_seconds=8.0)
+    client, delays = client_and_backoffs(script, max_retries=1, retry_backoff_initial_seconds=0.75, retry_backoff_max_seconds=8.0)
     async with client:
         await client.get_webhooks_count()
     assert delays == pytest.approx([0.75])
@@ -192,7 +176,7 @@ async def test_garbage_retry_after_falls_back_to_backoff():
 
 async def test_retry_after_on_a_permanent_status_does_not_cause_a_retry():
     script = Script((400, {"Retry-After": "1"}), {"count": 1})
-    client, delays = make_client(script, max_retries=3)
+    client, delays = client_and_backoffs(script, max_retries=3)
     async with client:
         with pytest.raises(APIStatusError):
             await client.get_webhooks_count()
@@ -206,16 +190,16 @@ async def test_each_retry_is_a_fresh_request_to_the_same_url():
         seen.append((request.method, str(request.url)))
         return httpx.Response(502) if len(seen) < 3 else httpx.Response(200, json={"receiptId": 3, "body": {}})
 
-    client, _ = make_client(handler, max_retries=3)
+    client, _ = client_and_backoffs(handler, max_retries=3)
     async with client:
         notification = await client.receive_notification(receive_timeout=9)
     assert notification.receipt_id == 3
     assert len(seen) == 3 and len(set(seen)) == 1
-    assert seen[0][0] == "GET" and seen[0][1].endswith(f"/receiveNotification/{CANARY}?receiveTimeout=9")
+    assert seen[0][0] == "GET" and seen[0][1].endswith(f"/receiveNotification/{TOKEN_CANARY}?receiveTimeout=9")
 
 
 async def test_rate_limit_error_after_retries_keeps_its_type():
-    client, delays = make_client(Script(429), max_retries=2)
+    client, delays = client_and_backoffs(Script(429), max_retries=2)
     async with client:
         with pytest.raises(RateLimitError) as info:
             await client.get_state_instance()

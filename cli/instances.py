@@ -49,7 +49,7 @@ def _console(stream):
 
 
 def import_command(*, path: str | None, partner: bool, partner_block: str | None, as_json: bool) -> int:
-    from tasks.registry import InstancesFileError, parse_instances_file
+    from cli.instance_rows import InstancesFileError, parse_instances_file
 
     try:
         settings = get_settings()
@@ -68,7 +68,7 @@ def import_command(*, path: str | None, partner: bool, partner_block: str | None
 
 async def _from_partner(block: str | None, settings):
     from tasks.lookup import resolve_partner
-    from tasks.registry import parse_partner_instances
+    from cli.instance_rows import parse_partner_instances
 
     account = await resolve_partner(block, settings)
     async with account.get_client(timeout_seconds=settings.read_timeout_seconds + 15) as client:
@@ -77,7 +77,7 @@ async def _from_partner(block: str | None, settings):
 
 
 def _import(parsed, source: str, as_json: bool) -> int:
-    from tasks.registry import import_instances
+    from cli.importer import import_instances
 
     progress = _Progress(len(parsed.rows))
     try:
@@ -123,7 +123,7 @@ def _action_of(result, id_instance: int) -> str | None:
 
 
 def list_command(*, as_json: bool) -> int:
-    from tasks.registry import list_instances
+    from cli.registered import list_instances
 
     listed = asyncio.run(list_instances())
     if as_json:
@@ -152,7 +152,7 @@ def _when(value: str | None) -> str:
 
 
 def remove_command(*, ids: list[int], as_json: bool) -> int:
-    from tasks.registry import remove_instances
+    from cli.registered import remove_instances
 
     result = asyncio.run(remove_instances(ids))
     if as_json:

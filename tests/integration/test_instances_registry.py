@@ -14,7 +14,9 @@ from cli.instances import import_command
 from flows import sweep_instances
 from tasks import GreenApiInstance
 from tasks.memory import last_reset_variable_name, record_last_reset, record_wid
-from tasks.registry import import_instances, list_instances, parse_instances_text, remove_instances
+from cli.importer import import_instances
+from cli.instance_rows import parse_instances_text
+from cli.registered import list_instances, remove_instances
 from tests.helpers import clear_registry
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -185,7 +185,7 @@ async def test_held_back_counts_reach_the_instance_list_and_the_run_report(prefe
     from flows.models import QueueResetReport
     from flows.report import publish_report
     from receiver.app import _record_held_back
-    from tasks.registry import list_instances
+    from cli.registered import list_instances
     from tests.helpers import register_instance
 
     id_instance = 7_720_000_001

@@ -117,7 +117,8 @@ async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(e
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
     from tasks.lookup import registered_instances
-    from tasks.registry import import_instances, parse_instances_text
+    from cli.importer import import_instances
+    from cli.instance_rows import parse_instances_text
 
     await clear_registry()
     rows = "".join(f"{5_000_000_000 + index},t{index:04d},{emulator.url},page-{index:03d}\n" for index in range(205))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tasks.registry import InstancesFileError, normalise_block_name, parse_instances_file, parse_instances_text
+from cli.instance_rows import InstancesFileError, normalise_block_name, parse_instances_file, parse_instances_text
 
 TOKEN = "CANARYparser" + "9f" * 20
 

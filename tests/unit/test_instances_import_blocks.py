@@ -6,8 +6,9 @@ import json
 from types import SimpleNamespace
 
 import cli.instances as instances_cli
-import tasks.registry as registry
-from tasks.registry import ImportResult, parse_instances_text, plan_import
+import cli.importer as importer
+from cli.importer import ImportResult, plan_import
+from cli.instance_rows import parse_instances_text
 
 SCHEMA = "schema-1"
 
@@ -38,7 +39,7 @@ def _imported(monkeypatch, capsys, as_json: bool):
                                     7105000004: "shop-two", 7105000005: "greenapi-7105000005"},
                             elsewhere={7105000003, 7105000004})
 
-    monkeypatch.setattr(registry, "import_instances", fake)
+    monkeypatch.setattr(importer, "import_instances", fake)
     assert instances_cli._import(SimpleNamespace(rows=[]), "fleet.csv", as_json) == 0
     return capsys.readouterr().out
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 import cli.instances as instances_cli
-import tasks.registry as registry
-from tasks.registry import ListedInstance
+import cli.registered as registered
+from cli.registered import ListedInstance
 
 ROWS = [ListedInstance(7105000001, "front-desk", "7105.api.greenapi.com", "blocked", "2026-01-02T02:50:00+00:00",
                        "79990001111@c.us", "cleared", "2026-01-02T03:04:05+00:00", held_back=37),
@@ -31,7 +31,7 @@ def listed(monkeypatch):
     async def fake() -> list[ListedInstance]:
         return ROWS
 
-    monkeypatch.setattr(registry, "list_instances", fake)
+    monkeypatch.setattr(registered, "list_instances", fake)
 
 
 def test_plain_columns_when_not_a_terminal(listed, monkeypatch):

@@ -12,7 +12,7 @@ from emulator import EmulatorConfig, EmulatorServer
 from greenapi import ConfigurationError, get_settings
 from tasks.blocks import GreenApiPartner
 from tasks.lookup import partner_fleet, resolve_partner
-from tasks.registry import parse_partner_instances
+from cli.instance_rows import parse_partner_instances
 
 PARTNER = "CANARYunitpartner" + "42" * 16
 TOKENS = {21: "CANARYtok21" + "a" * 20, 22: "CANARYtok22" + "b" * 20, 23: "CANARYtok23" + "c" * 20}

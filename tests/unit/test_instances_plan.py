@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tasks.registry import ImportResult, parse_instances_text, plan_import
+from cli.importer import ImportResult, plan_import
+from cli.instance_rows import parse_instances_text
 
 SCHEMA = "schema-1"
 

@@ -1,4 +1,4 @@
-"""``greenapi-migrate receiver``: the webhook/event receiver in the foreground (see docs/receiver.md)."""
+"""``greenapi-migrate receiver``: the webhook/event receiver in the foreground (see docs/webhooks.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The receiver: authenticated, validated HTTP in, Prefect events out (nothing more).
 
 ``create_app(settings)`` builds the ASGI app, ``ReceiverServer`` runs it in a thread,
-``greenapi-migrate receiver`` runs it in the foreground. See docs/receiver.md.
+``greenapi-migrate receiver`` runs it in the foreground. See docs/webhooks.md.
 """
 
 from receiver.settings import ReceiverConfigurationError, ReceiverSettings, get_receiver_settings

@@ -30,7 +30,7 @@ T = TypeVar("T")
 FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # The receiver's answers to a report it took: 200 to GREEN-API's webhooks, 202 to other systems' requests.
 ACCEPTED = (200, 202)
-# Documented (docs/receiver.md), not imported: the namespace of the receiver's uuid5 event ids.
+# Documented (docs/webhooks.md), not imported: the namespace of the receiver's uuid5 event ids.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event")
 # An apiUrl nothing answers on: for registered instances whose tests never reach GREEN-API.
 UNREACHABLE_API_URL = "http://127.0.0.1:9"

@@ -1,7 +1,7 @@
 """The fleet sweep in deployment mode on a real process work pool: one pool, two `prefect worker start`
 subprocesses, the session's Prefect server and the emulator over loopback HTTP.
 
-This is README's "Beyond one machine" on one machine: the sweep only checks and decides, each affected
+This is docs/fleet.md's handle="deployment" on one machine: the sweep only checks and decides, each affected
 instance becomes its own handle-account-change run on the pool, and the pool's workers share them out.
 Each worker runs at most one flow run at a time (`--limit 1`) and every run takes seconds (a new
 Python process), so with four runs queued at once one worker cannot take them all: both must work.

@@ -3,7 +3,7 @@
 The bulk drives the ASGI app in-process (``httpx.ASGITransport``) with a recording emitter and an
 in-memory wid store, a fresh app per example: each example is a short sequence of requests (so
 duplicates and account changes happen), checked step by step against a small model of the
-documented behaviour (docs/receiver.md), written here independently of ``receiver/``:
+documented behaviour (docs/webhooks.md), written here independently of ``receiver/``:
 
 - invalid input (not UTF-8, not JSON, not valid Unicode, too large, wrong schema) gets a 4xx
   and emits nothing, records no account;

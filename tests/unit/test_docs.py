@@ -1,36 +1,192 @@
-"""The README's configuration table is the settings class, field for field."""
+"""The docs say what the code does: the reference's generated tables are the code's, every relative link and anchor
+resolves, every setting and `greenapi-migrate` flag the docs name exists, the quickstart is the two make targets.
+
+`python -m tests.unit.test_docs --write` rewrites the generated tables of docs/reference.md from the code.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
+import sys
 from pathlib import Path
 
-from greenapi.settings import GreenAPISettings
+import pytest
 
-README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parents[2]
+REFERENCE = ROOT / "docs" / "reference.md"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+GENERATED = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
+HELP_COLUMNS = "110"  # argparse wraps --help to the terminal's width: the reference is written at this one
 
 
-def _readme_rows() -> dict[str, tuple[str, str]]:
-    rows = re.findall(r"^\| `(GREEN_API_[A-Z_]+)` \| (.+?) \| (.+?) \|$", README, flags=re.MULTILINE)
-    return {name: (default, meaning) for name, default, meaning in rows}
+# ---------------------------------------------------------------- what the generated tables hold
+
+def _settings_table(settings_class, prefix: str) -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in settings_class.model_fields.items():
+        default = "—" if field.default is None else f"`{field.default}`"
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
-def test_every_setting_is_documented_with_its_default_and_description():
-    rows = _readme_rows()
-    expected = set()
-    for field_name, field in GreenAPISettings.model_fields.items():
-        variable = f"GREEN_API_{field_name.upper()}"
-        expected.add(variable)
-        assert variable in rows, f"{variable} is missing from the README"
-        default, meaning = rows[variable]
-        shown = "—" if field.default is None else f"`{field.default}`"
-        assert default == shown, f"{variable}: README says {default}, code says {shown}"
-        assert meaning == field.description
-    assert set(rows) == expected, f"README documents unknown settings: {set(rows) - expected}"
+def _greenapi_settings() -> str:
+    from greenapi.settings import GreenAPISettings
+
+    return _settings_table(GreenAPISettings, "GREEN_API_")
+
+
+def _receiver_settings() -> str:
+    from receiver.settings import ReceiverSettings
+
+    return _settings_table(ReceiverSettings, "GREEN_API_RECEIVER_")
+
+
+def cli_help(*argv: str) -> str:
+    """What `greenapi-migrate ARGV --help` prints, run in this process at HELP_COLUMNS."""
+    from cli.main import main
+
+    out = io.StringIO()
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_COLUMNS
+    try:
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            main([*argv, "--help"])
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS")
+        else:
+            os.environ["COLUMNS"] = previous
+    return out.getvalue()
+
+
+CLI_COMMANDS = [(), ("demo",), ("run",), ("instances", "import"), ("instances", "list"), ("instances", "remove"),
+                ("serve",), ("task-worker",), ("automations", "apply"), ("local",), ("receiver",), ("emulator",)]
+
+
+def _cli() -> str:
+    sections = []
+    for argv in CLI_COMMANDS:
+        title = " ".join(("greenapi-migrate", *argv))
+        sections.append(f"### `{title}`\n\n```text\n{cli_help(*argv).rstrip()}\n```\n")
+    return "\n".join(sections)
+
+
+GENERATORS = {"settings-greenapi": _greenapi_settings, "settings-receiver": _receiver_settings, "cli": _cli}
+
+
+def regenerated(text: str) -> str:
+    return GENERATED.sub(lambda m: m.group(1) + GENERATORS[m.group("name")]() + m.group(4), text)
+
+
+def test_the_references_generated_tables_are_the_codes():
+    text = REFERENCE.read_text(encoding="utf-8")
+    names = [m.group("name") for m in GENERATED.finditer(text)]
+    assert sorted(names) == sorted(GENERATORS), f"docs/reference.md's generated sections: {names}"
+    for match in GENERATED.finditer(text):
+        assert match.group("body") == GENERATORS[match.group("name")](), (
+            f"docs/reference.md, {match.group('name')}: not what the code says; "
+            "run `.venv/bin/python -m tests.unit.test_docs --write` and read the diff")
+
+
+# ---------------------------------------------------------------- names the docs use exist
+
+def _doc_texts() -> dict[str, str]:
+    return {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8") for path in DOCS}
+
+
+def test_every_setting_the_docs_name_exists():
+    from greenapi.settings import GreenAPISettings
+    from receiver.settings import ReceiverSettings
+
+    known = {f"GREEN_API_{name.upper()}" for name in GreenAPISettings.model_fields}
+    known |= {f"GREEN_API_RECEIVER_{name.upper()}" for name in ReceiverSettings.model_fields}
+    unknown = {(doc, name) for doc, text in _doc_texts().items()
+               for name in re.findall(r"\bGREEN_API_[A-Z0-9_]*[A-Z0-9]\b(?!_?\*)", text) if name not in known}
+    assert not unknown, f"settings the docs name that the code does not have: {sorted(unknown)}"
+
+
+def _options(argv: tuple[str, ...]) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", cli_help(*argv)))
+
+
+def test_every_greenapi_migrate_flag_the_docs_use_exists():
+    commands = {" ".join(argv): argv for argv in CLI_COMMANDS if argv}
+    used = re.compile(r"greenapi-migrate ((?:instances |automations )?[a-z-]+)([^`\n#|;&]*)")
+    problems, seen = [], 0
+    for doc, text in _doc_texts().items():
+        for match in used.finditer(text):
+            command, rest = match.group(1), match.group(2)
+            if command not in commands:
+                if command in ("instances", "automations"):
+                    continue
+                problems.append(f"{doc}: no command `greenapi-migrate {command}`")
+                continue
+            flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest))
+            seen += len(flags)
+            problems += [f"{doc}: `greenapi-migrate {command}` has no {flag}" for flag in flags - _options(commands[command])]
+    assert seen > 5, "the docs' command lines were not found: the pattern is wrong"
+    assert not problems, problems
+
+
+# ---------------------------------------------------------------- links
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lowercase, punctuation dropped, spaces to dashes; repeats get -1, -2."""
+    anchors: set[str] = set()
+    body = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    for heading in re.findall(r"^#{1,6} (.+)$", body, flags=re.MULTILINE):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        candidate, n = anchor, 0
+        while candidate in anchors:
+            n += 1
+            candidate = f"{anchor}-{n}"
+        anchors.add(candidate)
+    return anchors
+
+
+def _relative_links(markdown: str) -> list[str]:
+    body = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    body = re.sub(r"`[^`\n]*`", "", body)
+    return [target for target in re.findall(r"\]\(([^)\s]+)\)", body) if not re.match(r"[a-z]+:", target)]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves_to_a_file_and_anchor(path: Path):
+    text = path.read_text(encoding="utf-8")
+    broken = []
+    for target in _relative_links(text):
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path
+        if not resolved.exists():
+            broken.append(f"{target}: no file {resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved}")
+        elif anchor and anchor not in _anchors(resolved.read_text(encoding="utf-8")):
+            broken.append(f"{target}: no heading with the anchor #{anchor}")
+    assert not broken, broken
+
+
+def test_the_anchor_rule_is_githubs():
+    assert _anchors("## Three wirings, and what each guarantees\n## `GET /health`\n## Run it\n## Run it") == {
+        "three-wirings-and-what-each-guarantees", "get-health", "run-it", "run-it-1"}
+
+
+# ---------------------------------------------------------------- the README
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_quickstart_is_the_two_make_targets_and_ci_runs_the_test_one():
     quickstart = README.split("## Quickstart", 1)[1].split("##", 1)[0]
     commands = re.findall(r"^(make \w+)", quickstart, flags=re.MULTILINE)
     assert commands == ["make demo", "make test"]
-    assert "make test" in (Path(__file__).parents[2] / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.unit.test_docs --write")
+    REFERENCE.write_text(regenerated(REFERENCE.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {REFERENCE.relative_to(ROOT)}")

@@ -24,25 +24,34 @@ HELP_COLUMNS = "110"  # argparse wraps --help to the terminal's width: the refer
 
 # ---------------------------------------------------------------- what the generated tables hold
 
-def _settings_table(settings_class, prefix: str) -> str:
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in settings_class.model_fields.items():
-        default = "—" if field.default is None else f"`{field.default}`"
-        meaning = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
-    return "\n".join(rows) + "\n"
+def settings_classes() -> list[tuple[str, type]]:
+    """Every pydantic-settings class of the product (found in its source, so a moved or new one is found too), with
+    its prefix, ordered by prefix and module."""
+    import importlib
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = []
+    for package in sorted({name.rstrip("*") for name in packages}):
+        for source in sorted((ROOT / package).rglob("*.py")):
+            for class_name in re.findall(r"^class (\w+)\(BaseSettings\)", source.read_text(encoding="utf-8"), re.MULTILINE):
+                module = ".".join(source.relative_to(ROOT).with_suffix("").parts)
+                settings_class = getattr(importlib.import_module(module), class_name)
+                found.append((settings_class.model_config.get("env_prefix", ""), settings_class))
+    return sorted(found, key=lambda pair: (len(pair[0]), pair[1].__module__))
 
 
-def _greenapi_settings() -> str:
-    from greenapi.settings import GreenAPISettings
-
-    return _settings_table(GreenAPISettings, "GREEN_API_")
-
-
-def _receiver_settings() -> str:
-    from receiver.settings import ReceiverSettings
-
-    return _settings_table(ReceiverSettings, "GREEN_API_RECEIVER_")
+def _settings() -> str:
+    tables = []
+    for prefix, settings_class in settings_classes():
+        rows = [f"`{settings_class.__module__}.{settings_class.__name__}`, prefix `{prefix}`:", "",
+                "| variable | default | meaning |", "|---|---|---|"]
+        for name, field in settings_class.model_fields.items():
+            default = "—" if field.default is None else f"`{field.default}`"
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+        tables.append("\n".join(rows) + "\n")
+    return "\n".join(tables)
 
 
 def cli_help(*argv: str) -> str:
@@ -75,7 +84,7 @@ def _cli() -> str:
     return "\n".join(sections)
 
 
-GENERATORS = {"settings-greenapi": _greenapi_settings, "settings-receiver": _receiver_settings, "cli": _cli}
+GENERATORS = {"settings": _settings, "cli": _cli}
 
 
 def regenerated(text: str) -> str:
@@ -99,11 +108,8 @@ def _doc_texts() -> dict[str, str]:
 
 
 def test_every_setting_the_docs_name_exists():
-    from greenapi.settings import GreenAPISettings
-    from receiver.settings import ReceiverSettings
-
-    known = {f"GREEN_API_{name.upper()}" for name in GreenAPISettings.model_fields}
-    known |= {f"GREEN_API_RECEIVER_{name.upper()}" for name in ReceiverSettings.model_fields}
+    known = {f"{prefix}{name.upper()}" for prefix, settings_class in settings_classes() for name in settings_class.model_fields}
+    assert {"GREEN_API_API_URL", "GREEN_API_RECEIVER_SECRET"} <= known, "the settings classes were not found"
     unknown = {(doc, name) for doc, text in _doc_texts().items()
                for name in re.findall(r"\bGREEN_API_[A-Z0-9_]*[A-Z0-9]\b(?!_?\*)", text) if name not in known}
     assert not unknown, f"settings the docs name that the code does not have: {sorted(unknown)}"

@@ -191,6 +191,15 @@ def test_quickstart_is_the_two_make_targets_and_ci_runs_the_test_one():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_the_errors_table_names_every_outcome_a_run_can_end_with():
+    from domain import Outcome
+
+    table = README.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (.+?) \|", table, flags=re.MULTILINE)
+    named = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    assert named == {outcome.value for outcome in Outcome}
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.unit.test_docs --write")

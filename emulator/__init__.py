@@ -21,7 +21,8 @@ from .config import (
 from .control import EmulatorControl, EmulatorControlError
 from .delivery import Deliverer
 from .server import EmulatorServer, main
-from .state import ControlError, EmulatorState
+from .state import EmulatorState
+from .world import ControlError
 
 __all__ = [
     "METHOD_VERBS",

@@ -1,5 +1,5 @@
 """The ASGI app: GREEN-API routes (``/waInstance{id}/{method}/{token}``) and the control API
-under ``/_emulator``. Rules live in ``state.py``; this module only speaks HTTP."""
+under ``/_emulator``. Rules live in ``state.py`` and the modules it names; this module only speaks HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from .config import EmulatorConfig
-from .state import ControlError, EmulatorState, Outcome, summarise
+from .outcome import Outcome
+from .records import summarise
+from .state import EmulatorState
+from .world import ControlError
 
 RAW_SEND_KEY = "emulator.raw_send"
 _POLL_STEP_SECONDS = 0.02
@@ -90,13 +93,13 @@ async def _green_api(request: Request) -> Response:
     out = Outcome(status=500, payload={"error": "emulator error"})
     try:
         body = await request.body() if request.method == "POST" else b""
-        out = state.dispatch(request.method, request.url.path, dict(request.query_params), body)
+        out = state.api.dispatch(request.method, request.url.path, dict(request.query_params), body)
         if out.delay_seconds > 0:
-            await _sleep(request, out.delay_seconds, ended=lambda: state.delay_ended(out))
-            out = state.answer(out)
+            await _sleep(request, out.delay_seconds, ended=lambda: state.api.delay_ended(out))
+            out = state.api.answer(out)
         if out.poll_until is not None and out.instance is not None:
             while True:
-                found = state.poll_notification(out.instance)
+                found = state.api.poll_notification(out.instance)
                 if found is not None:
                     out.payload = found
                     break
@@ -106,7 +109,7 @@ async def _green_api(request: Request) -> Response:
                 await asyncio.sleep(min(_POLL_STEP_SECONDS, remaining))
         return _to_response(out)
     finally:
-        state.record_call(
+        state.records.record_call(
             instance=out.instance,
             method=out.method,
             verb=request.method,
@@ -191,6 +194,10 @@ async def _create_instances(request: Request) -> Response:
 
 async def _get_instance(request: Request) -> Response:
     return JSONResponse(_st(request).instance(_instance_id(request)))
+
+
+async def _get_settings(request: Request) -> Response:
+    return JSONResponse(_st(request).settings(_instance_id(request)))
 
 
 async def _patch_instance(request: Request) -> Response:
@@ -304,6 +311,7 @@ _CONTROL_ROUTES = [
     Route("/instances", _create_instances, methods=["POST"]),
     Route("/instances/{id_instance}", _get_instance, methods=["GET"]),
     Route("/instances/{id_instance}", _patch_instance, methods=["PATCH"]),
+    Route("/instances/{id_instance}/settings", _get_settings, methods=["GET"]),
     Route("/instances/{id_instance}/state", _change_state, methods=["POST"]),
     Route("/instances/{id_instance}/notifications", _queue_notifications, methods=["POST"]),
     Route("/instances/{id_instance}/faults", _add_faults, methods=["POST"]),

@@ -1,6 +1,6 @@
 """Configuration and seed models for the GREEN-API emulator.
 
-Everything here is plain data (pydantic models); the rules live in ``state.py``.
+Everything here is plain data (pydantic models); the rules live in the modules ``state.py`` names.
 """
 
 from __future__ import annotations

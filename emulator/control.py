@@ -85,6 +85,10 @@ class EmulatorControl:
     def instance(self, id_instance: int) -> dict[str, Any]:
         return self._call("GET", f"/instances/{id_instance}")
 
+    def settings(self, id_instance: int) -> dict[str, Any]:
+        """Every documented GetSettings field as the instance holds it (webhookUrlToken included); not a call."""
+        return self._call("GET", f"/instances/{id_instance}/settings")
+
     def patch_instance(self, id_instance: int, **fields: Any) -> dict[str, Any]:
         """A silent edit (a state or wid given here queues no stateInstanceChanged; see ``change_state``)."""
         return self._call("PATCH", f"/instances/{id_instance}", _plain(fields))

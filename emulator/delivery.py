@@ -3,7 +3,7 @@
 One thread with its own asyncio loop; one task per instance that has something to send (instances in parallel,
 one POST at a time per instance), each with its own ``httpx.AsyncClient`` (one connection): a single client's
 pool rescans all its connections on every request, which halved the throughput with 50 instances. The rules (what to send, when, what an
-answer does) live in ``EmulatorState``; this module only makes the POSTs.
+answer does) live in ``webhooks.Webhooks``; this module only makes the POSTs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import threading
 from typing import Any
 import httpx
 
-from .state import Delivery, EmulatorState
+from .state import EmulatorState
+from .webhooks import Delivery
 
 THREAD_NAME = "greenapi-emulator-delivery"
 _POLL_SECONDS = 0.05  # arrivals and pauses ending on the clock are noticed at least this often
@@ -128,7 +129,7 @@ class Deliverer:
         ready.set()
         try:
             while not self._stopping:
-                for id_instance in self.state.delivery_candidates():
+                for id_instance in self.state.webhooks.delivery_candidates():
                     task = tasks.get(id_instance)
                     if task is None or task.done():
                         tasks[id_instance] = asyncio.create_task(self._deliver(id_instance))
@@ -147,7 +148,7 @@ class Deliverer:
         client = httpx.AsyncClient(verify=self._ssl, trust_env=False, follow_redirects=False)
         try:
             while not self._stopping:
-                step = self.state.next_delivery(id_instance)
+                step = self.state.webhooks.next_delivery(id_instance)
                 if step is None:
                     return
                 if isinstance(step, float):
@@ -156,9 +157,9 @@ class Deliverer:
                 try:
                     status, error = await _post(client, step)
                 except asyncio.CancelledError:
-                    self.state.delivery_abandoned(step)
+                    self.state.webhooks.delivery_abandoned(step)
                     raise
-                self.state.delivery_answered(step, status, error)
+                self.state.webhooks.delivery_answered(step, status, error)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not end delivery for good: the next pass starts a new task

@@ -124,5 +124,4 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
     assert CANARY not in emulator_log and HOOK_CANARY not in emulator_log
     # The canary was really there to leak: every detached instance has it back.
     for id_instance in hooked:
-        with emulator.state._lock:
-            assert emulator.state._instances[id_instance].settings["webhookUrlToken"] == HOOK_CANARY
+        assert emulator.state.settings(id_instance)["webhookUrlToken"] == HOOK_CANARY

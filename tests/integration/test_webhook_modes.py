@@ -25,9 +25,8 @@ HOOK_TOKEN = "hook-token-" + "ab12" * 8
 
 def _webhook_of(emulator, id_instance: int) -> tuple[str, str]:
     """The instance's webhookUrl and webhookUrlToken as the emulator holds them (its views never show the token)."""
-    with emulator.state._lock:
-        inst = emulator.state._instances[id_instance]
-        return inst.webhook_url, inst.settings.get("webhookUrlToken", "")
+    settings = emulator.state.settings(id_instance)
+    return settings["webhookUrl"], settings["webhookUrlToken"]
 
 
 def _seed_with_webhook(seed_instance, **fields):

@@ -122,7 +122,7 @@ def _add_automations(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
-        from emulator.server import main as emulator_main
+        from cli.emulator import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
     if argv[:1] == ["receiver"]:

@@ -43,7 +43,7 @@ def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, ta
         receiver = ReceiverServer(settings, port=settings.port)
         receiver.start()
         print(f"receiver listening on {receiver.url}", flush=True)
-        from receiver.server import relay_line
+        from cli.receiver import relay_line
 
         print(relay_line(settings), flush=True)
     try:

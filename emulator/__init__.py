@@ -1,6 +1,6 @@
 """A local HTTP server that behaves like GREEN-API for the queue methods.
 
-Standalone: ``python -m emulator --port 8080 --seed seed.json``.
+Standalone: ``python -m emulator --port 8080 --seed seed.json`` (its command line: cli/emulator.py).
 In tests: ``with EmulatorServer(EmulatorConfig(clear_window_seconds=2)) as srv: ...``.
 """
 
@@ -20,7 +20,7 @@ from .config import (
 )
 from .control import EmulatorControl, EmulatorControlError
 from .delivery import Deliverer
-from .server import EmulatorServer, main
+from .server import EmulatorServer
 from .state import EmulatorState
 from .world import ControlError
 
@@ -43,5 +43,4 @@ __all__ = [
     "StateChange",
     "build_app",
     "load_seed_file",
-    "main",
 ]

@@ -1,6 +1,6 @@
 import sys
 
-from .server import main
+from cli.emulator import main
 
 if __name__ == "__main__":
     sys.exit(main())

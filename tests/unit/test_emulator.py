@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from emulator import EmulatorControl
+from tests.helpers import wait_until
 
 TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
 ID = 1101000001
@@ -185,18 +186,20 @@ def test_a_clear_after_a_seeded_window_expired_is_no_violation(ctl, api):
 def test_a_delayed_clear_sent_before_a_window_opened_is_no_violation(server, ctl, api):
     """A clear is judged by what could be known when it was sent, not when its delayed answer is made."""
     seed(ctl, notifications=2)
-    ctl.add_fault(ID, "clearWebhooksQueue", {"kind": "delay", "seconds": 1.0})
+    ctl.add_fault(ID, "clearWebhooksQueue", {"kind": "delay", "seconds": 60})
     answers = {}
 
     def slow_clear():
-        with httpx.Client(base_url=server.url, timeout=5) as other:
+        with httpx.Client(base_url=server.url, timeout=30) as other:
             answers["slow"] = other.delete(u("clearWebhooksQueue")).json()
 
     thread = threading.Thread(target=slow_clear)
     thread.start()
-    time.sleep(0.5)  # the slow request has arrived and sleeps (1 s); this one opens the window (leftTime 2.5 -> 2)
-    assert api.delete(u("clearWebhooksQueue")).json() == {"isCleared": True, "reason": ""}
-    thread.join(5)
+    wait_until(lambda: ctl.instance(ID)["faults_pending"] == [], timeout=10, message="the slow clear held by its delay",
+               interval=0.02)
+    assert api.delete(u("clearWebhooksQueue")).json() == {"isCleared": True, "reason": ""}  # opens the window
+    ctl.clear_faults(ID)  # the slow clear is answered now, inside the window it could not know of
+    thread.join(10)
     assert answers["slow"]["isCleared"] is False and answers["slow"]["leftTime"] == 2
     assert ctl.violations() == []
     assert api.delete(u("clearWebhooksQueue")).json()["leftTime"] == 2  # sent after the clear: a violation

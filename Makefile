@@ -21,7 +21,7 @@ test: $(STAMP) postgresql
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The e2e suite also runs on PostgreSQL, a cluster it starts itself from Debian's server binaries
-# (tests/bin/pg_ctl). Installed here when missing, as root (or with password-less sudo); otherwise
+# (bench/bin/pg_ctl). Installed here when missing, as root (or with password-less sudo); otherwise
 # one line says so and the postgres half of the e2e tests is skipped.
 APT_PG := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 postgresql:

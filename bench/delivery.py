@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.infra import ROOT, backend, emulator
+from bench.infra import backend, emulator
+from bench.servers import ROOT
 from scenarios.runner import (GREEN_API_ENV, SCENARIO_TITLES, SCENARIOS, WIRING_TITLES, WIRINGS, PrefectHandle, Stack,
                               Timing, cell_row, configure_emulator, run_scenario)
 
@@ -31,7 +32,7 @@ TARGETS = "with the relay (W3): 0 stale in (i)-(v), 0 fresh lost in (iii)-(v), o
 
 @contextlib.contextmanager
 def prefect_handle():
-    from tests.servers import PostgresCluster, PrefectServer
+    from bench.servers import PostgresCluster, PrefectServer
 
     with contextlib.ExitStack() as stack:
         database_url = None

@@ -31,7 +31,8 @@ from collections import defaultdict
 
 import httpx
 
-from bench.infra import ROOT, backend, emulator, prefect_server
+from bench.infra import backend, emulator, prefect_server
+from bench.servers import ROOT
 
 MAX_CONCURRENCY = 20
 AFFECTED_SHARE = 0.05

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.infra import ROOT, backend, prefect_server
+from bench.infra import backend, prefect_server
+from bench.servers import ROOT
 
 TARGET_SECONDS = 30.0
 

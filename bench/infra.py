@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Iterator
 
-from tests.servers import BIN, ROOT, PostgresCluster, PrefectServer, clean_env, free_port  # noqa: F401  (bench.infra's names)
+from bench.servers import ROOT, PostgresCluster, PrefectServer
 
 
 def backend() -> str:

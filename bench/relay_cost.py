@@ -37,7 +37,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.infra import ROOT, backend, emulator, free_port, percentile
+from bench.infra import backend, emulator, percentile
+from bench.servers import ROOT, free_port
 from scenarios.app_stub import AppStub
 from scenarios.runner import (EMULATOR_WINDOWS, GREEN_API_ENV, WEBHOOK_PATH, PrefectHandle, Stack, Timing, cell_row,
                               run_scenario)
@@ -130,8 +131,8 @@ def _ms(values: list[float], share: float) -> float | None:
 
 async def measure(emulator_url: str, prefect: PrefectHandle, workdir: Path, *, instances: int, rate: float, seconds: float,
                   backlog: int) -> dict:
-    from tests.helpers import register_instance
-    from tests.servers import Receiver
+    from bench.servers import register_instance
+    from bench.servers import Receiver
 
     http = httpx.AsyncClient(base_url=emulator_url + "/_emulator", timeout=60,
                              limits=httpx.Limits(max_connections=100, max_keepalive_connections=100))

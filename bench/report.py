@@ -25,7 +25,7 @@ MAKE_BENCH_MINUTES = 30
 
 
 def _postgres_version() -> str:
-    from tests.servers import PG_CTL
+    from bench.servers import PG_CTL
 
     try:
         done = subprocess.run([str(PG_CTL), "--version"], capture_output=True, text=True, timeout=30)
@@ -44,7 +44,7 @@ def _machine() -> str:
             "`prefect server start` and the measured processes. Back-ends (the **back-end** column of every table): "
             "**SQLite**, a fresh database file in the server's PREFECT_HOME; "
             f"**PostgreSQL**, {_postgres_version()} (Debian's server binaries), a fresh database in a throwaway cluster "
-            "started for the benchmark (tests/servers.py: pytest-postgresql's executor; fsync and synchronous_commit off)")
+            "started for the benchmark (bench/servers.py: pytest-postgresql's executor; fsync and synchronous_commit off)")
 
 
 def _load(name: str):

@@ -17,7 +17,8 @@ import time
 
 import httpx
 
-from bench.infra import BIN, ROOT, backend, emulator, prefect_server
+from bench.infra import backend, emulator, prefect_server
+from bench.servers import BIN, ROOT
 from greenapi import get_settings
 
 RUNS = 3

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.infra import BIN, ROOT, backend, emulator, free_port, percentile, prefect_server
+from bench.infra import backend, emulator, percentile, prefect_server
+from bench.servers import BIN, ROOT, free_port
 
 EVENTS = 24
 SMALL_EVENTS = 4

@@ -62,7 +62,7 @@ WIRING_TITLES = {
 WEBHOOK_PATH = "/webhooks/greenapi"
 
 # The emulator's windows these scenarios run with (tests/conftest.py's), and the flow's timings that mirror them
-# (tests/servers.FAST_GREEN_API and tests/conftest.greenapi_env).
+# (bench/servers.FAST_GREEN_API and tests/conftest.greenapi_env).
 EMULATOR_WINDOWS = {"clear_window_seconds": 3.0, "count_refresh_seconds": 1.0, "max_receive_wait_seconds": 0.2}
 GREEN_API_ENV = {
     "GREEN_API_COUNT_REFRESH_SECONDS": "1",
@@ -184,7 +184,7 @@ class Stack:
         self._stack.close()
 
     def _start(self) -> None:
-        from tests.servers import free_port
+        from bench.servers import free_port
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         for wiring in self.wirings:
@@ -210,7 +210,7 @@ class Stack:
     def _start_task_worker(self) -> None:
         import subprocess
 
-        from tests.servers import CLI, stop_process
+        from bench.servers import CLI, stop_process
 
         log = (self.workdir / "task-worker.log").open("a")
         process = subprocess.Popen([CLI, "task-worker", "--limit", "20"], env=self._env(), stdout=log, stderr=subprocess.STDOUT,
@@ -220,7 +220,7 @@ class Stack:
         self._stack.callback(stop_process, process, 20)
 
     def _start_receiver(self, port: int, name: str, *, forward_to: str | None = None, forward_token: str | None = None):
-        from tests.servers import Receiver
+        from bench.servers import Receiver
 
         extra = {"GREEN_API_RECEIVER_SECRET": self.secret, "GREEN_API_RECEIVER_DISPATCH": "background"}
         if forward_to:
@@ -239,7 +239,7 @@ class Stack:
 
     def restart_relay(self, index: int = 0) -> float:
         """SIGTERM the relay, start it again on the same port; returns the seconds it was not listening."""
-        from tests.servers import Receiver
+        from bench.servers import Receiver
 
         old = self.relay_procs[index]
         began = time.monotonic()
@@ -408,7 +408,7 @@ class ScenarioRun:
 
     # ------------------------------------------------------------------ set up, run, measure
     async def setup(self) -> None:
-        from tests.helpers import register_instance
+        from bench.servers import register_instance
 
         stack = self.stack
         for wiring in self.wirings:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
-from tests.servers import PostgresCluster, PrefectServer, drain_prefect_workers
+from bench.servers import PostgresCluster, PrefectServer, drain_prefect_workers
 
 # Short GREEN-API windows for tests; the flow's settings mirror them (see `greenapi_env`).
 TEST_CLEAR_WINDOW_SECONDS = 3.0

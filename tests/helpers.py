@@ -4,7 +4,7 @@ GREEN-API's client on a mock transport, and in-process stand-ins for the receive
 
 Fixtures live in the conftests (tests/conftest.py, tests/e2e/conftest.py, tests/unit/conftest.py);
 real processes (the Prefect server, PostgreSQL, the receiver subprocess, ports, environments) in
-tests/servers.py. Product code is imported inside the functions that need it, so importing this module
+bench/servers.py (with register_instance, shared with the benchmarks). Product code is imported inside the functions that need it, so importing this module
 loads neither Prefect nor the flows.
 """
 
@@ -16,13 +16,14 @@ import http.server
 import inspect
 import io
 import logging
-import secrets
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import urlsplit
+
+from bench.servers import UNREACHABLE_API_URL, register_instance
 
 T = TypeVar("T")
 
@@ -32,8 +33,6 @@ FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 ACCEPTED = (200, 202)
 # Documented (docs/webhooks.md), not imported: the namespace of the receiver's uuid5 event ids.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event")
-# An apiUrl nothing answers on: for registered instances whose tests never reach GREEN-API.
-UNREACHABLE_API_URL = "http://127.0.0.1:9"
 
 
 # ------------------------------------------------------------------------------ bounded waits
@@ -136,18 +135,6 @@ async def await_left_time(emulator, id_instance: int, *, timeout: float = 60, pr
 
 
 # ------------------------------------------------------------------------------ the registry of instances
-
-
-async def register_instance(id_instance: int, token: str | None = None, *, api_url: str = UNREACHABLE_API_URL,
-                            name: str | None = None) -> str:
-    """A greenapi-instance block for the instance (the receiver and the sweep act only on registered ones);
-    returns its name (``e2e-<id>`` unless given). The default apiUrl answers nothing."""
-    from tasks import GreenApiInstance
-
-    name = name or f"e2e-{id_instance}"
-    await GreenApiInstance(api_url=api_url, id_instance=id_instance,
-                           api_token_instance=token or secrets.token_hex(25)).asave(name, overwrite=True)
-    return name
 
 
 async def register_seeded(seeded, emulator, name: str | None = None) -> str:

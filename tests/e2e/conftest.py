@@ -1,13 +1,13 @@
 """The e2e tests run against `prefect server start` (a real subprocess), once on SQLite and once on
 PostgreSQL. The PostgreSQL cluster is started by the suite (pytest-postgresql's executor, see
-tests/servers.py); when its binaries are missing the ``postgres`` half is skipped with the reason."""
+bench/servers.py); when its binaries are missing the ``postgres`` half is skipped with the reason."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import serving
-from tests.servers import PostgresCluster, postgres_unavailable, talking_to
+from bench.servers import PostgresCluster, postgres_unavailable, talking_to
 
 BACKENDS = ["sqlite", "postgres"]
 

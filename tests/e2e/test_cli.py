@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import wait_until
-from tests.servers import CLI, FAST_GREEN_API, ROOT, clean_env, client_env, foreign_http_server, free_port, stop_process
+from bench.servers import CLI, FAST_GREEN_API, ROOT, clean_env, client_env, foreign_http_server, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.helpers import wait_for_left_time
-from tests.servers import CLI, client_env
+from bench.servers import CLI, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ def _run(env, tmp_path) -> subprocess.Popen:
 
 
 # `real_prefect_server` (tests/e2e/conftest.py): the session's `prefect server start`, on each back-end; it
-# reclaims the leases of dead runs every second (tests/servers.py; Prefect's default is every 15 s).
+# reclaims the leases of dead runs every second (bench/servers.py; Prefect's default is every 15 s).
 
 
 def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_server, emulator, seed_instance, tmp_path):

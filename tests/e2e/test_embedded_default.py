@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import CLI, clean_env
+from bench.servers import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from domain import Reason
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
 from tasks import GreenApiInstance
 from tests.helpers import HttpCatcher, run_flow, wait_until
-from tests.servers import CLI, stop_process
+from bench.servers import CLI, stop_process
 
 # SQLite only: the automations and the notification block do not depend on the back-end.
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import clear_registry
-from tests.servers import CLI, clean_env
+from bench.servers import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 

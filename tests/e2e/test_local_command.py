@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.helpers import wait_until
-from tests.servers import CLI, clean_env
+from bench.servers import CLI, clean_env
 
 
 def _answers(url: str) -> bool:

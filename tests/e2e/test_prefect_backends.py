@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from tests.e2e.conftest import on_postgres_only
 from tests.helpers import database_dump_text, database_tables_text, wait_until
-from tests.servers import PrefectServer
+from bench.servers import PrefectServer
 
 pytestmark = pytest.mark.e2e
 

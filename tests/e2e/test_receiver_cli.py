@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import register_instances
-from tests.servers import CLI, Receiver, client_env
+from bench.servers import CLI, Receiver, client_env
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.helpers import register_instances, wait_for_stored_events, where_in_database
-from tests.servers import Receiver, client_env
+from bench.servers import Receiver, client_env
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import ACCEPTED, register_instances, wait_for_stored_events, wait_until, where_in_database
-from tests.servers import Receiver, client_env, free_port
+from bench.servers import Receiver, client_env, free_port
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
 

@@ -27,7 +27,7 @@ from tests.helpers import (
     wait_for_final,
 )
 from tests.e2e.conftest import on_sqlite_only
-from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process, talking_to
+from bench.servers import CLI, FAST_GREEN_API, client_env, stop_process, talking_to
 
 pytestmark = pytest.mark.e2e
 

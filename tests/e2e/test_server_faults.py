@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import on_postgres_only
 from tests.helpers import clear_registry, wait_for_left_time
-from tests.servers import CLI, client_env
+from bench.servers import CLI, client_env
 
 pytestmark = pytest.mark.e2e
 

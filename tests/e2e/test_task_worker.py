@@ -14,7 +14,7 @@ from domain import Reason
 from flows.reported import handle_reported_change
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import await_left_time, await_until, handle_runs, register_seeded, stored_events, wait_for_final
-from tests.servers import CLI, FAST_GREEN_API, client_env, stop_process
+from bench.servers import CLI, FAST_GREEN_API, client_env, stop_process
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
 

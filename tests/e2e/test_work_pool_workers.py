@@ -29,7 +29,7 @@ from prefect.workers.process import ProcessWorker
 from tasks.memory import record_wid
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import FINAL, await_until, clear_registry, methods_called, register_seeded
-from tests.servers import BIN, FAST_GREEN_API, ROOT, clean_env
+from bench.servers import BIN, FAST_GREEN_API, ROOT, clean_env
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
 

@@ -19,7 +19,7 @@ import pytest
 
 from flows import Outcome
 from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, run_flow
-from tests.servers import free_port
+from bench.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
 

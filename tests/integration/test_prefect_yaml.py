@@ -13,7 +13,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
 from deploy.project import PROJECT_ROOT, deployment_specs, load_flow, schedules, triggers
-from tests.servers import client_env
+from bench.servers import client_env
 
 SPECS = {spec["name"]: spec for spec in deployment_specs()}
 

@@ -28,8 +28,9 @@ from receiver.emitter import EmitError, PrefectEventEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, get_receiver_settings
 from tasks.memory import seen_variable_name
-from tests.helpers import EVENT_ID_NAMESPACE, register_instance, wait_until, where_in_database
-from tests.servers import free_port
+from bench.servers import register_instance
+from tests.helpers import EVENT_ID_NAMESPACE, wait_until, where_in_database
+from bench.servers import free_port
 
 CANARY = "CANARYrcv" + "7e57" * 8  # the receiver's secret; must never show up anywhere
 BLOCKED, CHANGED = "greenapi.instance.number-blocked", "greenapi.instance.account-changed"

@@ -17,7 +17,7 @@ from receiver.relay import AccountChecker
 from receiver.server import ReceiverServer
 from receiver.settings import get_receiver_settings
 from tests.helpers import HttpCatcher, MemoryRegistry, MemoryWidStore, RecordingEmitter, every_log_record, wait_until
-from tests.servers import free_port
+from bench.servers import free_port
 
 SECRET = "CANARYrelaysecret" + "5a" * 12
 APP_TOKEN = "CANARYapptoken" + "6b" * 12
@@ -186,7 +186,7 @@ async def test_held_back_counts_reach_the_instance_list_and_the_run_report(prefe
     from flows.report import publish_report
     from receiver.app import _record_held_back
     from cli.registered import list_instances
-    from tests.helpers import register_instance
+    from bench.servers import register_instance
 
     id_instance = 7_720_000_001
     await register_instance(id_instance, "t" * 50, name=f"relay-{id_instance}")

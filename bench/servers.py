@@ -1,9 +1,9 @@
 """Real processes for the e2e tests and the benchmarks: `prefect server start` as a subprocess on a
 SQLite file or a PostgreSQL database, a throwaway PostgreSQL cluster (pytest-postgresql's executor)
 to hold the latter, `greenapi-migrate receiver` as a subprocess, and what starting any of them takes
-(free ports, the command's path, clean environments). The one home of this code: bench/infra.py
-imports from here. What the processes did (runs, events, the database's text) is read with
-tests/helpers.py.
+(free ports, the command's path, clean environments), and registering an instance on the Prefect server.
+The one home of this code: the tests and the benchmarks import it from here. What the processes did (runs,
+events, the database's text) is read with tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # pytest-postgresql's executor runs this as its pg_ctl: Debian's, as the postgres user when we are root.
 PG_CTL = Path(__file__).resolve().parent / "bin" / "pg_ctl"
+# An apiUrl nothing answers on: for registered instances whose tests never reach GREEN-API.
+UNREACHABLE_API_URL = "http://127.0.0.1:9"
 
 # The command as a user runs it, from this environment.
 CLI = str(BIN / "greenapi-migrate")
@@ -424,3 +427,15 @@ def drain_prefect_workers() -> None:
 
     for worker in (EventsWorker, APILogWorker):
         worker.drain_all(timeout=15)
+
+
+async def register_instance(id_instance: int, token: str | None = None, *, api_url: str = UNREACHABLE_API_URL,
+                            name: str | None = None) -> str:
+    """A greenapi-instance block for the instance (the receiver and the sweep act only on registered ones);
+    returns its name (``e2e-<id>`` unless given). The default apiUrl answers nothing."""
+    from tasks import GreenApiInstance
+
+    name = name or f"e2e-{id_instance}"
+    await GreenApiInstance(api_url=api_url, id_instance=id_instance,
+                           api_token_instance=token or secrets.token_hex(25)).asave(name, overwrite=True)
+    return name

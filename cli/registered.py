@@ -37,6 +37,7 @@ async def list_instances() -> list[ListedInstance]:
     how many notifications of an old account the relay held back."""
     from prefect.client.orchestration import get_client
 
+    from domain.changes import LastReset
     from tasks.memory import held_back_many, last_resets, last_seen_many
 
     async with get_client() as client:
@@ -50,20 +51,18 @@ async def list_instances() -> list[ListedInstance]:
     seen, resets, held = await asyncio.gather(last_seen_many(ids), last_resets(ids), held_back_many(ids))
     out = []
     for id_instance, name, api_url in sorted(blocks):
-        reset, check = resets.get(id_instance, {}), seen.get(id_instance)
+        reset, check = resets.get(id_instance) or LastReset(), seen.get(id_instance)
         out.append(ListedInstance(
             id_instance=id_instance, block_name=name, api_url=api_host(api_url),
-            last_state=(check.state if check else None) or _str(reset.get("state_instance")),
+            last_state=(check.state if check else None) or reset.state_instance or None,
             last_state_since=check.since.isoformat() if check and check.since else None,
-            last_wid=(check.wid if check else None) or _str(reset.get("wid")),
-            last_outcome=_str(reset.get("outcome")), last_reset_at=_str(reset.get("finished_at")),
+            last_wid=(check.wid if check else None) or reset.wid or None,
+            last_outcome=reset.outcome.value if reset.outcome else None,
+            last_reset_at=reset.finished_at.isoformat() if reset.finished_at else None,
             held_back=held.get(id_instance, {}).get("total", 0),
         ))
     return out
 
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 @dataclass

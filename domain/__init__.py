@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from pydantic import BaseModel, ConfigDict
+
 
 class Reason(str, Enum):
     """Why an instance's queue is reset."""
@@ -26,4 +28,32 @@ class Outcome(str, Enum):
 
 VERIFIED_OUTCOMES = frozenset({Outcome.cleared, Outcome.already_empty})
 
-__all__ = ["Outcome", "Reason", "VERIFIED_OUTCOMES"]
+
+class Handling(str, Enum):
+    """Where an affected instance's reset stands, as the sweep that handed it over knows it."""
+
+    started = "started"  # a handle-account-change run was started: its own state says how it ends
+    completed = "completed"  # reset here, and verified empty
+    failed = "failed"
+
+
+class RunOutcome(BaseModel):
+    """How handing an affected instance over went: started, completed, or failed with the reset's outcome or the
+    error's type (never its message: it may carry what the instance's API said)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handling: Handling
+    reset: Outcome | None = None  # how the reset ended, when it ran here and was not verified
+    error: str = ""  # what failed before a reset could say: an error's type, and what was being done
+
+    @property
+    def failed(self) -> bool:
+        return self.handling is Handling.failed
+
+    def __str__(self) -> str:
+        why = self.reset.value if self.reset is not None else self.error
+        return f"{self.handling.value}: {why}" if self.failed and why else self.handling.value
+
+
+__all__ = ["Handling", "Outcome", "Reason", "RunOutcome", "VERIFIED_OUTCOMES"]

@@ -1,13 +1,41 @@
-"""What a check of an instance means: the rules by which a block or an account change is acted on."""
+"""What a check of an instance means: the rules by which a block or an account change is acted on, by the
+sweep, the receiver, the relay and the runbook alike. Pure: no HTTP, no Prefect."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from domain import Reason
+from domain import Outcome, Reason
+
+# The two GREEN-API states (stateInstance) this project acts on.
+BLOCKED = "blocked"
+AUTHORIZED = "authorized"
+
+# How long the sweep's inspection of an instance stands for the run it starts: a run that starts later (its
+# worker was busy) inspects the instance again, since its webhookUrl may have been set since.
+OBSERVATION_STANDS_FOR = timedelta(minutes=2)
+
+
+def account_of(state_instance: str | None, wid: str | None) -> str | None:
+    """The account a state says is on the instance: its wid when authorized with one, else None."""
+    return wid if state_instance == AUTHORIZED and wid else None
+
+
+def why_not_acted_on(state_instance: str | None, wid: str | None) -> str | None:
+    """Why a reported state can never need action (no account needs reading for it); None when it may."""
+    if state_instance not in (BLOCKED, AUTHORIZED):
+        return f"only the {BLOCKED} and {AUTHORIZED} states are acted on"
+    if compares_accounts(state_instance) and account_of(state_instance, wid) is None:
+        return f"{AUTHORIZED} without an account (instanceData.wid)"
+    return None
+
+
+def compares_accounts(state_instance: str | None) -> bool:
+    """Whether :func:`reason_for` needs the recorded account for this state (so it is read only then)."""
+    return state_instance == AUTHORIZED
 
 
 def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | None) -> Reason | None:
@@ -15,11 +43,23 @@ def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | 
 
     The first account ever seen on an instance is recorded, not reported: there is nothing to compare with.
     """
-    if state_instance == "blocked":
+    if state_instance == BLOCKED:
         return Reason.number_blocked
-    if state_instance == "authorized" and wid and recorded_wid and wid != recorded_wid:
+    account = account_of(state_instance, wid)
+    if account and recorded_wid and account != recorded_wid:
         return Reason.account_changed
     return None
+
+
+def clear_outgoing_for(reason: Reason, asked: bool | None = None) -> bool:
+    """Whether a reset also clears the messages not yet sent: as asked, else after a block only (GREEN-API advises
+    it before another number is connected; after an account change they are the new account's)."""
+    return asked if asked is not None else reason is Reason.number_blocked
+
+
+def observation_stands(checked_at: datetime, now: datetime) -> bool:
+    """Whether the sweep's inspection made at ``checked_at`` still stands for a run starting ``now``."""
+    return now - checked_at <= OBSERVATION_STANDS_FOR
 
 
 class SeenAccount(BaseModel):
@@ -38,19 +78,41 @@ def next_seen(seen: SeenAccount | None, state: str, wid: str | None, now: dateti
     after = SeenAccount(
         state=state,
         since=before.since if before.state == state else now,  # unknown stays unknown: no write just for it
-        wid=wid if state == "authorized" and wid else before.wid,
+        wid=account_of(state, wid) or before.wid,
     )
     return None if after == before else after
 
 
-def block_already_handled(seen: SeenAccount | None, last_reset: dict | None) -> bool:
+class LastReset(BaseModel):
+    """How an instance's last queue reset ended (``instances list`` shows it; the sweep reads it for blocks).
+
+    Written by the runbook at its end (flows/report.py). Records older versions stored (a plain dict with these
+    keys, times as ISO 8601 text) read as they are; unknown keys are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    reason: Reason | None = None
+    outcome: Outcome | None = None
+    verified_empty: bool = False
+    finished_at: datetime | None = None
+    state_instance: str | None = None
+    wid: str | None = None
+
+
+def last_reset_decides(state_instance: str | None, seen: SeenAccount | None) -> bool:
+    """Blocked now and at the last check too, since a known moment: whether a reset since then handled the block
+    is what decides (the sweep reads the last reset only then)."""
+    return state_instance == BLOCKED and seen is not None and seen.state == BLOCKED and seen.since is not None
+
+
+def block_already_handled(state_instance: str | None, seen: SeenAccount | None, last_reset: LastReset | None) -> bool:
     """Blocked at the last check too, and a number_blocked reset that ended after the block was first seen
     verified the queue empty: this block is handled. A failed or unverified reset is tried again."""
-    if seen is None or seen.state != "blocked" or seen.since is None or not last_reset:
+    if last_reset is None or last_reset.finished_at is None or not last_reset_decides(state_instance, seen):
         return False
-    finished = parse_time(last_reset.get("finished_at"))
-    return (last_reset.get("reason") == Reason.number_blocked.value and last_reset.get("verified_empty") is True
-            and finished is not None and finished >= seen.since)
+    return (last_reset.reason is Reason.number_blocked and last_reset.verified_empty
+            and last_reset.finished_at >= seen.since)  # type: ignore[union-attr,operator]  (last_reset_decides: set)
 
 
 def parse_time(value: Any) -> datetime | None:

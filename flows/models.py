@@ -7,11 +7,13 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from domain import VERIFIED_OUTCOMES, Outcome, Reason  # noqa: F401  (re-exported: flows.models is their old home)
+from domain.changes import LastReset
 
 
 class StepRecord(BaseModel):
     step: str
     result: str
+    failed: bool = Field(default=False, description="The step raised: its result is the error, in words.")
     started_at: datetime
     seconds: float
 
@@ -44,6 +46,13 @@ class QueueResetReport(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)
+
+
+def last_reset_of(report: QueueResetReport) -> LastReset:
+    """The instance's last-reset record, as a finished run leaves it."""
+    return LastReset(reason=report.reason, outcome=report.outcome, verified_empty=report.verified_empty,
+                     finished_at=report.finished_at or report.started_at, state_instance=report.state_instance,
+                     wid=report.wid)
 
 
 def removed_text(report: QueueResetReport) -> str:

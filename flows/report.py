@@ -6,7 +6,7 @@ import logging
 
 from prefect.artifacts import acreate_markdown_artifact
 
-from flows.models import QueueResetReport, count_before_text, removed_text
+from flows.models import QueueResetReport, count_before_text, last_reset_of, removed_text
 from tasks.events import emit_step_event
 from tasks.memory import held_back, record_last_reset
 
@@ -83,14 +83,7 @@ async def publish_report(report: QueueResetReport) -> None:
         description=f"Queue reset of GREEN-API instance {report.id_instance}: {report.outcome.value if report.outcome else ''}",
     )
     try:
-        await record_last_reset(report.id_instance, {
-            "reason": report.reason.value,
-            "outcome": report.outcome.value if report.outcome else None,
-            "verified_empty": report.verified_empty,
-            "finished_at": (report.finished_at or report.started_at).isoformat(),
-            "state_instance": report.state_instance,
-            "wid": report.wid,
-        })
+        await record_last_reset(report.id_instance, last_reset_of(report))
     except Exception as exc:  # what `instances list` shows must not fail a run whose queue was reset
         logging.getLogger("greenapi.report").warning(
             "Instance %s: the last-reset record was not written (%s)", report.id_instance, type(exc).__name__)

@@ -25,6 +25,7 @@ import httpx
 
 from prefect import get_run_logger
 
+from domain.changes import clear_outgoing_for
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
@@ -90,8 +91,7 @@ async def reset_instance_queue(
     Returns:
         The report, when the queue was verified empty; otherwise QueueNotVerifiedEmpty carries it.
     """
-    if clear_outgoing is None:
-        clear_outgoing = reason is Reason.number_blocked
+    clear_outgoing = clear_outgoing_for(reason, clear_outgoing)
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     async with open_client(credentials, settings, http_client) as client:
         runbook = _Runbook(client, settings, report)
@@ -125,7 +125,7 @@ class _Runbook:
 
     def current_step(self) -> str:
         """The step that failed (a wait run beside a failed peek may have finished after it), else the last one."""
-        failed = [step.step for step in self.report.steps if step.result.startswith("failed:")]
+        failed = [step.step for step in self.report.steps if step.failed]
         return failed[-1] if failed else self.report.steps[-1].step if self.report.steps else "start"
 
     async def run(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
@@ -309,11 +309,11 @@ def account_removed(report: QueueResetReport, *, stopped_at: str) -> None:
     deletes the whole queue), 0 when none did; "unknown" and why where that cannot be told."""
     if report.count_before is None and not report.count_before_unknown:
         report.count_before_unknown = f"not counted: the run stopped at the {stopped_at} step"
-    clears = [step.result for step in report.steps if step.step == "clear"]
-    if "cleared" in clears:
+    clears = [step for step in report.steps if step.step == "clear"]
+    if any(step.result == "cleared" for step in clears):
         report.removed = report.count_before
         report.removed_unknown = "" if report.count_before is not None else f"a clear went through; count before {report.count_before_unknown}"
-    elif any(result.startswith("failed:") for result in clears):  # no answer: the clear may have gone through
+    elif any(step.failed for step in clears):  # no answer: the clear may have gone through
         report.removed = None
         report.removed_unknown = ("the clear call failed without an answer and may have gone through"
                                   + (f"; {report.count_before} were counted before it" if report.count_before is not None else ""))

@@ -19,7 +19,7 @@ async def record_step(
     try:
         result = await call
     except Exception as exc:
-        report.steps.append(StepRecord(step=step, result=f"failed: {exc}", started_at=started_at, seconds=time.perf_counter() - started))
+        report.steps.append(StepRecord(step=step, result=f"failed: {exc}", failed=True, started_at=started_at, seconds=time.perf_counter() - started))
         raise
     report.steps.append(StepRecord(step=step, result=describe(result), started_at=started_at, seconds=time.perf_counter() - started))
     return result

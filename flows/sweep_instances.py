@@ -33,8 +33,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from domain import Reason
-from domain.changes import SeenAccount, block_already_handled, next_seen, parse_time, reason_for
+from domain import Handling, Reason, RunOutcome
+from domain.changes import SeenAccount, block_already_handled, last_reset_decides, next_seen, parse_time, reason_for
 from flows.models import QueueNotVerifiedEmpty
 from flows.naming import run_name, run_url
 from flows.runbook import reset_instance_queue
@@ -63,11 +63,11 @@ class InstanceFinding(BaseModel):
     error: str | None = None
     handled_by: str | None = None
     run_url: str | None = None
-    outcome: str | None = None
+    outcome: RunOutcome | None = None
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or (self.outcome or "").startswith("failed")
+        return self.error is not None or (self.outcome is not None and self.outcome.failed)
 
 
 class SweepReport(BaseModel):
@@ -172,8 +172,10 @@ class _HandOver:
     deployment_name: str
     clear_outgoing_after_block: bool
 
-    def clear_outgoing(self, reason: Reason) -> bool:
-        return self.clear_outgoing_after_block and reason is Reason.number_blocked
+    @property
+    def clear_outgoing(self) -> bool | None:
+        """What the runs are told: None lets the runbook decide by the reason (domain.changes.clear_outgoing_for)."""
+        return None if self.clear_outgoing_after_block else False
 
 
 class _Sweep:
@@ -240,8 +242,7 @@ class _Sweep:
 
     async def decide(self, findings: list[InstanceFinding], results: list[InstanceInfo | str]) -> None:
         still_blocked = [f.id_instance for f, r in zip(findings, results)
-                         if isinstance(r, InstanceInfo) and r.state_instance == "blocked"
-                         and f.seen_before is not None and f.seen_before.state == "blocked"]
+                         if isinstance(r, InstanceInfo) and last_reset_decides(r.state_instance, f.seen_before)]
         resets = await last_resets(still_blocked) if still_blocked else {}
         for finding, result in zip(findings, results):
             if isinstance(result, str):
@@ -250,8 +251,9 @@ class _Sweep:
             finding.state_instance, finding.wid = result.state_instance, result.wid
             recorded_wid = finding.seen_before.wid if finding.seen_before else None
             reason = reason_for(result.state_instance, result.wid, recorded_wid)
-            if reason is Reason.number_blocked and block_already_handled(finding.seen_before, resets.get(finding.id_instance)):
-                finding.note = f"handled: reset verified empty {_when(resets[finding.id_instance].get('finished_at'), short=True)}"
+            reset = resets.get(finding.id_instance)
+            if block_already_handled(result.state_instance, finding.seen_before, reset):
+                finding.note = f"handled: reset verified empty {_when(reset.finished_at, short=True)}"
                 continue
             finding.reason = reason
 
@@ -285,13 +287,13 @@ class _Sweep:
         try:
             async with hold:
                 await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
-                                           clear_outgoing=self.hand_over.clear_outgoing(finding.reason),
+                                           clear_outgoing=self.hand_over.clear_outgoing,
                                            http_client=self.http)
-            finding.outcome = "completed"
+            finding.outcome = RunOutcome(handling=Handling.completed)
         except QueueNotVerifiedEmpty as exc:
-            finding.outcome = f"failed: {exc.report.outcome.value if exc.report.outcome else 'not verified'}"
+            finding.outcome = RunOutcome(handling=Handling.failed, reset=exc.report.outcome, error="not verified")
         except Exception as exc:  # one instance's failure must not stop the others; the sweep reports it
-            finding.outcome = f"failed: {type(exc).__name__}"
+            finding.outcome = RunOutcome(handling=Handling.failed, error=type(exc).__name__)
             get_run_logger().error("Instance %s: handling failed: %s", registered.id_instance, type(exc).__name__)
 
     async def start_run(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo) -> None:
@@ -306,14 +308,16 @@ class _Sweep:
             run = await run_deployment(
                 name=self.hand_over.deployment_name, timeout=0, tags=["greenapi", "sweep"], flow_run_name=name,
                 parameters={"reason": finding.reason.value, "instance": registered.block_name,
-                            "clear_outgoing": self.hand_over.clear_outgoing(finding.reason)},
+                            "clear_outgoing": self.hand_over.clear_outgoing},
                 idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
             )
         except Exception as exc:  # the others are still handed over; this one shows as failed in the report
-            finding.handled_by, finding.outcome = "run", f"failed: {type(exc).__name__} starting {name}"
+            finding.handled_by = "run"
+            finding.outcome = RunOutcome(handling=Handling.failed, error=f"{type(exc).__name__} starting {name}")
             get_run_logger().error("Instance %s: could not start run %s: %s", registered.id_instance, name, type(exc).__name__)
             return
-        finding.handled_by, finding.outcome, finding.run_url = f"run {run.name}", "started", run_url(run.id)
+        finding.handled_by, finding.run_url = f"run {run.name}", run_url(run.id)
+        finding.outcome = RunOutcome(handling=Handling.started)
         get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
 
 

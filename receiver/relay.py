@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from domain.accounts import KnownAccount, Verdict, after_check, judge, needs_refresh, same_account
+from domain.changes import account_of
 from receiver.appclient import AppClient, AppUnreachable
 from receiver.models import STATE_INSTANCE_CHANGED, GreenApiWebhook
 
@@ -143,8 +144,8 @@ class AccountWatch:
 
     def learn(self, hook: GreenApiWebhook) -> None:
         """An ``authorized`` stateInstanceChanged says which account came, as of its timestamp."""
-        wid = hook.instanceData.wid
-        if hook.stateInstance != "authorized" or not wid or hook.timestamp is None:
+        wid = account_of(hook.stateInstance, hook.instanceData.wid)
+        if wid is None or hook.timestamp is None:
             return
         entry = self._of(hook.instanceData.idInstance)
         if entry.known is None or hook.timestamp > entry.known.as_of:

@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect.events import Event
 
 from domain import Reason
-from domain.changes import reason_for
+from domain.changes import AUTHORIZED, account_of, compares_accounts, reason_for, why_not_acted_on
 from receiver.dedup import TTLCache
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.emitter import Emitter, EmitError
@@ -98,11 +98,7 @@ def not_acted_on(hook: GreenApiWebhook) -> str | None:
     """Why a webhook needs no decision at all (no Prefect call), or None when it may need one."""
     if hook.typeWebhook != STATE_INSTANCE_CHANGED:
         return f"only {STATE_INSTANCE_CHANGED} webhooks are acted on"
-    if hook.stateInstance not in ("blocked", "authorized"):
-        return "only the blocked and authorized states are acted on"
-    if hook.stateInstance == "authorized" and not hook.instanceData.wid:
-        return "authorized without an account (instanceData.wid)"
-    return None
+    return why_not_acted_on(hook.stateInstance, hook.instanceData.wid)
 
 
 class ReportService:
@@ -165,7 +161,7 @@ class ReportService:
         """The relay asked GREEN-API (GetSettings) and found ``wid`` on the instance: decided as an ``authorized``
         stateInstanceChanged with that account would be, without waiting for that webhook (FIFO delivers it only
         after the old account's backlog). Another account than recorded starts account_changed handling."""
-        hook = GreenApiWebhook.model_validate({"typeWebhook": STATE_INSTANCE_CHANGED, "stateInstance": "authorized",
+        hook = GreenApiWebhook.model_validate({"typeWebhook": STATE_INSTANCE_CHANGED, "stateInstance": AUTHORIZED,
                                                "instanceData": {"idInstance": id_instance, "wid": wid}})
         try:
             if not await self._registered(id_instance):
@@ -189,11 +185,11 @@ class ReportService:
             return await self._held_back_by_relay(uuid, id_instance, wid, delivery)
         first = Report(str(uuid), EVENT_NAMES[reason], id_instance, reason)
         done = await self._hand_over(uuid, first, delivery=delivery, source=source, wid=wid, state_instance=state)
-        if done is not None and state == "authorized":
+        if done is not None and (account := account_of(state, wid)) is not None:
             # After the emit: a failed emit must leave the old account recorded, or the re-sent webhook would
             # look unchanged. A failure here is Unavailable; the re-sent webhook carries the same event id,
             # which Prefect's server de-duplicates.
-            await self._call(self.wids.record(id_instance, wid), "recording the account")
+            await self._call(self.wids.record(id_instance, account), "recording the account")
         return self._remember(first, done)
 
     async def _held_back_by_relay(self, uuid: UUID, id_instance: int, wid: str, delivery: Delivery) -> Ignored:
@@ -213,11 +209,10 @@ class ReportService:
                        "would delete the new account's)")
 
     async def _reason(self, id_instance: int, state: str | None, wid: str) -> Reason | Ignored:
-        """Blocked: number_blocked. Authorized: account_changed when another account than recorded; the
-        first account seen, or the same one, is recorded and nothing is handed over."""
-        if state == "blocked":
-            return Reason.number_blocked
-        recorded = await self._call(self.wids.last_seen(id_instance), "reading the last account")
+        """The reason (domain.changes.reason_for), the recorded account read only when it decides; the first
+        account seen, or the same one, is recorded and nothing is handed over."""
+        recorded = (await self._call(self.wids.last_seen(id_instance), "reading the last account")
+                    if compares_accounts(state) else None)
         reason = reason_for(state, wid, recorded)
         if reason is None:
             await self._call(self.wids.record(id_instance, wid), "recording the account")

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from prefect.variables import Variable
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from domain.changes import SeenAccount, next_seen, parse_time
+from domain.changes import AUTHORIZED, LastReset, SeenAccount, next_seen, parse_time
 from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
@@ -27,6 +27,7 @@ from tasks.results import InstanceInfo
 REPORTS_KEPT = 50
 REPORT_MEMORY = timedelta(hours=24)
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 # Variables read at once when the sweep looks up a whole fleet's recorded accounts.
 READS_IN_FLIGHT = 16
 
@@ -73,9 +74,10 @@ async def add_held_back(id_instance: int, count: int) -> int:
     return total
 
 
-async def record_last_reset(id_instance: int, record: dict) -> None:
+async def record_last_reset(id_instance: int, record: LastReset) -> None:
     """Remember how the instance's last queue reset ended (written by the runbook at its end)."""
-    await Variable.aset(last_reset_variable_name(id_instance), record, overwrite=True, tags=["greenapi", "last-reset"])
+    await Variable.aset(last_reset_variable_name(id_instance), record.model_dump(mode="json"), overwrite=True,
+                        tags=["greenapi", "last-reset"])
 
 
 async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]]) -> dict[int, T]:
@@ -89,25 +91,26 @@ async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T |
     return {id_instance: value for id_instance, value in await asyncio.gather(*(read(i) for i in ids)) if value is not None}
 
 
-async def last_reset(id_instance: int) -> dict | None:
-    value = await Variable.aget(last_reset_variable_name(id_instance), default=None)
-    return value if isinstance(value, dict) else None
+async def last_reset(id_instance: int) -> LastReset | None:
+    """How the instance's last queue reset ended, as this version or an older one recorded it; None if unreadable."""
+    return _valid(LastReset, await Variable.aget(last_reset_variable_name(id_instance), default=None))
 
 
-async def last_resets(ids: Iterable[int]) -> dict[int, dict]:
+async def last_resets(ids: Iterable[int]) -> dict[int, LastReset]:
     """The last reset record of each instance that has one."""
     return await _read_many(ids, last_reset)
 
 
-def _as_seen(value: Any) -> SeenAccount | None:
+def _valid(model: type[M], value: Any) -> M | None:
+    """A stored record as ``model``; None when there is none or it does not read as one."""
     try:
-        return SeenAccount.model_validate(value) if isinstance(value, dict) else None
+        return model.model_validate(value) if isinstance(value, dict) else None
     except ValidationError:
         return None
 
 
 async def last_seen(id_instance: int) -> SeenAccount | None:
-    return _as_seen(await Variable.aget(seen_variable_name(id_instance), default=None))
+    return _valid(SeenAccount, await Variable.aget(seen_variable_name(id_instance), default=None))
 
 
 async def last_seen_many(ids: Iterable[int]) -> dict[int, SeenAccount]:
@@ -128,7 +131,7 @@ async def last_seen_wid(id_instance: int) -> str | None:
 async def record_wid(id_instance: int, wid: str) -> None:
     """Remember ``wid`` as the instance's account (it is authorized with it). Empty wids are not recorded."""
     if wid:
-        changed = next_seen(await last_seen(id_instance), "authorized", wid, datetime.now(timezone.utc))
+        changed = next_seen(await last_seen(id_instance), AUTHORIZED, wid, datetime.now(timezone.utc))
         if changed is not None:
             await record_seen(id_instance, changed)
 

@@ -13,7 +13,7 @@ from prefect.variables import Variable
 from cli.instances import import_command
 from flows import sweep_instances
 from tasks import GreenApiInstance
-from tasks.memory import last_reset_variable_name, record_last_reset, record_wid
+from tasks.memory import last_reset, last_reset_variable_name, record_wid
 from cli.importer import import_instances
 from cli.instance_rows import parse_instances_text
 from cli.registered import list_instances, remove_instances
@@ -79,8 +79,10 @@ async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
     ids = [3_100_000_201, 3_100_000_202]
     await import_instances(parse_instances_text(_csv([(i, secrets.token_hex(20), "") for i in ids])))
     await record_wid(ids[0], "79990001111@c.us")
-    await record_last_reset(ids[0], {"outcome": "cleared", "verified_empty": True, "finished_at": "2026-01-02T03:04:05+00:00",
-                                     "state_instance": "blocked", "wid": "79990001111@c.us"})
+    # A record as versions before the typed LastReset wrote it (a plain dict): still read.
+    await Variable.aset(last_reset_variable_name(ids[0]), {
+        "reason": "number_blocked", "outcome": "cleared", "verified_empty": True, "finished_at": "2026-01-02T03:04:05+00:00",
+        "state_instance": "blocked", "wid": "79990001111@c.us"}, overwrite=True)
 
     listed = {item.id_instance: item for item in await list_instances()}
     assert set(listed) == set(ids)
@@ -137,13 +139,13 @@ async def test_the_sweep_takes_its_fleet_from_the_partner_account(emulator, seed
     assert [f.id_instance for f in report.findings] == [healthy.id_instance, blocked.id_instance]
     by_id = {f.id_instance: f for f in report.findings}
     assert by_id[blocked.id_instance].reason.value == "number_blocked"
-    assert (by_id[blocked.id_instance].handled_by, by_id[blocked.id_instance].outcome) == ("inline", "completed")
+    assert (by_id[blocked.id_instance].handled_by, str(by_id[blocked.id_instance].outcome)) == ("inline", "completed")
     assert by_id[healthy.id_instance].reason is None
     assert emulator.state.instance(blocked.id_instance)["queue_length"] == 0
     assert emulator.state.instance(gone.id_instance)["queue_length"] == 2  # deleted: not swept
     assert emulator.state.calls(instance=gone.id_instance) == []
-    record = await Variable.aget(last_reset_variable_name(blocked.id_instance))
-    assert record["outcome"] == "cleared" and record["verified_empty"] is True and record["state_instance"] == "blocked"
+    record = await last_reset(blocked.id_instance)
+    assert (record.outcome.value, record.verified_empty, record.state_instance) == ("cleared", True, "blocked")
 
 
 async def test_a_partner_sweep_with_a_refused_token_fails_with_the_partner_error(emulator, seed_instance, greenapi_env, monkeypatch):

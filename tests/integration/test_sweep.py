@@ -95,7 +95,7 @@ async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(e
 
     report = await sweep_instances(max_concurrency=4, handle="inline")
 
-    outcomes = {f.id_instance: (f.reason and f.reason.value, f.handled_by, f.outcome) for f in report.findings}
+    outcomes = {f.id_instance: (f.reason and f.reason.value, f.handled_by, str(f.outcome)) for f in report.findings}
     assert outcomes[blocked.id_instance] == ("number_blocked", "inline", "completed")
     assert outcomes[changed.id_instance] == ("account_changed", "inline", "completed")
     assert outcomes[hooked.id_instance] == ("number_blocked", "inline", "completed")
@@ -189,6 +189,6 @@ async def test_outgoing_is_left_alone_after_a_block_when_turned_off(emulator, se
 
     report = await sweep_instances(handle="inline", clear_outgoing_after_block=False)
 
-    assert [f.outcome for f in report.findings] == ["completed"]
+    assert [str(f.outcome) for f in report.findings] == ["completed"]
     inst = emulator.state.instance(blocked.id_instance)
     assert (inst["queue_length"], inst["outgoing_messages"]) == (0, 3)

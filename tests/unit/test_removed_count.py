@@ -11,10 +11,16 @@ from flows.runbook import account_removed
 AT = datetime(2025, 12, 4, 14, 53, tzinfo=timezone.utc)
 
 
-def _report(*steps: tuple[str, str], count_before: int | None = None, unknown: str = "") -> QueueResetReport:
+def _report(*steps: tuple[str, str] | StepRecord, count_before: int | None = None, unknown: str = "") -> QueueResetReport:
     return QueueResetReport(id_instance=1101000001, reason=Reason.number_blocked, started_at=AT, count_before=count_before,
                             count_before_unknown=unknown,
-                            steps=[StepRecord(step=step, result=result, started_at=AT, seconds=0.1) for step, result in steps])
+                            steps=[s if isinstance(s, StepRecord) else StepRecord(step=s[0], result=s[1], started_at=AT, seconds=0.1)
+                                   for s in steps])
+
+
+def _failed(step: str, error: str) -> StepRecord:
+    """A step that raised, as record_step keeps it."""
+    return StepRecord(step=step, result=f"failed: {error}", failed=True, started_at=AT, seconds=0.1)
 
 
 def test_a_clear_that_went_through_removed_the_count_before_it():
@@ -31,7 +37,7 @@ def test_no_clear_removed_nothing():
 
 
 def test_a_failed_count_is_unknown_and_says_why():
-    report = _report(("count", "failed: HTTP 500"), unknown="GetWebhooksCount failed: HTTP 500")
+    report = _report(_failed("count", "HTTP 500"), unknown="GetWebhooksCount failed: HTTP 500")
     account_removed(report, stopped_at="count")
     assert count_before_text(report) == "unknown (GetWebhooksCount failed: HTTP 500)"
     assert report.removed == 0  # no clear was sent
@@ -40,13 +46,13 @@ def test_a_failed_count_is_unknown_and_says_why():
 
 
 def test_a_run_that_stopped_before_counting_says_where():
-    report = _report(("inspect", "failed: HTTP 401"))
+    report = _report(_failed("inspect", "HTTP 401"))
     account_removed(report, stopped_at="inspect")
     assert count_before_text(report) == "unknown (not counted: the run stopped at the inspect step)"
 
 
 def test_a_clear_without_an_answer_may_have_removed_them():
-    report = _report(("count", "6 queued"), ("clear", "failed: timed out"), count_before=6)
+    report = _report(("count", "6 queued"), _failed("clear", "timed out"), count_before=6)
     account_removed(report, stopped_at="clear")
     assert report.removed is None
     assert removed_text(report) == "unknown (the clear call failed without an answer and may have gone through; 6 were counted before it)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from domain import Reason
+from domain import Handling, Outcome, Reason, RunOutcome
 from domain.changes import SeenAccount
 from flows.sweep_instances import CELL_WIDTHS, ERROR_CELL_CHARS, InstanceFinding, SweepReport, _render, visible_lines
 
@@ -24,14 +24,14 @@ def _report() -> SweepReport:
                         state_instance="authorized", wid="79990001111@c.us",
                         seen_before=SeenAccount(state="authorized", since=SINCE, wid="79990002222@c.us"),
                         reason=Reason.account_changed, handled_by="run account_changed-7105000001",
-                        run_url="http://127.0.0.1:4200/runs/flow-run/5f0c", outcome="started"),
+                        run_url="http://127.0.0.1:4200/runs/flow-run/5f0c", outcome=RunOutcome(handling=Handling.started)),
         InstanceFinding(id_instance=7105000002, block_name="sweep-7105000002", error=LONG_ERROR,
                         seen_before=SeenAccount(state="notAuthorized", since=SINCE, wid="79990001111@c.us")),
         InstanceFinding(id_instance=7105000003, block_name="shop-3", state_instance="blocked", wid="79990003333@c.us",
                         seen_before=SeenAccount(state="blocked", since=SINCE, wid="79990003333@c.us"),
                         note="handled: reset verified empty 12-04 14:55"),
         InstanceFinding(id_instance=7105000004, block_name="shop-4", state_instance="blocked", wid="79990004444@c.us",
-                        reason=Reason.number_blocked, handled_by="inline", outcome="failed: clear_refused"),
+                        reason=Reason.number_blocked, handled_by="inline", outcome=RunOutcome(handling=Handling.failed, reset=Outcome.clear_refused)),
     ]
     return SweepReport(checked=4, not_checked=1, affected=2, already_handled=1, failed_handling=1, findings=findings)
 

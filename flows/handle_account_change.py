@@ -7,7 +7,6 @@ queue is verified empty; otherwise it ends Failed with the report's one line, th
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from prefect import flow
@@ -21,7 +20,7 @@ from flows.runbook import reset_instance_queue
 from greenapi import ConfigurationError, get_settings
 from tasks import resolve_credentials
 from tasks.locks import instance_lock
-from tasks.memory import fresh_observation
+from tasks.results import InstanceInfo
 
 
 # The one line a run started with `instance` empty ends with on a worker without settings, in the form's words.
@@ -40,6 +39,7 @@ async def handle_account_change(
     detach_webhook: bool = False,
     max_clear_attempts: Annotated[int | None, Field(ge=1, le=50)] = None,
     max_total_wait_seconds: Annotated[int | None, Field(ge=0, le=3600)] = None,
+    observed: InstanceInfo | None = None,
 ) -> QueueResetReport:
     """Clear and verify a GREEN-API instance's incoming notification queue.
 
@@ -54,9 +54,9 @@ async def handle_account_change(
             both back, whatever happens in between. SetSettings restarts the instance and takes up to 5 minutes.
         max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: GREEN_API_MAX_CLEAR_ATTEMPTS.
         max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
-
-    A run the sweep started finds the sweep's inspection of the instance (a Variable, not a parameter), and
-    then skips its own inspection; it still counts the queue before the clear, so it says what it removed.
+        observed: leave empty. The sweep fills it in with its inspection of the instance moments ago, so the run
+            does not ask GREEN-API again (it still counts the queue before the clear, to say what it removed);
+            inspected again when the run starts more than two minutes after it.
     """
     overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
     try:
@@ -65,7 +65,6 @@ async def handle_account_change(
             raise ConfigurationError(EMPTY_INSTANCE_MESSAGE)
         credentials = await resolve_credentials(instance, settings)
         await name_once_known(reason, credentials.id_instance)
-        observed = await fresh_observation(credentials.id_instance, timedelta(seconds=settings.observation_max_age_seconds))
 
         async def holding_the_instance() -> QueueResetReport:
             async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,

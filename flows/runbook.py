@@ -25,7 +25,7 @@ import httpx
 
 from prefect import get_run_logger
 
-from domain.changes import clear_outgoing_for
+from domain.changes import clear_outgoing_for, observation_stands
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
@@ -84,14 +84,17 @@ async def reset_instance_queue(
         settings: bounds and timings.
         clear_outgoing: also clear messages not yet sent; None: after a block only.
         detach_webhook: GREEN-API's workaround for a webhookUrl (see handle_account_change).
-        observed: an inspection made moments ago (by the sweep): the run skips its own, and still counts the
-            queue before the clear (GetWebhooksCount, not rate-limited like GetSettings), so it says what it removed.
+        observed: the sweep's inspection of the instance: while it stands (domain.changes.observation_stands) the
+            run skips its own, and still counts the queue before the clear (GetWebhooksCount, not rate-limited like
+            GetSettings), so it says what it removed.
         http_client: a fleet run's shared HTTP client (the sweep's), else the run opens its own connections.
 
     Returns:
         The report, when the queue was verified empty; otherwise QueueNotVerifiedEmpty carries it.
     """
     clear_outgoing = clear_outgoing_for(reason, clear_outgoing)
+    if observed is not None and not _observation_stands(observed, credentials.id_instance):
+        observed = None
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     async with open_client(credentials, settings, http_client) as client:
         runbook = _Runbook(client, settings, report)
@@ -319,6 +322,15 @@ def account_removed(report: QueueResetReport, *, stopped_at: str) -> None:
                                   + (f"; {report.count_before} were counted before it" if report.count_before is not None else ""))
     else:
         report.removed, report.removed_unknown = 0, ""
+
+
+def _observation_stands(observed: InstanceInfo, id_instance: int) -> bool:
+    """The sweep's inspection of this instance, recent enough to skip the run's own; said when it is not."""
+    if observed.id_instance == id_instance and observation_stands(observed.checked_at, utc_now()):
+        return True
+    get_run_logger().info("Instance %s: the sweep's inspection (of instance %s at %s) no longer stands: inspecting again",
+                          id_instance, observed.id_instance, f"{observed.checked_at:%H:%M:%S}")
+    return False
 
 
 def _seconds_until(moment: datetime | None) -> float:

@@ -43,7 +43,7 @@ from tasks.connections import fleet_http, open_client
 from tasks.inspect import check_instances
 from tasks.locks import instance_lock, instances_locked_together
 from tasks.lookup import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
-from tasks.memory import hand_over_observation, last_resets, last_seen_many, record_seen
+from tasks.memory import last_resets, last_seen_many, record_seen
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -299,16 +299,15 @@ class _Sweep:
     async def start_run(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo) -> None:
         """A handle-account-change run on the work pool, named as every run for the instance is, for any worker.
 
-        The idempotency key makes a retried sweep start each run once. The inspection goes along (a
-        Variable the run reads): the run does not ask GREEN-API again what the sweep has just been told.
+        The idempotency key makes a retried sweep start each run once. The inspection goes along (the
+        ``observed`` parameter): the run does not ask GREEN-API again what the sweep has just been told.
         """
         name = run_name(finding.reason, registered.id_instance)
         try:
-            await hand_over_observation(info)
             run = await run_deployment(
                 name=self.hand_over.deployment_name, timeout=0, tags=["greenapi", "sweep"], flow_run_name=name,
                 parameters={"reason": finding.reason.value, "instance": registered.block_name,
-                            "clear_outgoing": self.hand_over.clear_outgoing},
+                            "clear_outgoing": self.hand_over.clear_outgoing, "observed": info.model_dump(mode="json")},
                 idempotency_key=f"sweep-{flow_run.id}-{registered.id_instance}",
             )
         except Exception as exc:  # the others are still handed over; this one shows as failed in the report

@@ -20,7 +20,6 @@ from prefect.variables import Variable
 from pydantic import BaseModel, ValidationError
 
 from domain.changes import AUTHORIZED, LastReset, SeenAccount, next_seen, parse_time
-from tasks.results import InstanceInfo
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
 # 50 entries (about 80 characters each) stay inside Prefect's 5,000-character limit on a Variable's value.
@@ -34,10 +33,6 @@ READS_IN_FLIGHT = 16
 
 def seen_variable_name(id_instance: int) -> str:
     return f"greenapi-seen-{id_instance}"
-
-
-def observed_variable_name(id_instance: int) -> str:
-    return f"greenapi-observed-{id_instance}"
 
 
 def next_clear_variable_name(id_instance: int) -> str:
@@ -134,27 +129,6 @@ async def record_wid(id_instance: int, wid: str) -> None:
         changed = next_seen(await last_seen(id_instance), AUTHORIZED, wid, datetime.now(timezone.utc))
         if changed is not None:
             await record_seen(id_instance, changed)
-
-
-async def hand_over_observation(info: InstanceInfo) -> None:
-    """The sweep's inspection, left for the run it starts on the instance (not a flow parameter: nobody can
-    type one into the UI's form)."""
-    await Variable.aset(observed_variable_name(info.id_instance),
-                        {"info": info.model_dump(mode="json"), "at": datetime.now(timezone.utc).isoformat()},
-                        overwrite=True, tags=["greenapi", "observed"])
-
-
-async def fresh_observation(id_instance: int, max_age: timedelta) -> InstanceInfo | None:
-    """A sweep's inspection of the instance from the last ``max_age``, if there is one."""
-    value = await Variable.aget(observed_variable_name(id_instance), default=None)
-    at = parse_time(value.get("at")) if isinstance(value, dict) else None
-    if at is None or datetime.now(timezone.utc) - at > max_age:
-        return None
-    try:
-        info = InstanceInfo.model_validate(value.get("info"))
-    except ValidationError:
-        return None
-    return info if info.id_instance == id_instance else None
 
 
 async def next_clear_allowed_at(id_instance: int) -> datetime | None:

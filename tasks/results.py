@@ -21,6 +21,7 @@ class InstanceInfo(_Result):
     state_instance: str
     wid: str
     webhook_url_set: bool
+    checked_at: datetime = Field(default_factory=utc_now)
 
 
 class CountResult(_Result):

@@ -117,7 +117,7 @@ async def _wait_for_reported_runs(id_instance: int, count: int, timeout: float =
 @on_sqlite_only
 @pytest.mark.usefixtures("served")
 async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulator, seed_instance):
-    seeded = seed_instance(state="blocked", notifications=6)
+    seeded = seed_instance(state="blocked", notifications=6, outgoing_messages=2)
     await register_seeded(seeded, emulator)
 
     # A client of its own: the process-wide events worker may still point at a server an earlier test stopped.
@@ -128,10 +128,10 @@ async def test_a_number_blocked_event_starts_a_run_that_clears_the_queue(emulato
     runs = await _wait_for_runs(str(seeded.id_instance), 1)
     (run,) = await wait_for_final([r.id for r in runs])
     assert run.state.type.value == "COMPLETED", run.state.message
-    # After a block the outgoing queue is cleared too, unless the event says otherwise; named by the idInstance.
-    assert run.parameters == {"reason": "number_blocked", "instance": str(seeded.id_instance), "clear_outgoing": True}
+    # The event says nothing of the outgoing queue: the flow decides (after a block: cleared too); named by the idInstance.
+    assert run.parameters == {"reason": "number_blocked", "instance": str(seeded.id_instance), "clear_outgoing": None}
     assert run.name == f"number_blocked-{seeded.id_instance}"
-    assert emulator.state.instance(seeded.id_instance)["queue_length"] == 0
+    assert (emulator.state.instance(seeded.id_instance)["queue_length"], emulator.state.instance(seeded.id_instance)["outgoing_messages"]) == (0, 0)
 
 
 @pytest.mark.usefixtures("served")
@@ -211,7 +211,7 @@ async def test_the_sweep_hands_over_exactly_the_blocked_and_the_changed_instance
         assert f"clear-notifications-{seeded.id_instance}" in steps and f"inspect-instance-{seeded.id_instance}" not in steps
         assert [c["method"] for c in emulator.state.calls(instance=seeded.id_instance)].count("getStateInstance") == 1
     assert started[changed.id_instance][0].parameters["reason"] == "account_changed"
-    assert "observed" not in started[changed.id_instance][0].parameters
+    assert started[changed.id_instance][0].parameters["observed"]["wid"] == "79222222222@c.us"  # what the sweep saw
     for seeded in healthy:
         assert await _handle_runs(f"e2e-{seeded.id_instance}") == []
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 4  # untouched

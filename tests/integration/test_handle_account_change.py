@@ -123,6 +123,41 @@ async def test_with_a_webhook_url_it_verifies_by_count_and_never_peeks(emulator,
     assert "receiveNotification" not in methods_called(emulator, instance.id_instance)
 
 
+def _observed(instance, *, seconds_ago: float):
+    """The sweep's inspection of ``instance`` (as it hands it to the run), made ``seconds_ago``."""
+    from datetime import datetime, timedelta, timezone
+
+    from tasks.results import InstanceInfo
+
+    return InstanceInfo(id_instance=instance.id_instance, state_instance="blocked", wid="79990001111@c.us",
+                        webhook_url_set=False, checked_at=datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
+
+
+async def test_the_sweeps_inspection_stands_for_a_run_started_moments_after_it(emulator, seed_instance, greenapi_env):
+    instance = seed_instance(state="blocked", notifications=3)
+    greenapi_env(instance)
+
+    state, report = await run_flow(reason="number_blocked", observed=_observed(instance, seconds_ago=1))
+
+    assert state.is_completed(), state.message
+    assert methods_called(emulator, instance.id_instance)[:2] == ["getWebhooksCount", "getMessagesCount"]  # no inspection
+    assert report.wid == "79990001111@c.us"  # the sweep's
+
+
+async def test_a_run_started_long_after_the_sweeps_inspection_inspects_again(emulator, seed_instance, greenapi_env):
+    from domain.changes import OBSERVATION_STANDS_FOR
+
+    instance = seed_instance(state="blocked", notifications=3, wid="79990002222@c.us")
+    greenapi_env(instance)
+
+    stale = _observed(instance, seconds_ago=OBSERVATION_STANDS_FOR.total_seconds() + 1)
+    state, report = await run_flow(reason="number_blocked", observed=stale)
+
+    assert state.is_completed(), state.message
+    assert methods_called(emulator, instance.id_instance)[:2] == ["getStateInstance", "getSettings"]
+    assert report.wid == "79990002222@c.us"  # what GREEN-API said now, not the sweep's 79990001111@c.us
+
+
 async def test_outgoing_is_cleared_after_a_block_unless_turned_off(emulator, seed_instance, greenapi_env):
     outcomes = {}
     for reason, clear_outgoing in (("number_blocked", None), ("number_blocked", False), ("account_changed", None)):

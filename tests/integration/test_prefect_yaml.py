@@ -38,6 +38,22 @@ def test_entrypoint_loads_and_every_declared_parameter_set_is_valid(name):
         validate(parameters, schema, raise_on_error=True, ignore_required=True)
 
 
+@pytest.mark.parametrize("payload, passed", [({}, None), ({"clear_outgoing": False}, False), ({"clear_outgoing": True}, True)])
+def test_the_triggers_pass_clear_outgoing_only_as_the_event_says(payload, passed):
+    """Rendered as Prefect's server renders a trigger's parameters; None leaves the choice to the flow."""
+    from prefect.server.events.actions import RunDeployment
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    schema = _schema(SPECS["handle-account-change"])
+    event = {"payload": payload, "resource": {"greenapi.id-instance": "7105000001"}}
+    for trigger in triggers(SPECS["handle-account-change"]):
+        parameters = dict(trigger.parameters)
+        RunDeployment._upgrade_v1_templates(parameters)
+        rendered = hydrate(parameters, HydrationContext(raise_on_error=True, render_jinja=True, jinja_context={"event": event}))
+        assert rendered["clear_outgoing"] is passed, trigger.name
+        validate(rendered, schema, raise_on_error=True)
+
+
 def test_a_wrong_parameter_is_refused_by_the_schema():
     schema = _schema(SPECS["handle-account-change"])
     with pytest.raises(Exception, match="phone_lost"):

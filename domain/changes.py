@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from domain import Outcome, Reason
+from domain.accounts import same_account
 
 # The two GREEN-API states (stateInstance) this project acts on.
 BLOCKED = "blocked"
@@ -46,9 +47,16 @@ def reason_for(state_instance: str | None, wid: str | None, recorded_wid: str | 
     if state_instance == BLOCKED:
         return Reason.number_blocked
     account = account_of(state_instance, wid)
-    if account and recorded_wid and account != recorded_wid:
+    if account and recorded_wid and another_account(account, recorded_wid):
         return Reason.account_changed
     return None
+
+
+def another_account(wid: str, recorded_wid: str) -> bool:
+    """Whether ``wid`` is another account than ``recorded_wid``: as the relay compares them where it can
+    (``+7...@c.us`` and ``7...@c.us`` are one), else by their text (a phone id and a LID are then two)."""
+    same = same_account(wid, recorded_wid)
+    return wid != recorded_wid if same is None else not same
 
 
 def clear_outgoing_for(reason: Reason, asked: bool | None = None) -> bool:

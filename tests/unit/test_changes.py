@@ -27,6 +27,14 @@ def test_the_recorded_account_is_no_change():
     assert reason_for("authorized", "7911@c.us", "7911@c.us") is None
 
 
+def test_one_account_written_with_and_without_a_plus_is_no_change():
+    assert reason_for("authorized", "+79111111111@c.us", "79111111111@c.us") is None
+
+
+def test_ids_of_forms_that_do_not_compare_are_told_apart_by_their_text():
+    assert reason_for("authorized", "12345678901234@lid", "79111111111@c.us") is Reason.account_changed
+
+
 def test_the_first_account_seen_is_no_change():
     assert reason_for("authorized", "7922@c.us", None) is None  # nothing to compare with yet
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -49,7 +49,9 @@ def fleet(size: int) -> tuple[list[dict], dict[int, str], set[int]]:
     for index in range(size):
         iid = 3_100_000_000 + index
         wid = f"7{iid}@c.us"
-        seed = {"id_instance": iid, "api_token": secrets.token_hex(25), "wid": wid, "notifications": 5}
+        # The same token every time, so a kept database's blocks (BENCH_DATABASE_URL) fit a fresh emulator.
+        token = hashlib.sha256(f"bench-{iid}".encode()).hexdigest()[:50]
+        seed = {"id_instance": iid, "api_token": token, "wid": wid, "notifications": 5}
         recorded[iid] = wid
         if index < n_affected:
             affected.add(iid)
@@ -126,27 +128,55 @@ def _with_prefect(env: dict, coroutine_function, *args):
         return asyncio.run(coroutine_function(*args))
 
 
-async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
+async def _register(emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> int:
+    """Saves the blocks and recorded wids that are not there yet (all, on a fresh database); how many it saved.
+
+    One Prefect client, and per instance two writes of its typed methods (the recorded wid, then the block:
+    a block that is there has its record): ``Block.asave`` would also read the block type and schema each time."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentCreate, VariableCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
     from domain.changes import SeenAccount
-    from tasks.blocks import GreenApiInstance
-    from tasks.memory import record_seen
+    from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
+    from tasks.lookup import registered_ids
+    from tasks.memory import record_seen, seen_variable_name
 
-    await GreenApiInstance.aregister_type_and_schema()
+    there = await registered_ids()
+    if there - {s["id_instance"] for s in instances}:
+        raise RuntimeError(f"the database holds {len(there)} greenapi-instance blocks of another fleet: use one database per size")
+    instances = [s for s in instances if s["id_instance"] not in there]
+    if not instances:
+        return 0
+    first, *rest = instances
+    await GreenApiInstance(api_url=emulator_url, id_instance=first["id_instance"], api_token_instance=first["api_token"]).asave(
+        f"bench-{first['id_instance']}", overwrite=True)
+    await record_seen(first["id_instance"], SeenAccount(state="authorized", wid=recorded[first["id_instance"]]))
     # SQLite answers 503 under many concurrent writers (Prefect's client then backs off for seconds).
-    slots = asyncio.Semaphore(8 if backend() == "postgres" else 2)
+    slots = asyncio.Semaphore(16 if backend() == "postgres" else 2)
+    async with get_client() as client:
+        model = await client.read_block_document_by_name(f"bench-{first['id_instance']}", BLOCK_TYPE_SLUG)
 
-    async def one(seed: dict) -> None:
-        async with slots:
-            await GreenApiInstance(api_url=emulator_url, id_instance=seed["id_instance"], api_token_instance=seed["api_token"]).asave(
-                f"bench-{seed['id_instance']}", overwrite=True)
-            await record_seen(seed["id_instance"], SeenAccount(state="authorized", wid=recorded[seed["id_instance"]]))
+        async def one(seed: dict) -> None:
+            iid = seed["id_instance"]
+            seen = SeenAccount(state="authorized", wid=recorded[iid])
+            async with slots:
+                try:
+                    await client.create_variable(VariableCreate(name=seen_variable_name(iid), value=seen.model_dump(mode="json"),
+                                                                tags=["greenapi", "seen"]))
+                except ObjectAlreadyExists:
+                    await record_seen(iid, seen)
+                await client.create_block_document(BlockDocumentCreate(
+                    name=f"bench-{iid}", block_type_id=model.block_type_id, block_schema_id=model.block_schema_id,
+                    data={"api_url": emulator_url, "id_instance": iid, "api_token_instance": seed["api_token"]}))
 
-    await asyncio.gather(*(one(s) for s in instances))
+        await asyncio.gather(*(one(s) for s in rest))
+    return len(instances)
 
 
-def register(env: dict, emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> None:
-    """Blocks and recorded wids on the benchmark's Prefect server (setup, not measured)."""
-    _with_prefect(env, _register, emulator_url, instances, recorded)
+def register(env: dict, emulator_url: str, instances: list[dict], recorded: dict[int, str]) -> int:
+    """Blocks and recorded wids on the benchmark's Prefect server (setup, not measured); how many were saved."""
+    return _with_prefect(env, _register, emulator_url, instances, recorded)
 
 
 async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
@@ -186,8 +216,10 @@ def run_size(size: int, rounds: int = 1) -> dict:
     results = []
     with emulator() as emulator_url, prefect_server() as env:
         began = time.monotonic()
-        register(env, emulator_url, instances, recorded)
+        registered = register(env, emulator_url, instances, recorded)
         register_seconds = time.monotonic() - began
+        if registered < size:  # a kept database (BENCH_DATABASE_URL): what an earlier run's sweep wrote is put back
+            _with_prefect(env, _put_back, affected, recorded)
         spec = _dump({"api_url": emulator_url, "instances": instances, "recorded_wids": recorded, "max_concurrency": MAX_CONCURRENCY})
         for number in range(rounds):
             if number:
@@ -195,12 +227,12 @@ def run_size(size: int, rounds: int = 1) -> dict:
             seed_emulator(emulator_url, instances)
             started = time.time()
             baseline = _run_script(["bench.baseline", spec])
-            baseline.update(measure(emulator_url, instances, affected, baseline, started))
+            baseline.update(measure(emulator_url, instances, affected, baseline, started), started_at=started)
 
             seed_emulator(emulator_url, instances)  # fresh windows and queues for the product
             tasks_before, started = _with_prefect(env, _count_task_runs), time.time()
             product = _run_script(["bench.sweep_runner", str(MAX_CONCURRENCY)], env=env)
-            product.update(measure(emulator_url, instances, affected, product, started))
+            product.update(measure(emulator_url, instances, affected, product, started), started_at=started)
             product["task_runs_created"] = _with_prefect(env, _count_task_runs) - tasks_before
             for side in (baseline, product):  # the ids are in the counts above; the file stays readable
                 side.pop("affected_ids", None)
@@ -212,7 +244,8 @@ def run_size(size: int, rounds: int = 1) -> dict:
     os.unlink(spec)
     return {
         "size": size, "backend": backend(), "affected": len(affected), "max_concurrency": MAX_CONCURRENCY,
-        "target_ratio": TARGET_RATIO.get(backend()), "register_seconds": round(register_seconds, 1), "rounds": results,
+        "target_ratio": TARGET_RATIO.get(backend()), "register_seconds": round(register_seconds, 1),
+        "registered": registered, "rounds": results,
     }
 
 

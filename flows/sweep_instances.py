@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -421,8 +422,33 @@ def _action(f: InstanceFinding) -> tuple[str, str | None]:
     return (f"{who}: {f.outcome}" if f.outcome else who), (who if f.run_url else None)
 
 
+HEALTHY_IDS_NAMED = 10  # of the instances with nothing to do in a state other than authorized, the first few by id
+
+
+def _needs_a_row(f: InstanceFinding) -> bool:
+    """Failed, not checked, affected or already handled: the instances the report lists one by one."""
+    return f.failed or f.error is not None or f.reason is not None or bool(f.note)
+
+
+def _healthy_summary(healthy: list[InstanceFinding]) -> str:
+    """The instances with nothing to do, in one line: how many in each state, and the first few not authorized."""
+    if not healthy:
+        return "No instance with nothing to do."
+    states = Counter(f.state_instance or "—" for f in healthy)
+    counts = ", ".join(f"{count:,} {state}" for state, count in sorted(states.items(), key=lambda item: (-item[1], item[0])))
+    line = f"**{len(healthy):,} with nothing to do** (same account as recorded, not blocked): {counts}."
+    others = sorted(f.id_instance for f in healthy if f.state_instance != "authorized")
+    if others:
+        named = ", ".join(str(i) for i in others[:HEALTHY_IDS_NAMED])
+        line += f" Not authorized: {named}" + (f" and {len(others) - HEALTHY_IDS_NAMED:,} more." if len(others) > HEALTHY_IDS_NAMED else ".")
+    return line
+
+
 def _render(report: SweepReport) -> str:
+    """The sweep-report artifact: the answer, the instances that need a look (failed first), then one line for the
+    rest, so it stays readable in the UI at 10,000 instances."""
     failed = sum(1 for f in report.findings if f.failed)
+    listed = [f for f in report.findings if _needs_a_row(f)]
     lines = [
         f"# Sweep: {report.checked} checked, {report.not_checked} could not be checked",
         "",
@@ -430,14 +456,19 @@ def _render(report: SweepReport) -> str:
         f"{report.failed_handling} could not be handled."
         + (f" The {failed} that failed come first." if failed else ""),
         "",
-        "Per instance (and its block): the finding, the action (a link to the run), the error; then the state and "
-        "account seen now, and what an earlier sweep saw.",
+        _healthy_summary([f for f in report.findings if not _needs_a_row(f)]),
+        "",
+    ]
+    if not listed:
+        return "\n".join(lines)
+    lines += [
+        "Per instance that was affected, failed or could not be checked (and its block): the finding, the action "
+        "(a link to the run), the error; then the state and account seen now, and what an earlier sweep saw.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    ordered = sorted(report.findings, key=lambda f: (not f.failed, f.error is None, f.reason is None, f.id_instance))
-    for f in ordered:
+    for f in sorted(listed, key=lambda f: (not f.failed, f.error is None, f.reason is None, f.id_instance)):
         action, linked = _action(f)
         cells = [
             _cell("instance", f"{f.id_instance}\n{f.block_name}"),

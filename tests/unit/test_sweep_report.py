@@ -77,3 +77,16 @@ def test_cells_carry_no_markup_of_their_own():
     assert "<html>" not in by_instance["7105000002"][3] and "&lt;html&gt;" in by_instance["7105000002"][3]
     assert by_instance["7105000003"][4].split("<br>")[1] == "79990003333\\@c.us"  # not made a mailto: link
     assert "reset verified empty 12-04 14:55" in " ".join(visible_lines(by_instance["7105000003"][1]))
+
+
+def test_the_instances_with_nothing_to_do_are_one_line_at_any_fleet_size():
+    report = _report()
+    report.findings += [InstanceFinding(id_instance=7200000000 + i, block_name=f"bench-{i}", state_instance="authorized",
+                                        wid=f"7{7200000000 + i}@c.us") for i in range(10_000)]
+    markdown = _render(report)
+
+    _, rows = _table(markdown)
+    assert [row[0].split("<br>")[0] for row in rows] == ["7105000002", "7105000004", "7105000001", "7105000003"]
+    assert ("**10,001 with nothing to do** (same account as recorded, not blocked): 10,000 authorized, 1 notAuthorized. "
+            "Not authorized: 7105000005.") in markdown
+    assert len(markdown) < 5_000

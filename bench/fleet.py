@@ -68,6 +68,8 @@ def fleet(size: int) -> tuple[list[dict], dict[int, str], set[int]]:
 def seed_emulator(url: str, instances: list[dict]) -> None:
     """A fresh emulator (instances, windows, queues, call counts and log, violations)."""
     httpx.post(f"{url}/_emulator/reset", timeout=30).raise_for_status()
+    # A call log that holds every call of a run (about 2 per instance), for the timeline below.
+    httpx.put(f"{url}/_emulator/config", json={"call_log_limit": max(10_000, 3 * len(instances))}, timeout=30).raise_for_status()
     httpx.post(f"{url}/_emulator/instances", json=instances, timeout=120).raise_for_status()
 
 
@@ -114,6 +116,7 @@ def _timeline(url: str, affected: set[int], started: float, total_calls: int) ->
     slowest = sorted(per_instance.items(), key=lambda item: item[1][-1][1])[-3:]
     checks = [c["finished_at"] for c in calls if c["method"] == "getSettings"]
     return {"timeline": {
+        "first_call_at": round(min(c["started_at"] for c in calls) - started, 2),
         "checks_done_at": round(max(checks) - started, 2) if checks else None,
         "last_call_at": round(max(c["finished_at"] for c in calls) - started, 2),
         "slowest": {str(iid): steps for iid, steps in slowest},
@@ -211,13 +214,16 @@ def _run_script(args: list[str], env: dict | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_size(size: int, rounds: int = 1) -> dict:
+def run_size(size: int, rounds: int = 1, register_only: bool = False) -> dict | None:
     instances, recorded, affected = fleet(size)
     results = []
     with emulator() as emulator_url, prefect_server() as env:
         began = time.monotonic()
         registered = register(env, emulator_url, instances, recorded)
         register_seconds = time.monotonic() - began
+        if register_only:
+            print(json.dumps({"size": size, "registered": registered, "register_seconds": round(register_seconds, 1)}), flush=True)
+            return None
         if registered < size:  # a kept database (BENCH_DATABASE_URL): what an earlier run's sweep wrote is put back
             _with_prefect(env, _put_back, affected, recorded)
         spec = _dump({"api_url": emulator_url, "instances": instances, "recorded_wids": recorded, "max_concurrency": MAX_CONCURRENCY})
@@ -261,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[1000])
     parser.add_argument("--backend", choices=sorted(TARGET_RATIO), help="the Prefect server's database (default: BENCH_BACKEND or sqlite)")
     parser.add_argument("--rounds", type=int, default=1, help="baseline and product rounds on one registered fleet")
+    parser.add_argument("--register-only", action="store_true",
+                        help="only register the fleet (into BENCH_DATABASE_URL, to reuse it in later runs)")
     args = parser.parse_args(argv)
     if args.backend:
         os.environ["BENCH_BACKEND"] = args.backend
@@ -268,8 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     for size in sizes:
-        result = run_size(size, args.rounds)
-        (out / f"fleet-{size}-{backend()}.json").write_text(json.dumps(result, indent=2))
+        result = run_size(size, args.rounds, args.register_only)
+        if result:
+            (out / f"fleet-{size}-{backend()}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

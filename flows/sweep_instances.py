@@ -1,7 +1,8 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
 1. List the registered instances (greenapi-instance blocks), or (``fleet="partner"``) the partner account's.
-2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
+2. Check them in batches (one task run per batch, a few batches at a time; about CHECK_BATCHES batches, of at
+   least ``max_concurrency`` instances each):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
    checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
 3. Act on changes. Blocked: number_blocked, once per block (again only while no reset since the block
@@ -50,6 +51,12 @@ from tasks.results import InstanceInfo, utc_now
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
 PROGRESS_EVERY_SECONDS = 1.0
 BATCHES_IN_FLIGHT = 4
+# A fleet is checked in about this many batches (a task run each), of at least max_concurrency instances: on
+# 10,000 instances a task run per 20 cost more than the checks it held (bench/NOTES.md, session 7).
+CHECK_BATCHES = 50
+# The sweep's Variable reads in flight, across its batches: fewer than the Prefect client's 16 connections, so
+# requests never queue inside its connection pool, where each one rescans the whole queue (bench/NOTES.md).
+READS_IN_FLIGHT = 8
 ERROR_CELL_CHARS = 80
 
 
@@ -183,7 +190,7 @@ class _Sweep:
     """One sweep's batches: check, decide, hand over, record what was seen."""
 
     def __init__(self, settings, max_concurrency: int, check_timeout_seconds: float, hand_over: _HandOver) -> None:
-        self.settings, self.batch_size, self.hand_over = settings, max_concurrency, hand_over
+        self.settings, self.max_concurrency, self.hand_over = settings, max_concurrency, hand_over
         # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
         self.check_settings = settings.model_copy(update={
             "read_timeout_seconds": check_timeout_seconds,
@@ -193,14 +200,15 @@ class _Sweep:
         # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
         # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
         self.batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self.read_slots = asyncio.Semaphore(READS_IN_FLIGHT)
         self.hand_overs: list[asyncio.Task] = []
         self.progress: _Progress | None = None
         self.http: httpx.AsyncClient | None = None  # the fleet's one connection pool, while the sweep runs
 
     async def run(self, instances: list[RegisteredInstance]) -> SweepReport:
         findings: list[InstanceFinding] = []
-        async with fleet_http(self.batch_size) as self.http:
-            size = self.batch_size
+        async with fleet_http(self.max_concurrency) as self.http:
+            size = max(self.max_concurrency, -(-len(instances) // CHECK_BATCHES))
             for batch_findings in await asyncio.gather(
                     *(self.check_batch(instances[start:start + size]) for start in range(0, len(instances), size))):
                 findings.extend(batch_findings)
@@ -224,7 +232,7 @@ class _Sweep:
                 state, seen = await asyncio.gather(
                     check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=self.check_slots,
                                     return_state=True),
-                    last_seen_many(r.id_instance for r in batch),
+                    last_seen_many((r.id_instance for r in batch), self.read_slots),
                 )
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
@@ -244,7 +252,7 @@ class _Sweep:
     async def decide(self, findings: list[InstanceFinding], results: list[InstanceInfo | str]) -> None:
         still_blocked = [f.id_instance for f, r in zip(findings, results)
                          if isinstance(r, InstanceInfo) and last_reset_decides(r.state_instance, f.seen_before)]
-        resets = await last_resets(still_blocked) if still_blocked else {}
+        resets = await last_resets(still_blocked, self.read_slots) if still_blocked else {}
         for finding, result in zip(findings, results):
             if isinstance(result, str):
                 finding.error = result

@@ -75,9 +75,11 @@ async def record_last_reset(id_instance: int, record: LastReset) -> None:
                         tags=["greenapi", "last-reset"])
 
 
-async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]]) -> dict[int, T]:
-    """``read_one`` of each instance, a few at a time; the instances that have nothing are left out."""
-    slots = asyncio.Semaphore(READS_IN_FLIGHT)
+async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]],
+                     slots: asyncio.Semaphore | None = None) -> dict[int, T]:
+    """``read_one`` of each instance, a few at a time (``slots``, when several reads share one bound); the
+    instances that have nothing are left out."""
+    slots = slots or asyncio.Semaphore(READS_IN_FLIGHT)
 
     async def read(id_instance: int) -> tuple[int, T | None]:
         async with slots:
@@ -91,9 +93,9 @@ async def last_reset(id_instance: int) -> LastReset | None:
     return _valid(LastReset, await Variable.aget(last_reset_variable_name(id_instance), default=None))
 
 
-async def last_resets(ids: Iterable[int]) -> dict[int, LastReset]:
+async def last_resets(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, LastReset]:
     """The last reset record of each instance that has one."""
-    return await _read_many(ids, last_reset)
+    return await _read_many(ids, last_reset, slots)
 
 
 def _valid(model: type[M], value: Any) -> M | None:
@@ -108,9 +110,9 @@ async def last_seen(id_instance: int) -> SeenAccount | None:
     return _valid(SeenAccount, await Variable.aget(seen_variable_name(id_instance), default=None))
 
 
-async def last_seen_many(ids: Iterable[int]) -> dict[int, SeenAccount]:
+async def last_seen_many(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, SeenAccount]:
     """The last check's record of each instance that has one."""
-    return await _read_many(ids, last_seen)
+    return await _read_many(ids, last_seen, slots)
 
 
 async def record_seen(id_instance: int, seen: SeenAccount) -> None:

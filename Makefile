@@ -35,12 +35,13 @@ postgresql:
 	else echo "make test: no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/pg_ctl) and no root to install them: the postgres e2e tests will be skipped"; fi
 
 # Benchmarks against the emulator with GREEN-API's real timing, on SQLite and on PostgreSQL (a throwaway cluster
-# from Debian's server binaries, as for `make test`); writes bench/RESULTS.md. About 30 minutes on 2 cores: run it
+# from Debian's server binaries, as for `make test`); writes bench/RESULTS.md. About 45 minutes on 2 cores: run it
 # on a quiet machine. BENCH_SMALL=1 is a smoke test (20 instances, 4 events; bench/out/RESULTS-small.md).
 bench: $(STAMP) postgresql
 	$(BIN)/python -m bench.fleet 1000 --backend sqlite
 	$(BIN)/python -m bench.fleet 1000 --backend postgres
 	$(BIN)/python -m bench.fleet 5000 --backend postgres
+	$(BIN)/python -m bench.fleet 10000 --backend postgres
 	$(BIN)/python -m bench.webhook_latency --backend sqlite
 	$(BIN)/python -m bench.webhook_latency --backend postgres
 	$(BIN)/python -m bench.single_run --backend sqlite

@@ -19,7 +19,7 @@ from bench.memory import own_peak_mb
 
 
 def _findings_from_report(report) -> list[dict]:
-    return [{"id": f.id_instance, "affected": f.reason is not None, "error": f.error, "outcome": f.outcome}
+    return [{"id": f.id_instance, "affected": f.reason is not None, "error": f.error, "outcome": str(f.outcome) if f.outcome else None}
             for f in report.findings]
 
 

@@ -24,15 +24,21 @@ HELP_COLUMNS = "110"  # argparse wraps --help to the terminal's width: the refer
 
 # ---------------------------------------------------------------- what the generated tables hold
 
+def product_packages() -> list[str]:
+    """The product's top-level packages, as pyproject.toml installs them."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({name.rstrip("*") for name in include})
+
+
 def settings_classes() -> list[tuple[str, type]]:
     """Every pydantic-settings class of the product (found in its source, so a moved or new one is found too), with
     its prefix, ordered by prefix and module."""
     import importlib
-    import tomllib
 
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     found = []
-    for package in sorted({name.rstrip("*") for name in packages}):
+    for package in product_packages():
         for source in sorted((ROOT / package).rglob("*.py")):
             for class_name in re.findall(r"^class (\w+)\(BaseSettings\)", source.read_text(encoding="utf-8"), re.MULTILINE):
                 module = ".".join(source.relative_to(ROOT).with_suffix("").parts)
@@ -136,6 +142,62 @@ def test_every_greenapi_migrate_flag_the_docs_use_exists():
             problems += [f"{doc}: `greenapi-migrate {command}` has no {flag}" for flag in flags - _options(commands[command])]
     assert seen > 5, "the docs' command lines were not found: the pattern is wrong"
     assert not problems, problems
+
+
+def _code_spans() -> list[tuple[str, str]]:
+    return [(doc, span) for doc, text in _doc_texts().items() for span in re.findall(r"`([^`\n]+)`", text)]
+
+
+# An event of ours: greenapi.<noun>.<what happened>, the noun not a module of the package greenapi.
+EVENT_NAME = re.compile(r"^greenapi\.(?:instance|queue|outgoing|webhook|queue-reset|report|relay)\.[a-z-]+(?:\.dispatched)?$")
+PACKAGES = (*product_packages(), "bench", "scenarios")
+
+
+def _resolves(dotted: str) -> bool:
+    """`package.module.name` (a call's parentheses dropped) is an importable module, or a name in one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(target, name):
+                return False
+            target = getattr(target, name)
+        return True
+    return False
+
+
+def test_every_module_name_and_repository_path_the_docs_cite_exists():
+    dotted = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+(?=\(|$)")
+    path = re.compile(rf"^(?:{'|'.join((*PACKAGES, 'tests', 'docs'))})/[\w./-]*$|^[\w-]+\.(?:md|yaml|toml|lock)$")
+    missing, checked = [], 0
+    for doc, span in _code_spans():
+        if EVENT_NAME.match(span):
+            continue  # greenapi.queue.counted is an event, not the package greenapi
+        if match := dotted.match(span):
+            checked += 1
+            if not _resolves(match.group(0)):
+                missing.append(f"{doc}: {span}")
+        elif path.match(span):
+            checked += 1
+            if not (ROOT / span).exists():
+                missing.append(f"{doc}: {span}")
+    assert checked > 10, "the docs' code names were not found: the pattern is wrong"
+    assert not missing, f"named in the docs, not in the repository: {missing}"
+
+
+def test_every_event_in_the_references_table_is_emitted_by_the_code():
+    source = "\n".join(path.read_text(encoding="utf-8") for package in product_packages() for path in (ROOT / package).rglob("*.py"))
+    events = {span for doc, span in _code_spans() if doc == "docs/reference.md" and EVENT_NAME.match(span)}
+    assert len(events) > 15, "the reference's events were not found: the pattern is wrong"
+    # The code builds most names from a prefix: "greenapi." + "queue.counted", or a receiver name + ".dispatched".
+    missing = {event for event in events
+               if event.removeprefix("greenapi.").removesuffix(".dispatched") not in source}
+    assert not missing, f"events the reference lists that no code emits: {sorted(missing)}"
 
 
 # ---------------------------------------------------------------- links

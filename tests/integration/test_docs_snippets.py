@@ -21,7 +21,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 NOT_RUN = re.compile(r"<!-- not run: (?P<why>[^>]+?) -->\s*$")
 SHELL_NAMES = {"sh", "shell", "console", "zsh", "py", "python3", "pycon"}  # to be written as bash or python
-SNIPPET_TIMEOUT_SECONDS = 300  # the import, list and remove of docs/fleet.md: three CLI processes (about 10 s when quiet)
+SNIPPET_TIMEOUT_SECONDS = 240  # the import, list and remove of docs/fleet.md: three CLI processes (about 10 s when quiet)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -183,20 +184,29 @@ def register(env: dict, emulator_url: str, instances: list[dict], recorded: dict
 
 
 async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
-    """Undo what a sweep wrote for the affected instances: their clear windows and new wids."""
+    """Undo what a sweep wrote for the affected instances: their clear windows and new wids, and (a kept database
+    whose last run was stopped) their instance locks: leases live in the server's memory, so a restarted server
+    never frees the slots a stopped run held."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
     from prefect.variables import Variable
 
     from domain.changes import SeenAccount
+    from tasks.locks import instance_limit_name
     from tasks.memory import next_clear_variable_name, record_seen
 
-    slots = asyncio.Semaphore(2)
+    slots = asyncio.Semaphore(4)
+    async with get_client() as client:
 
-    async def one(iid: int) -> None:
-        async with slots:
-            await Variable.aunset(next_clear_variable_name(iid))
-            await record_seen(iid, SeenAccount(state="authorized", wid=recorded[iid]))
+        async def one(iid: int) -> None:
+            async with slots:
+                await Variable.aunset(next_clear_variable_name(iid))
+                await record_seen(iid, SeenAccount(state="authorized", wid=recorded[iid]))
+                with contextlib.suppress(ObjectNotFound):
+                    await client.update_global_concurrency_limit(instance_limit_name(iid), GlobalConcurrencyLimitUpdate(active_slots=0))
 
-    await asyncio.gather(*(one(iid) for iid in affected))
+        await asyncio.gather(*(one(iid) for iid in affected))
 
 
 async def _count_task_runs() -> int:

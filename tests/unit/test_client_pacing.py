@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
-from greenapi.pacing import MIN_INTERVAL_SECONDS, Pacer
+from greenapi.pacing import Pacer
 from tests.helpers import TOKEN_CANARY, mock_client
 
 
@@ -77,9 +77,17 @@ def paced_client(server: Server, time: FakeTime, **settings):
                        **{"retry_jitter_ratio": 0.0, "retry_backoff_initial_seconds": 0.05, **settings})
 
 
-def test_the_intervals_are_green_apis_rate_limits():
-    assert MIN_INTERVAL_SECONDS == {
-        "getStateInstance": 1.0, "getSettings": 1.0, "receiveNotification": 0.01, "deleteNotification": 0.01}
+@pytest.mark.parametrize(("method", "interval"), [
+    ("getStateInstance", 1.0), ("getSettings", 1.0), ("receiveNotification", 0.01), ("getWebhooksCount", 0.0)])
+async def test_back_to_back_calls_of_a_method_are_spaced_by_green_apis_rate_limit(method, interval):
+    time = FakeTime()
+    server = Server(time)
+    call = {"getStateInstance": "get_state_instance", "getSettings": "get_settings",
+            "receiveNotification": "receive_notification", "getWebhooksCount": "get_webhooks_count"}[method]
+    async with paced_client(server, time) as client:
+        await getattr(client, call)()
+        await getattr(client, call)()
+    assert server.gaps_end_to_start(method) == pytest.approx([interval])
 
 
 async def test_the_same_method_waits_its_interval_since_the_previous_one_finished():

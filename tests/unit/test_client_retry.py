@@ -49,6 +49,16 @@ TRANSIENT = [429, 500, 502, 503, 504, httpx.ConnectError, httpx.ReadTimeout, htt
 PERMANENT = [400, 401, 403, 404, 466, 418, 501]
 
 
+async def test_by_default_a_transient_fault_is_tried_four_times_backing_off_from_half_a_second():
+    script, slept = Script(503), []
+    async with mock_client(script, slept=slept) as client:
+        with pytest.raises(InternalServerError):
+            await client.get_webhooks_count()
+    assert script.calls == 4 and len(slept) == 3
+    for delay, backoff in zip(slept, [0.5, 1.0, 2.0]):
+        assert backoff * 0.75 <= delay <= backoff  # less a random quarter at most
+
+
 @pytest.mark.parametrize("max_retries", [0, 1, 3, 5])
 @pytest.mark.parametrize("fault", TRANSIENT, ids=str)
 async def test_transient_faults_are_retried_up_to_max_retries(fault, max_retries):

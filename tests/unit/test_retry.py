@@ -23,11 +23,6 @@ class FixedRng:
         return b if self.at_top else a
 
 
-def test_defaults():
-    policy = RetryPolicy()
-    assert (policy.max_retries, policy.initial_seconds, policy.max_seconds, policy.jitter_ratio) == (3, 0.5, 8.0, 0.25)
-
-
 def test_backoff_doubles_then_caps_without_jitter():
     policy = RetryPolicy(initial_seconds=0.5, max_seconds=3.0, jitter_ratio=0.0)
     assert [policy.delay(n) for n in range(1, 7)] == pytest.approx([0.5, 1.0, 2.0, 3.0, 3.0, 3.0])

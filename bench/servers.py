@@ -27,6 +27,8 @@ from typing import Iterator
 
 import httpx
 
+from greenapi.timings import GreenApiTimings
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # pytest-postgresql's executor runs this as its pg_ctl: Debian's, as the postgres user when we are root.
@@ -37,13 +39,8 @@ UNREACHABLE_API_URL = "http://127.0.0.1:9"
 # The command as a user runs it, from this environment.
 CLI = str(BIN / "greenapi-migrate")
 
-# The GREEN_API_* timings of a client subprocess against the tests' emulator (its windows: tests/conftest.py).
-FAST_GREEN_API = {
-    "GREEN_API_COUNT_REFRESH_SECONDS": "1",
-    "GREEN_API_CLEAR_INTERVAL_SECONDS": "3",
-    "GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS": "0.05",
-    "GREEN_API_READ_TIMEOUT_SECONDS": "30",
-}
+# A client subprocess against the tests' emulator: told its windows (tests/conftest.py's TEST_TIMINGS), as the demo does.
+FAST_GREEN_API = {**GreenApiTimings(count_refresh_seconds=1, clear_interval_seconds=3).env(), "GREEN_API_TIMEOUT_SECONDS": "30"}
 
 SERVER_START_TIMEOUT_S = 90
 CLUSTER_READY_TIMEOUT_S = 60

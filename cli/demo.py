@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass
 
 from emulator import EmulatorConfig, EmulatorServer, InstanceSeed
+from greenapi.timings import EMULATOR_TIMINGS_ENV, GreenApiTimings
 
-# Shortened GREEN-API timing, so the leftTime path shows and the demo ends in seconds.
-DEMO_CLEAR_WINDOW_SECONDS = 10
-DEMO_COUNT_REFRESH_SECONDS = 3
+# The emulator's shortened GREEN-API windows, so the leftTime path shows and the demo ends in seconds.
+DEMO_TIMINGS = GreenApiTimings(count_refresh_seconds=3, clear_interval_seconds=10)
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,15 @@ def demo_cases() -> list[DemoCase]:
     ]
 
 
-# The runs' GREEN_API_* timings that match the emulator's (set where not set already).
-DEMO_TIMING_ENV = {
-    "GREEN_API_COUNT_REFRESH_SECONDS": str(DEMO_COUNT_REFRESH_SECONDS),
-    "GREEN_API_CLEAR_INTERVAL_SECONDS": str(DEMO_CLEAR_WINDOW_SECONDS),
-    "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "60",
-}
-
-
 def demo_emulator_config() -> EmulatorConfig:
     """The emulator with the demo's short windows (also `greenapi-migrate local`'s)."""
-    return EmulatorConfig(clear_window_seconds=DEMO_CLEAR_WINDOW_SECONDS, count_refresh_seconds=DEMO_COUNT_REFRESH_SECONDS,
-                          max_receive_wait_seconds=0.5)
+    return EmulatorConfig(clear_window_seconds=DEMO_TIMINGS.clear_interval_seconds,
+                          count_refresh_seconds=DEMO_TIMINGS.count_refresh_seconds, max_receive_wait_seconds=0.5)
 
 
-def _configure_timing() -> None:
-    for key, value in DEMO_TIMING_ENV.items():
-        os.environ.setdefault(key, value)
+def _tell_runs_the_emulators_windows() -> None:
+    """The runs learn the emulator's windows from the tests' and demo's variable (greenapi/timings.py), never from settings."""
+    os.environ[EMULATOR_TIMINGS_ENV] = DEMO_TIMINGS.env()[EMULATOR_TIMINGS_ENV]
 
 
 async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
@@ -113,11 +105,11 @@ def _ui_hint() -> str:
 def run_demo(as_json: bool = False) -> int:
     from cli.run import _report_of
 
-    _configure_timing()
+    _tell_runs_the_emulators_windows()
     cases = demo_cases()
     with EmulatorServer(demo_emulator_config()) as server:
-        print(f"GREEN-API emulator on {server.url} (clear window {DEMO_CLEAR_WINDOW_SECONDS} s, "
-              f"count refresh {DEMO_COUNT_REFRESH_SECONDS} s); starting {len(cases)} runs...", file=sys.stderr)
+        print(f"GREEN-API emulator on {server.url} (clear window {DEMO_TIMINGS.clear_interval_seconds:.0f} s, "
+              f"count refresh {DEMO_TIMINGS.count_refresh_seconds:.0f} s); starting {len(cases)} runs...", file=sys.stderr)
         states = asyncio.run(_run_all(server, cases))
         queues = {case.seed.id_instance: server.state.instance(case.seed.id_instance)["queue_length"] for case in cases}
 

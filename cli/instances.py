@@ -71,7 +71,7 @@ async def _from_partner(block: str | None, settings):
     from cli.instance_rows import parse_partner_instances
 
     account = await resolve_partner(block, settings)
-    async with account.get_client(timeout_seconds=settings.read_timeout_seconds + 15) as client:
+    async with account.get_client(timeout_seconds=settings.timeout_seconds + 15) as client:
         listed = await client.get_instances()
     return parse_partner_instances(listed, default_api_url=account.api_url)
 
@@ -178,14 +178,14 @@ def add_parser(commands: Any) -> None:
                     "apiUrl defaults to GREEN_API_API_URL, name to greenapi-<idInstance>, normalised to lowercase "
                     "letters, digits and dashes), or a JSON list of objects with those keys (the Partner API's "
                     "getInstances answer; rows with deleted or isExpired true are skipped). --partner: straight "
-                    "from GET {GREEN_API_PARTNER_API_URL}/partner/getInstances/{GREEN_API_PARTNER_TOKEN} (or a "
+                    "from GET {GREEN_API_API_URL}/partner/getInstances/{GREEN_API_PARTNER_TOKEN} (or a "
                     "greenapi-partner block). Reports created / updated / unchanged; a bad row is refused by line "
                     "and field, the others imported. Exit 0: all imported, 1: some refused, 2: nothing could be read.",
     )
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", metavar="FILE", help="a .csv or .json file")
     source.add_argument("--partner", action="store_true", help="list the instances of the partner account")
-    imp.add_argument("--partner-block", metavar="NAME", help="a greenapi-partner block (default: GREEN_API_PARTNER_* settings)")
+    imp.add_argument("--partner-block", metavar="NAME", help="a greenapi-partner block (default: GREEN_API_PARTNER_TOKEN)")
     imp.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     lst = sub.add_parser("list", help="a table: id, name, API host, last state and wid seen, last reset outcome and when, notifications the relay held back",
                          description="Every greenapi-instance block, with the wid the runs last recorded and how the last "

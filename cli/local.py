@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.demo import DEMO_CLEAR_WINDOW_SECONDS, DEMO_COUNT_REFRESH_SECONDS, DEMO_TIMING_ENV, demo_emulator_config
+from cli.demo import DEMO_TIMINGS, demo_emulator_config
 from emulator import EmulatorServer, InstanceSeed
 
 FLEET = ((1101000001, "79001234567@c.us", 25), (1101000002, "79007654321@c.us", 12), (1101000003, "79005550000@c.us", 7))
@@ -90,9 +90,7 @@ def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_p
 
     signal.signal(signal.SIGTERM, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="greenapi-local-"))
-    env = dict(os.environ)
-    for key, value in DEMO_TIMING_ENV.items():  # the demo's short windows: the leftTime path shows in seconds
-        env.setdefault(key, value)
+    env = {**os.environ, **DEMO_TIMINGS.env()}  # the emulator's short windows, told to the runs: leftTime shows in seconds
     server = serve = emulator = None
     imported = False
     try:
@@ -116,7 +114,7 @@ def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_p
             emulator.state.add_instance(InstanceSeed(id_instance=id_instance, api_token=tokens[id_instance], wid=wid,
                                                      notifications=queued))
         _say(f"emulator: {emulator.url}, instances {', '.join(str(i) for i, _, _ in FLEET)} "
-             f"(clear window {DEMO_CLEAR_WINDOW_SECONDS} s, count refresh {DEMO_COUNT_REFRESH_SECONDS} s)")
+             f"(clear window {DEMO_TIMINGS.clear_interval_seconds:.0f} s, count refresh {DEMO_TIMINGS.count_refresh_seconds:.0f} s)")
 
         fleet = workdir / "fleet.csv"  # tokens are the emulator's own, fresh each start; never printed
         fleet.write_text("idInstance,apiTokenInstance,apiUrl,name\n" + "".join(

@@ -20,7 +20,18 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 
 from flows.cancellation import HEARTBEAT_EVENT, HEARTBEAT_SECONDS
-from greenapi.settings import ConfigurationError, get_settings
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+class NotifySettings(BaseSettings):
+    """The one Prefect-side setting, from the environment or a ``.env`` file; read when automations are applied."""
+
+    model_config = SettingsConfigDict(env_prefix="GREEN_API_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      hide_input_in_errors=True)
+
+    notify_block: str | None = Field(default=None, description="Prefect notification block that failure notifications go "
+                                     "through, as block-type-slug/block-name (e.g. slack-webhook/ops); unset: none.")
+
 
 CRASHED_RUNS = "greenapi-crashed-runs"
 NOTIFY_QUEUE_RESET_FAILED = "greenapi-notify-queue-reset-failed"
@@ -133,9 +144,9 @@ async def apply_automations(*, log_problem: bool = True) -> AppliedAutomations:
     """
     applied = AppliedAutomations(changes=[await _apply(crashed_runs_automation())])
     try:
-        name = get_settings().notify_block
-    except ConfigurationError as exc:  # what the operator wants cannot be told: leave them as they are
-        applied.problem = f"{exc}; failure notifications left as they are"
+        name = NotifySettings().notify_block
+    except ValidationError:  # what the operator wants cannot be told: leave them as they are
+        applied.problem = "invalid setting GREEN_API_NOTIFY_BLOCK; failure notifications left as they are"
     else:
         block_id, applied.problem = await _notification_block(name) if name else (None, None)
         if block_id is not None:

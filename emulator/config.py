@@ -1,6 +1,7 @@
 """Configuration and seed models for the GREEN-API emulator.
 
-Everything here is plain data (pydantic models); the rules live in the modules ``state.py`` names.
+Everything here is plain data (pydantic models); the rules live in the modules ``state.py`` names. The defaults
+are GREEN-API's own timings (greenapi/timings.py, the one place they are written); tests and the demo shorten them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from greenapi.timings import (CLEAR_INTERVAL_SECONDS, COUNT_REFRESH_SECONDS, NOTIFICATION_TTL_SECONDS, RATE_LIMITS_PER_SECOND,
+                              REDELIVERY_PAUSE_SECONDS, WEBHOOK_ANSWER_TIMEOUT_SECONDS)
 
 #: The GREEN-API methods the emulator answers, with the HTTP verb each one expects.
 METHOD_VERBS: dict[str, str] = {
@@ -60,12 +64,7 @@ READ_ONLY_SETTINGS = ("wid", "typeAccount")
 #: error's form is not documented, this one is a plausible stand-in).
 WEBHOOK_URL_CLEAR_REASON = "queue cannot be cleared while webhookUrl is set"
 
-DEFAULT_RATE_LIMITS: dict[str, float] = {
-    "getStateInstance": 1,
-    "getSettings": 1,
-    "receiveNotification": 100,
-    "deleteNotification": 100,
-}
+DEFAULT_RATE_LIMITS: dict[str, float] = dict(RATE_LIMITS_PER_SECOND)
 
 
 class _Strict(BaseModel):
@@ -75,8 +74,8 @@ class _Strict(BaseModel):
 class EmulatorConfig(_Strict):
     """Server-wide behaviour knobs."""
 
-    clear_window_seconds: float = Field(default=60, ge=0)
-    count_refresh_seconds: float = Field(default=10, ge=0)
+    clear_window_seconds: float = Field(default=CLEAR_INTERVAL_SECONDS, ge=0)
+    count_refresh_seconds: float = Field(default=COUNT_REFRESH_SECONDS, ge=0)
     #: Cap on the receiveNotification long-poll; None honours receiveTimeout as given.
     max_receive_wait_seconds: float | None = Field(default=None, ge=0)
     #: "No more than N calls in any 1 s window per instance". Only recorded as violations.
@@ -93,11 +92,11 @@ class EmulatorConfig(_Strict):
     delivery_interval_seconds: float = Field(default=0.02, ge=0)
     #: After an answer other than 200 (or none) the same notification is POSTed again this much later
     #: (emulator clock); the ones behind it wait.
-    redelivery_pause_seconds: float = Field(default=60, ge=0)
+    redelivery_pause_seconds: float = Field(default=REDELIVERY_PAUSE_SECONDS, ge=0)
     #: How long a delivery waits for the webhook server's answer before it counts as failed ("timeout").
-    delivery_timeout_seconds: float = Field(default=180, gt=0)
+    delivery_timeout_seconds: float = Field(default=WEBHOOK_ANSWER_TIMEOUT_SECONDS, gt=0)
     #: Notifications older than this (emulator clock) are dropped undelivered (GREEN-API keeps them 24 h).
-    notification_ttl_seconds: float = Field(default=86_400, gt=0)
+    notification_ttl_seconds: float = Field(default=NOTIFICATION_TTL_SECONDS, gt=0)
     #: Entries the delivery log (``GET /_emulator/deliveries``) keeps; the oldest go first.
     delivery_log_limit: int = Field(default=10_000, ge=1)
 

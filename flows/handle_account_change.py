@@ -14,10 +14,11 @@ from prefect.states import Failed
 from pydantic import BeforeValidator, Field
 
 from flows.cancellation import stop_when_cancelled
+from flows.limits import CANCEL_CHECK_SECONDS, INSTANCE_LOCK_LEASE_SECONDS, INSTANCE_LOCK_TIMEOUT_SECONDS, RunLimits
 from flows.models import QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.naming import name_at_start, name_once_known
 from flows.runbook import reset_instance_queue
-from greenapi import ConfigurationError, get_settings
+from greenapi import ConfigurationError, get_settings, green_api_timings
 from tasks import resolve_credentials
 from tasks.locks import instance_lock
 from tasks.results import InstanceInfo
@@ -52,28 +53,29 @@ async def handle_account_change(
         detach_webhook: with a webhookUrl set, follow GREEN-API's workaround: remember the webhookUrl and
             webhookUrlToken (a Secret block), SetSettings an empty webhookUrl, clear, verify with a peek, SetSettings
             both back, whatever happens in between. SetSettings restarts the instance and takes up to 5 minutes.
-        max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: GREEN_API_MAX_CLEAR_ATTEMPTS.
-        max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: GREEN_API_MAX_TOTAL_WAIT_SECONDS.
+        max_clear_attempts: ClearWebhooksQueue calls allowed in this run (1-50). Empty: 5.
+        max_total_wait_seconds: all waits of this run together (0-3600 s). Empty: 300.
         observed: leave empty. The sweep fills it in with its inspection of the instance moments ago, so the run
             does not ask GREEN-API again (it still counts the queue before the clear, to say what it removed);
             inspected again when the run starts more than two minutes after it.
     """
-    overrides = {"max_clear_attempts": max_clear_attempts, "max_total_wait_seconds": max_total_wait_seconds}
+    limits = RunLimits().overridden(max_clear_attempts=max_clear_attempts, max_total_wait_seconds=max_total_wait_seconds)
     try:
-        settings = get_settings(**{key: value for key, value in overrides.items() if value is not None})
+        settings, timings = get_settings(), green_api_timings()
         if not (instance or "").strip() and (settings.id_instance is None or settings.api_token_instance is None):
             raise ConfigurationError(EMPTY_INSTANCE_MESSAGE)
         credentials = await resolve_credentials(instance, settings)
         await name_once_known(reason, credentials.id_instance)
 
         async def holding_the_instance() -> QueueResetReport:
-            async with instance_lock(credentials.id_instance, timeout_seconds=settings.instance_lock_timeout_seconds,
-                                     lease_seconds=settings.instance_lock_lease_seconds):
-                return await reset_instance_queue(reason, credentials, settings, clear_outgoing=clear_outgoing,
-                                                  detach_webhook=detach_webhook, observed=observed)
+            async with instance_lock(credentials.id_instance, timeout_seconds=INSTANCE_LOCK_TIMEOUT_SECONDS,
+                                     lease_seconds=INSTANCE_LOCK_LEASE_SECONDS):
+                return await reset_instance_queue(reason, credentials, settings.client_config(), limits=limits, timings=timings,
+                                                  clear_outgoing=clear_outgoing, detach_webhook=detach_webhook,
+                                                  observed=observed)
 
         # Cancelled from the UI while it waits for the instance or works on it: it stops, the slot released.
-        return await stop_when_cancelled(holding_the_instance(), poll_seconds=settings.cancel_check_seconds)
+        return await stop_when_cancelled(holding_the_instance(), poll_seconds=CANCEL_CHECK_SECONDS)
     except (ConfigurationError, QueueNotVerifiedEmpty) as expected:
         # Expected outcomes, already one line each: returned as the final state, Prefect logs that line once
         # instead of a traceback. The exception is the state's data, so callers still get the report from

@@ -26,10 +26,11 @@ import httpx
 from prefect import get_run_logger
 
 from domain.changes import clear_outgoing_for, observation_stands
+from flows.limits import RunLimits
 from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
 from flows.report import publish_report
 from flows.steps import record_step
-from greenapi import GreenAPIClient, GreenAPIError, GreenAPISettings, InstanceCredentials
+from greenapi import ClientConfig, GreenAPIClient, GreenAPIError, GreenApiTimings, InstanceCredentials, green_api_timings
 from tasks import (
     clear_notifications,
     clear_outgoing_messages,
@@ -68,8 +69,10 @@ WEBHOOK_CLEAR_HINT = (
 async def reset_instance_queue(
     reason: Reason,
     credentials: InstanceCredentials,
-    settings: GreenAPISettings,
+    config: ClientConfig,
     *,
+    limits: RunLimits = RunLimits(),
+    timings: GreenApiTimings | None = None,
     clear_outgoing: bool | None = None,
     detach_webhook: bool = False,
     observed: InstanceInfo | None = None,
@@ -81,7 +84,9 @@ async def reset_instance_queue(
     Args:
         reason: why the queue is reset.
         credentials: the instance's.
-        settings: bounds and timings.
+        config: the GREEN-API client's timeouts and retries.
+        limits: the run's bounds (clear calls, waits).
+        timings: GREEN-API's windows; None: GREEN-API's own (or the emulator's, in the tests and the demo).
         clear_outgoing: also clear messages not yet sent; None: after a block only.
         detach_webhook: GREEN-API's workaround for a webhookUrl (see handle_account_change).
         observed: the sweep's inspection of the instance: while it stands (domain.changes.observation_stands) the
@@ -96,8 +101,8 @@ async def reset_instance_queue(
     if observed is not None and not _observation_stands(observed, credentials.id_instance):
         observed = None
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
-    async with open_client(credentials, settings, http_client) as client:
-        runbook = _Runbook(client, settings, report)
+    async with open_client(credentials, config, http_client) as client:
+        runbook = _Runbook(client, limits, timings or green_api_timings(), report)
         try:
             await runbook.run(clear_outgoing, detach_webhook, observed)
         except _Stop as stop:
@@ -119,8 +124,8 @@ async def reset_instance_queue(
 class _Runbook:
     """One run's steps on one instance; each step a task, each recorded in the report."""
 
-    def __init__(self, client: GreenAPIClient, settings: GreenAPISettings, report: QueueResetReport) -> None:
-        self.client, self.settings, self.report = client, settings, report
+    def __init__(self, client: GreenAPIClient, limits: RunLimits, timings: GreenApiTimings, report: QueueResetReport) -> None:
+        self.client, self.limits, self.timings, self.report = client, limits, timings, report
         self.can_peek = False
         self.must_restore = False  # a detach was attempted (here or by an earlier run): put it back at the end
         self.refusals = 0
@@ -161,13 +166,13 @@ class _Runbook:
             raise _Stop(Outcome.api_error, "detach webhook step failed: SetSettings did not save an empty webhookUrl")
         applied = await record_step(
             self.report, "wait (webhook detached)",
-            webhook_steps.wait_webhook_detached(self.client, self.settings.settings_apply_timeout_seconds, self.settings.settings_poll_seconds),
+            webhook_steps.wait_webhook_detached(self.client, self.timings.settings_apply_seconds, self.timings.settings_poll_seconds),
             lambda a: f"{'applied' if a.applied else 'NOT applied'} after {a.waited_seconds:.1f} s",
         )
         self.report.waited_seconds = round(self.report.waited_seconds + applied.waited_seconds, 3)
         if not applied.applied:
             raise _Stop(Outcome.gave_up_waiting, f"the empty webhookUrl did not apply within "
-                        f"settings_apply_timeout_seconds={self.settings.settings_apply_timeout_seconds:.0f}; no clear was sent")
+                        f"{self.timings.settings_apply_seconds:.0f} s (GREEN-API: SetSettings applies within 5 minutes); no clear was sent")
         self.report.webhook_detached, self.can_peek = True, True
 
     async def count_before(self, clear_outgoing: bool, *, count_outgoing: bool) -> None:
@@ -202,9 +207,9 @@ class _Runbook:
                         f"is open {window_left:.0f} s more; no clear needed; {COUNT_ONLY_CAVEAT}")
 
     def check_wait(self, seconds: float, give_up: Outcome, what: str) -> None:
-        if self.report.waited_seconds + seconds > self.settings.max_total_wait_seconds:
+        if self.report.waited_seconds + seconds > self.limits.max_total_wait_seconds:
             raise _Stop(give_up, f"{what}; waiting {seconds:.0f} s more would pass "
-                        f"max_total_wait_seconds={self.settings.max_total_wait_seconds:.0f}")
+                        f"max_total_wait_seconds={self.limits.max_total_wait_seconds:.0f}")
 
     async def wait(self, kind: WaitKind, seconds: float, give_up: Outcome, what: str, *, checked: bool = False) -> None:
         if seconds <= 0:
@@ -215,16 +220,16 @@ class _Runbook:
         self.report.waited_seconds = round(self.report.waited_seconds + seconds, 3)
 
     async def clear_until_verified(self) -> None:
-        report, settings = self.report, self.settings
+        report, limits = self.report, self.limits
         while True:
-            if report.clear_attempts >= settings.max_clear_attempts:
+            if report.clear_attempts >= limits.max_clear_attempts:
                 raise self.out_of_attempts()
             attempt = await record_step(report, "clear", clear_notifications(self.client), _describe_clear)
             report.clear_attempts += 1
             if attempt.kind == "too_early":
                 await record_next_clear_allowed(self.client.id_instance, attempt.attempted_at + timedelta(seconds=attempt.left_time))
-                if report.clear_attempts < settings.max_clear_attempts:  # no point waiting for a clear the bound forbids
-                    await self.wait("left-time", attempt.left_time + settings.left_time_margin_seconds, Outcome.gave_up_waiting,
+                if report.clear_attempts < limits.max_clear_attempts:  # no point waiting for a clear the bound forbids
+                    await self.wait("left-time", attempt.left_time + limits.left_time_margin_seconds, Outcome.gave_up_waiting,
                                     f"GREEN-API asks to wait {attempt.left_time} s before clearing")
             elif attempt.kind == "refused":
                 await self.after_refusal(attempt.reason)
@@ -236,16 +241,16 @@ class _Runbook:
         refusal = f"GREEN-API refused to clear the queue: {reason or 'no reason given'}"
         if self.report.webhook_url_set and not self.report.webhook_detached:
             refusal = f"{refusal}; {WEBHOOK_CLEAR_HINT}"
-        if self.refusals > self.settings.max_refused_clears or self.report.clear_attempts >= self.settings.max_clear_attempts:
+        if self.refusals > self.limits.max_refused_clears or self.report.clear_attempts >= self.limits.max_clear_attempts:
             raise _Stop(Outcome.clear_refused, f"{refusal} ({self.refusals} time(s))")
         # "The system could not process the request" may pass: try again shortly, a bounded number of times.
-        await self.wait("refused", self.settings.refused_retry_seconds, Outcome.clear_refused, refusal)
+        await self.wait("refused", self.limits.refused_retry_seconds, Outcome.clear_refused, refusal)
 
     async def after_clear(self, attempted_at: datetime) -> None:
         """Verify a clear: peek while the count snapshot ages past it, then count. Stops when verified empty."""
-        report, settings = self.report, self.settings
+        report, window = self.report, self.timings.clear_interval_seconds
         cleared_at = time.monotonic()
-        await record_next_clear_allowed(self.client.id_instance, attempted_at + timedelta(seconds=settings.clear_interval_seconds))
+        await record_next_clear_allowed(self.client.id_instance, attempted_at + timedelta(seconds=window))
         check = await self.verify()
         report.count_after, report.verified_by = check.count_after, check.method
         if check.empty:
@@ -257,13 +262,13 @@ class _Runbook:
             "Instance %s: still %d notification(s) counted after the clear (peek %s); clearing again when the window allows",
             self.client.id_instance, check.count_after, {True: "empty", False: "found one", None: "not possible"}[check.peeked_empty],
         )
-        if report.clear_attempts < settings.max_clear_attempts:  # else the bound check at the top reports it
-            window_left = settings.clear_interval_seconds - (time.monotonic() - cleared_at)
+        if report.clear_attempts < self.limits.max_clear_attempts:  # else the bound check at the top reports it
+            window_left = window - (time.monotonic() - cleared_at)
             await self.wait("clear-window", window_left, Outcome.not_empty, f"{_left_over(check)} after the clear")
 
     async def verify(self) -> Verification:
         """The peek waits its receiveTimeout while the count-refresh wait runs: the larger of the two, not their sum."""
-        seconds = self.settings.count_refresh_seconds
+        seconds = self.timings.count_refresh_seconds
         self.check_wait(seconds, Outcome.not_empty, "the count cannot be trusted yet after the clear")
         waiting = self.wait("count-refresh", seconds, Outcome.not_empty, "", checked=True)
         if self.can_peek:

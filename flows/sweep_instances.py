@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from domain import Handling, Reason, RunOutcome
 from domain.changes import SeenAccount, block_already_handled, last_reset_decides, next_seen, parse_time, reason_for
+from flows.limits import INSTANCE_LOCK_LEASE_SECONDS, INSTANCE_LOCK_TIMEOUT_SECONDS
 from flows.models import QueueNotVerifiedEmpty
 from flows.naming import run_name, run_url
 from flows.runbook import reset_instance_queue
@@ -127,7 +128,7 @@ async def sweep_instances(
         fleet: "blocks": every greenapi-instance block; "partner": the instances the partner account lists
             (Partner API getInstances; deleted and expired ones left out), no block per instance needed.
             Their tokens exist only in this run, so affected ones are handled inline.
-        partner_block: with fleet="partner", a greenapi-partner block (default: GREEN_API_PARTNER_* settings).
+        partner_block: with fleet="partner", a greenapi-partner block (default: GREEN_API_PARTNER_TOKEN on GREEN_API_API_URL).
         clear_outgoing_after_block: after a block, also clear the messages not yet sent, as GREEN-API
             advises before another number is connected.
     """
@@ -187,12 +188,9 @@ class _Sweep:
     """One sweep's batches: check, decide, hand over, record what was seen."""
 
     def __init__(self, settings, max_concurrency: int, check_timeout_seconds: float, hand_over: _HandOver) -> None:
-        self.settings, self.max_concurrency, self.hand_over = settings, max_concurrency, hand_over
+        self.config, self.max_concurrency, self.hand_over = settings.client_config(), max_concurrency, hand_over
         # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
-        self.check_settings = settings.model_copy(update={
-            "read_timeout_seconds": check_timeout_seconds,
-            "connect_timeout_seconds": min(settings.connect_timeout_seconds, check_timeout_seconds),
-        })
+        self.check_config = self.config.with_timeout(check_timeout_seconds)
         self.check_slots = asyncio.Semaphore(max_concurrency)
         # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
         # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
@@ -225,7 +223,7 @@ class _Sweep:
 
     async def check_batch(self, batch: list[RegisteredInstance]) -> list[InstanceFinding]:
         async with self.batch_window:
-            clients = [open_client(r.credentials, self.check_settings, self.http) for r in batch]
+            clients = [open_client(r.credentials, self.check_config, self.http) for r in batch]
             try:
                 # What the last checks saw is read while the batch is checked, not all before the sweep starts.
                 state, seen = await asyncio.gather(
@@ -282,7 +280,7 @@ class _Sweep:
         dozen more writes (bench/NOTES.md). The batch's instances are locked together when all are free (one
         write to take their slots, one to release them); otherwise each takes its own lock."""
         async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
-                                             lease_seconds=self.settings.instance_lock_lease_seconds) as locked:
+                                             lease_seconds=INSTANCE_LOCK_LEASE_SECONDS) as locked:
             await asyncio.gather(*(self.handle_one_inline(finding, registered, info, locked_with_batch=locked)
                                    for finding, registered, info in batch))
 
@@ -290,11 +288,10 @@ class _Sweep:
                                 *, locked_with_batch: bool) -> None:
         finding.handled_by = "inline"
         hold = contextlib.nullcontext() if locked_with_batch else instance_lock(
-            registered.id_instance, timeout_seconds=self.settings.instance_lock_timeout_seconds,
-            lease_seconds=self.settings.instance_lock_lease_seconds)
+            registered.id_instance, timeout_seconds=INSTANCE_LOCK_TIMEOUT_SECONDS, lease_seconds=INSTANCE_LOCK_LEASE_SECONDS)
         try:
             async with hold:
-                await reset_instance_queue(finding.reason, registered.credentials, self.settings, observed=info,
+                await reset_instance_queue(finding.reason, registered.credentials, self.config, observed=info,
                                            clear_outgoing=self.hand_over.clear_outgoing,
                                            http_client=self.http)
             finding.outcome = RunOutcome(handling=Handling.completed)

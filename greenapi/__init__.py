@@ -1,6 +1,6 @@
-"""A plain GREEN-API client library: credentials, settings, typed answers, errors. No Prefect here."""
+"""A plain GREEN-API client library: credentials, settings, typed answers, errors, GREEN-API's timings. No Prefect here."""
 
-from greenapi.client import GreenAPIClient
+from greenapi.client import ClientConfig, GreenAPIClient
 from greenapi.credentials import DEFAULT_API_URL, InstanceCredentials
 from greenapi.errors import (
     APIConnectionError,
@@ -26,6 +26,7 @@ from greenapi.partner import (
 )
 from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, SaveSettings, StateInstance
 from greenapi.settings import ConfigurationError, GreenAPISettings, get_settings
+from greenapi.timings import GreenApiTimings, green_api_timings
 
 __all__ = [
     "APIConnectionError",
@@ -35,11 +36,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClearOutcome",
+    "ClientConfig",
     "ConfigurationError",
     "DEFAULT_API_URL",
     "GreenAPIClient",
     "GreenAPIError",
     "GreenAPISettings",
+    "GreenApiTimings",
     "InstanceCredentials",
     "InstanceSettings",
     "InternalServerError",
@@ -58,4 +61,5 @@ __all__ = [
     "SaveSettings",
     "StateInstance",
     "get_settings",
+    "green_api_timings",
 ]

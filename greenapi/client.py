@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, TypeVar
 
 import httpx
@@ -25,7 +26,7 @@ from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueC
 from greenapi.pacing import Pacer
 from greenapi.redaction import install_log_redaction, redact_url_text
 from greenapi.retry import RETRYABLE_STATUSES, RetryPolicy
-from greenapi.settings import GreenAPISettings
+from greenapi.timings import MIN_RECEIVE_TIMEOUT_SECONDS
 
 logger = logging.getLogger("greenapi.client")
 
@@ -35,8 +36,48 @@ _MAX_DETAIL_CHARS = 120
 _NOT_JSON = object()
 
 
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client talks to GREEN-API: timeouts and retries. The one home of their defaults.
+
+    ``timeout_seconds`` and ``max_retries`` come from the public settings (``GreenAPISettings.client_config()``);
+    the backoff is the client's own (tests shorten it).
+    """
+
+    #: Waiting for an answer, per request (receiveNotification adds its receiveTimeout).
+    timeout_seconds: float = 15.0
+    #: TCP/TLS connect, per request; never more than ``timeout_seconds``.
+    connect_timeout_seconds: float = 5.0
+    #: Retries of one request on 429, 500/502/503/504, connection errors and timeouts.
+    max_retries: int = 3
+    #: First retry delay; doubles each retry, up to ``retry_backoff_max_seconds`` (which also caps Retry-After).
+    retry_backoff_initial_seconds: float = 0.5
+    retry_backoff_max_seconds: float = 8.0
+    #: Random share taken off each backoff delay.
+    retry_jitter_ratio: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0 or self.connect_timeout_seconds <= 0:
+            raise ValueError("timeouts must be > 0 seconds")
+        if not 0 <= self.max_retries <= 10:
+            raise ValueError("max_retries must be 0 to 10")
+        if not 0 <= self.retry_backoff_initial_seconds <= self.retry_backoff_max_seconds:
+            raise ValueError("retry_backoff_max_seconds must be >= retry_backoff_initial_seconds >= 0")
+        if not 0 <= self.retry_jitter_ratio <= 1:
+            raise ValueError("retry_jitter_ratio must be 0 to 1")
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.max_retries, initial_seconds=self.retry_backoff_initial_seconds,
+                           max_seconds=self.retry_backoff_max_seconds, jitter_ratio=self.retry_jitter_ratio)
+
+    def with_timeout(self, seconds: float) -> "ClientConfig":
+        """The same, with each request limited to ``seconds`` (connect included)."""
+        return replace(self, timeout_seconds=seconds, connect_timeout_seconds=min(self.connect_timeout_seconds, seconds))
+
+
 class GreenAPIClient:
-    """One instance's methods. Use ``async with GreenAPIClient(credentials, settings) as client``.
+    """One instance's methods. Use ``async with GreenAPIClient(credentials, config) as client``.
 
     Retries 429, 502, 503, 504, connection errors and timeouts with capped, jittered backoff
     (honouring Retry-After); never retries 400/401/403/404/466. Raises only GreenAPIError subclasses.
@@ -51,25 +92,20 @@ class GreenAPIClient:
     def __init__(
         self,
         credentials: InstanceCredentials,
-        settings: GreenAPISettings | None = None,
+        config: ClientConfig | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        settings = settings or GreenAPISettings()
+        config = config or ClientConfig()
         install_log_redaction()
         self._credentials = credentials
         self._host = api_host(credentials.api_url)  # what messages name: never the URL, which holds the token
-        self._settings = settings
-        self._retry = RetryPolicy(
-            max_retries=settings.max_retries,
-            initial_seconds=settings.retry_backoff_initial_seconds,
-            max_seconds=settings.retry_backoff_max_seconds,
-            jitter_ratio=settings.retry_jitter_ratio,
-        )
-        self._timeout = httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
+        self._config = config
+        self._retry = config.retry
+        self._timeout = self._timeout_with_extra_read(0)
         self._pacer = Pacer(clock=clock, sleep=sleep)
         # A caller's http_client (one pool for a whole fleet) stays the caller's to close.
         self._owns_http = http_client is None
@@ -119,23 +155,24 @@ class GreenAPIClient:
     async def clear_messages_queue(self) -> ClearOutcome:
         return await self._call("GET", "clearMessagesQueue", ClearOutcome)
 
-    async def receive_notification(self, receive_timeout: int | None = None) -> Notification | None:
-        """Peek at the oldest queued notification; ``None`` when nothing is queued."""
-        seconds = receive_timeout or self._settings.receive_timeout_seconds
+    async def receive_notification(self, receive_timeout: int = MIN_RECEIVE_TIMEOUT_SECONDS) -> Notification | None:
+        """Peek at the oldest queued notification, waiting up to ``receive_timeout`` seconds (GREEN-API: 5-60) for
+        one; ``None`` when nothing is queued."""
         return await self._call(
             "GET",
             "receiveNotification",
             Notification,
-            params={"receiveTimeout": seconds},
+            params={"receiveTimeout": receive_timeout},
             nullable=True,
-            timeout=self._timeout_with_extra_read(seconds),
+            timeout=self._timeout_with_extra_read(receive_timeout),
         )
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def _timeout_with_extra_read(self, seconds: float) -> httpx.Timeout:
         return httpx.Timeout(
-            self._settings.read_timeout_seconds + seconds, connect=self._settings.connect_timeout_seconds
+            self._config.timeout_seconds + seconds,
+            connect=min(self._config.connect_timeout_seconds, self._config.timeout_seconds),
         )
 
     def _url(self, method: str) -> str:

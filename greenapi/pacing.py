@@ -19,15 +19,12 @@ import logging
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
+from greenapi.timings import RATE_LIMITS_PER_SECOND
+
 logger = logging.getLogger("greenapi.pacing")
 
 #: Seconds between two requests of a method on one instance; methods not listed are not paced.
-MIN_INTERVAL_SECONDS: Mapping[str, float] = {
-    "getStateInstance": 1.0,
-    "getSettings": 1.0,
-    "receiveNotification": 0.01,
-    "deleteNotification": 0.01,
-}
+MIN_INTERVAL_SECONDS: Mapping[str, float] = {method: 1 / per_second for method, per_second in RATE_LIMITS_PER_SECOND.items()}
 
 
 class Pacer:

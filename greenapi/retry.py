@@ -12,12 +12,15 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Capped exponential backoff with jitter; a Retry-After header wins, up to the cap."""
+    """Capped exponential backoff with jitter; a Retry-After header wins, up to the cap.
 
-    max_retries: int = 3
-    initial_seconds: float = 0.5
-    max_seconds: float = 8.0
-    jitter_ratio: float = 0.25
+    The client builds it from its ``ClientConfig`` (greenapi/client.py), which holds the defaults.
+    """
+
+    max_retries: int
+    initial_seconds: float
+    max_seconds: float
+    jitter_ratio: float
 
     def delay(self, retry_number: int, retry_after: str | None = None, *, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""

@@ -24,7 +24,7 @@ from receiver.registry import InstanceRegistry, PrefectCredentials, PrefectInsta
 from receiver.relay import AccountChecker, AccountWatch, Forwarder, HeldBackLedger, Relay, RelayAnswer, RelayCounters
 from receiver.routes import router
 from receiver.service import ReportService, Unavailable, WidStore
-from receiver.settings import ReceiverSettings
+from receiver.settings import ReceiverLimits, ReceiverSettings
 
 __all__ = ["create_app", "WidStore"]
 
@@ -38,6 +38,7 @@ DESCRIPTION = (
 def create_app(
     settings: ReceiverSettings,
     *,
+    limits: ReceiverLimits = ReceiverLimits(),
     emitter: Emitter | None = None,
     wid_store: WidStore | None = None,
     clock: Callable[[], float] | None = None,
@@ -53,7 +54,7 @@ def create_app(
     drives the duplicate cache's expiry. With ``settings.dispatch == "background"``, ``dispatcher``
     (default: a :class:`BackgroundDispatcher`) hands each report to a task worker. ``registry`` says which
     instances are registered (default: the greenapi-instance blocks on the Prefect server, cached for
-    ``settings.registry_ttl_seconds``); reports for any other instance start nothing.
+    ``limits.registry_ttl_seconds``); reports for any other instance start nothing.
 
     With ``settings.forward_url`` the GREEN-API endpoint is a relay (receiver/relay.py): ``account_checker`` asks
     GetSettings (default: the instance's greenapi-instance block), ``held_back_flush(id, count)`` records held-back
@@ -68,15 +69,15 @@ def create_app(
     service = ReportService(
         emitter=emitter,
         wids=wid_store or WidStore(),
-        registry=registry if registry is not None else PrefectInstanceRegistry(ttl_seconds=settings.registry_ttl_seconds),
-        seen=TTLCache(settings.dedup_ttl_seconds, settings.dedup_max_entries, **({"clock": clock} if clock else {})),
+        registry=registry if registry is not None else PrefectInstanceRegistry(ttl_seconds=limits.registry_ttl_seconds),
+        seen=TTLCache(limits.dedup_ttl_seconds, limits.dedup_max_entries, **({"clock": clock} if clock else {})),
         dispatcher=dispatcher,
         relay=settings.forward_url is not None,
     )
     app = FastAPI(title="greenapi-queue-reset receiver", version="1", description=DESCRIPTION,
                   lifespan=_lifespan, docs_url=None, redoc_url=None)
-    app.state.settings, app.state.service = settings, service
-    app.state.relay = _relay(settings, service, account_checker, held_back_flush) if settings.forward_url else None
+    app.state.settings, app.state.limits, app.state.service = settings, limits, service
+    app.state.relay = _relay(settings, limits, service, account_checker, held_back_flush) if settings.forward_url else None
     app.include_router(router)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
@@ -97,7 +98,7 @@ async def _lifespan(app: FastAPI):
         await emitter.close()
 
 
-def _relay(settings: ReceiverSettings, service: ReportService, checker: AccountChecker | None,
+def _relay(settings: ReceiverSettings, limits: ReceiverLimits, service: ReportService, checker: AccountChecker | None,
            flush: Callable[[int, int], Awaitable[None]] | None) -> Relay:
     counters = RelayCounters()
 
@@ -113,7 +114,7 @@ def _relay(settings: ReceiverSettings, service: ReportService, checker: AccountC
 
     watch = AccountWatch(checker or _block_checker(counters), counters, on_new_account=on_new_account)
     ledger = HeldBackLedger(flush or partial(_record_held_back, service.emitter), counters)
-    forwarder = Forwarder(settings.forward_url, settings.forward_token, settings.forward_timeout_seconds)
+    forwarder = Forwarder(settings.forward_url, settings.forward_token, limits.forward_timeout_seconds)
     return Relay(forwarder, watch, ledger, counters, state_webhook)
 
 
@@ -122,10 +123,10 @@ def _block_checker(counters: RelayCounters) -> AccountChecker:
     per instance (one pool for all would be scanned whole on every request), one TLS context for all."""
     import httpx
 
-    from greenapi import GreenAPIClient, get_settings
+    from greenapi import ClientConfig, GreenAPIClient
 
     credentials = PrefectCredentials()
-    settings = get_settings().model_copy(update={"max_retries": 1, "read_timeout_seconds": 10.0})
+    config = ClientConfig(max_retries=1, timeout_seconds=10.0)
     tls = httpx.create_ssl_context()
 
     async def credentials_of(id_instance: int):
@@ -136,7 +137,7 @@ def _block_checker(counters: RelayCounters) -> AccountChecker:
             counters.prefect_calls += credentials.reads - before
 
     return AccountChecker(credentials_of, lambda found: GreenAPIClient(
-        found, settings, transport=httpx.AsyncHTTPTransport(verify=tls, limits=httpx.Limits(max_connections=1))))
+        found, config, transport=httpx.AsyncHTTPTransport(verify=tls, limits=httpx.Limits(max_connections=1))))
 
 
 async def _record_held_back(emitter: Emitter, id_instance: int, count: int) -> None:

@@ -29,7 +29,7 @@ RETRY_AFTER_SECONDS = "5"
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": models.ErrorBody, "description": "The body is not JSON."},
     401: {"model": models.ErrorBody, "description": "Missing or wrong bearer token (nothing was read or emitted)."},
-    413: {"model": models.ErrorBody, "description": "The body is larger than `max_body_bytes`."},
+    413: {"model": models.ErrorBody, "description": "The body is larger than the receiver accepts."},
     422: {"model": models.ErrorBody, "description": "The body does not match the schema; each error names the field, never its value."},
     503: {"model": models.ErrorBody, "description": "Prefect did not take the event; re-send (the event id stays the same)."},
 }
@@ -95,7 +95,7 @@ def parse_json(body: bytes) -> Any:
 
 async def read_model(request: Request, model: type[M]) -> M:
     """The body as ``model``: 413, 400 or 422 (each error names the field, never its value) otherwise."""
-    data = parse_json(await read_body(request, request.app.state.settings.max_body_bytes))
+    data = parse_json(await read_body(request, request.app.state.limits.max_body_bytes))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -160,7 +160,7 @@ router = APIRouter()
 async def greenapi_webhook(request: Request, service: Service):
     relay = request.app.state.relay
     if relay is not None:  # every body goes on to the app; GREEN-API hears the app's answer (receiver/relay.py)
-        body = await read_body(request, request.app.state.settings.max_body_bytes)
+        body = await read_body(request, request.app.state.limits.max_body_bytes)
         relayed = await relay.handle(body, request.headers.get("content-type"))
         return JSONResponse(status_code=relayed.status, content=relayed.body)
     decision = await service.webhook(await read_model(request, models.GreenApiWebhook))

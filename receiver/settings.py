@@ -1,19 +1,45 @@
-"""Receiver configuration, from the environment (prefix ``GREEN_API_RECEIVER_``) or a ``.env`` file."""
+"""Receiver configuration: what an operator sets, from the environment (prefix ``GREEN_API_RECEIVER_``) or a
+``.env`` file, and the receiver's fixed bounds (:class:`ReceiverLimits`, not settings)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from greenapi.timings import WEBHOOK_ANSWER_TIMEOUT_SECONDS
 
 
 class ReceiverConfigurationError(ValueError):
     """The receiver cannot start with this configuration; the message never holds the secret."""
 
 
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """The receiver's bounds. No operator tunes them; tests hand in others (``create_app(settings, limits=...)``)."""
+
+    #: Largest request body accepted; larger bodies get 413 (GREEN-API's notifications are a few KB).
+    max_body_bytes: int = 65536
+    #: How long an accepted event id is remembered, so a re-delivery is answered as a duplicate, not emitted again.
+    dedup_ttl_seconds: float = 3600.0
+    #: Most event ids remembered at once (oldest forgotten first).
+    dedup_max_entries: int = 100_000
+    #: How long the set of registered instances read from Prefect is reused; an instance missing from it is looked
+    #: up again at most once a second.
+    registry_ttl_seconds: float = 10.0
+    #: How long the relay waits for the app's answer; then GREEN-API is answered 504 and sends it again. Shorter
+    #: than GREEN-API's own wait for an answer, so the 504 reaches it.
+    forward_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.forward_timeout_seconds < WEBHOOK_ANSWER_TIMEOUT_SECONDS:
+            raise ValueError(f"forward_timeout_seconds must be above 0 and below GREEN-API's {WEBHOOK_ANSWER_TIMEOUT_SECONDS:.0f} s")
+
+
 class ReceiverSettings(BaseSettings):
-    """Create it with :func:`get_receiver_settings` (never at import)."""
+    """What an operator sets for the receiver. Create it with :func:`get_receiver_settings` (never at import)."""
 
     model_config = SettingsConfigDict(
         env_prefix="GREEN_API_RECEIVER_",
@@ -21,38 +47,30 @@ class ReceiverSettings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,
     )
 
     secret: SecretStr | None = Field(
         default=None,
-        description="Bearer token callers must send (`Authorization: Bearer <secret>`); also GREEN-API's webhookUrlToken. Required to start.",
+        description="Required. Bearer token every caller sends (`Authorization: Bearer <secret>`); the instances' "
+        "webhookUrlToken.",
     )
-    host: str = Field(default="127.0.0.1", min_length=1, description="Interface to listen on.")
-    port: int = Field(default=8787, ge=0, le=65535, description="TCP port to listen on (0 picks a free port).")
-    max_body_bytes: int = Field(default=65536, ge=1, le=16 * 1024 * 1024, description="Largest request body accepted; larger bodies get 413.")
-    dedup_ttl_seconds: float = Field(default=3600.0, ge=0, description="How long an accepted event id is remembered, so a re-delivery is answered as a duplicate and not emitted again.")
-    dedup_max_entries: int = Field(default=100_000, ge=1, description="Most event ids remembered at once (oldest forgotten first).")
-    registry_ttl_seconds: float = Field(default=10.0, gt=0, le=3600, description="How long the set of registered instances (greenapi-instance blocks) read from Prefect is reused; an instance missing from it is looked up again at most once a second.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Interface the receiver listens on (0.0.0.0: all).")
+    port: int = Field(default=8787, ge=0, le=65535, description="Port the receiver listens on (0 picks a free one).")
 
     dispatch: Literal["trigger", "background"] = Field(
         default="trigger",
-        description="How a report becomes a run: `trigger` emits the event and the deployment's event trigger starts the run (Prefect's runner, a new process per run); `background` hands it to a Prefect task worker (`handle-reported-change`, no new process) and emits `<event>.dispatched`. `greenapi-migrate serve` uses `background` unless this is set.",
+        description="How a report becomes a run: `trigger` (the deployment's event trigger starts it) or `background` (a "
+        "task worker runs it; `serve`'s default).",
     )
 
     forward_url: str | None = Field(
         default=None,
-        description="The operator's app's webhook URL. Set: the receiver is a relay in front of it (it may then be the "
-        "instance's webhookUrl): every GREEN-API body goes on unchanged, GREEN-API hears 200 only once the app answered "
-        "2xx, and notifications of an account no longer on the instance are held back. Unset: nothing is forwarded, "
-        "so the receiver must not be the webhookUrl of an instance whose notifications an app needs.",
+        description="Your app's webhook URL: set, the receiver relays every GREEN-API notification to it (and holds back "
+        "those of an account no longer on the instance); unset, nothing is forwarded.",
     )
     forward_token: SecretStr | None = Field(
-        default=None, description="Sent to the app as `Authorization: Bearer <token>` with every forwarded body; never logged.",
-    )
-    forward_timeout_seconds: float = Field(
-        default=30.0, gt=0, le=170,
-        description="How long the relay waits for the app's answer; then GREEN-API is answered 504 and sends it again "
-        "(GREEN-API itself waits up to 180 s).",
+        default=None, description="Bearer token sent to that app with every forwarded notification.",
     )
 
     @field_validator("forward_url", mode="after")

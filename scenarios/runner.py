@@ -40,6 +40,7 @@ from typing import Callable
 
 import httpx
 
+from greenapi.timings import GreenApiTimings
 from scenarios.app_stub import AppStub
 from scenarios.measure import CellResult, Enqueued, measure
 from scenarios.proxy import RoundRobinProxy
@@ -61,17 +62,13 @@ WIRING_TITLES = {
 }
 WEBHOOK_PATH = "/webhooks/greenapi"
 
-# The emulator's windows these scenarios run with (tests/conftest.py's), and the flow's timings that mirror them
-# (bench/servers.FAST_GREEN_API and tests/conftest.greenapi_env).
+# The emulator's windows these scenarios run with (tests/conftest.py's), and the runs told of them as the tests and
+# the demo tell theirs (greenapi/timings.py's GREEN_API_EMULATOR_TIMINGS).
 EMULATOR_WINDOWS = {"clear_window_seconds": 3.0, "count_refresh_seconds": 1.0, "max_receive_wait_seconds": 0.2}
 GREEN_API_ENV = {
-    "GREEN_API_COUNT_REFRESH_SECONDS": "1",
-    "GREEN_API_CLEAR_INTERVAL_SECONDS": "3",
-    "GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS": "0.05",
-    "GREEN_API_RETRY_BACKOFF_MAX_SECONDS": "0.2",
-    "GREEN_API_READ_TIMEOUT_SECONDS": "30",
-    "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "30",
-    "GREEN_API_REFUSED_RETRY_SECONDS": "0.2",
+    **GreenApiTimings(count_refresh_seconds=EMULATOR_WINDOWS["count_refresh_seconds"],
+                      clear_interval_seconds=EMULATOR_WINDOWS["clear_window_seconds"]).env(),
+    "GREEN_API_TIMEOUT_SECONDS": "30",
 }
 
 PAUSE_FLOOR_SECONDS = 4.0

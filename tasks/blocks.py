@@ -10,7 +10,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from greenapi import DEFAULT_API_URL, GreenAPIClient, GreenAPISettings, InstanceCredentials, PartnerClient, get_settings
+from greenapi import DEFAULT_API_URL, ClientConfig, GreenAPIClient, InstanceCredentials, PartnerClient, get_settings
 from tasks.connections import open_client
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
@@ -33,19 +33,19 @@ class GreenApiInstance(Block):
             api_url=self.api_url, id_instance=self.id_instance, api_token_instance=self.api_token_instance
         )
 
-    def get_client(self, settings: GreenAPISettings | None = None,
+    def get_client(self, config: ClientConfig | None = None,
                    http_client: httpx.AsyncClient | None = None) -> GreenAPIClient:
         """A client for this instance, as the runs open theirs (``tasks.connections.open_client``).
 
         Args:
-            settings: retries, timeouts and pacing; by default the ``GREEN_API_*`` settings, read now.
+            config: timeouts and retries; by default GREEN_API_TIMEOUT_SECONDS and GREEN_API_MAX_RETRIES, read now.
             http_client: a pool shared with other instances' clients (left open); by default the client
                 opens its own and closes it with ``async with``.
 
         Returns:
             The client, to use as ``async with block.get_client() as client``.
         """
-        return open_client(self.credentials(), settings or get_settings(), http_client)
+        return open_client(self.credentials(), config or get_settings().client_config(), http_client)
 
 
 class GreenApiPartner(Block):

@@ -15,7 +15,7 @@ from typing import AsyncIterator
 
 import httpx
 
-from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
+from greenapi import ClientConfig, GreenAPIClient, InstanceCredentials
 from tasks.expected import install_expected_failure_logging
 
 
@@ -45,8 +45,8 @@ async def fleet_http(max_in_flight: int) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def open_client(credentials: InstanceCredentials, settings: GreenAPISettings,
+def open_client(credentials: InstanceCredentials, config: ClientConfig,
                 http_client: httpx.AsyncClient | None = None) -> GreenAPIClient:
     """A client for one instance: on ``http_client`` (a fleet run's pool) when given, on its own connections otherwise."""
     install_expected_failure_logging()  # every run's steps get their client here: their failures log one line
-    return GreenAPIClient(credentials, settings, http_client=http_client)
+    return GreenAPIClient(credentials, config, http_client=http_client)

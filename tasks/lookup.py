@@ -20,7 +20,7 @@ LIST_HINT = "greenapi-migrate instances list shows the registered ones"
 
 
 async def resolve_partner(block: str | None, settings: GreenAPISettings) -> GreenApiPartner:
-    """A greenapi-partner block by name, or one made (not saved) from the GREEN_API_PARTNER_* settings."""
+    """A greenapi-partner block by name, or one made (not saved) from GREEN_API_PARTNER_TOKEN and GREEN_API_API_URL."""
     if block:
         try:
             return await GreenApiPartner.aload(block.strip())
@@ -28,7 +28,7 @@ async def resolve_partner(block: str | None, settings: GreenAPISettings) -> Gree
             raise ConfigurationError(f"no {PARTNER_BLOCK_TYPE_SLUG} block named {block!r}: {exc}") from None
     if settings.partner_token is None:
         raise ConfigurationError("missing setting GREEN_API_PARTNER_TOKEN (or name a greenapi-partner block)")
-    return GreenApiPartner(partner_api_url=settings.partner_api_url, partner_token=settings.partner_token,
+    return GreenApiPartner(partner_api_url=settings.api_url, partner_token=settings.partner_token,
                            api_url=settings.api_url)
 
 

@@ -86,8 +86,8 @@ async def wait_webhook_detached(client: GreenAPIClient, timeout_seconds: float, 
 
     Args:
         client: the instance's GREEN-API client.
-        timeout_seconds: how long to wait at most (GREEN_API_SETTINGS_APPLY_TIMEOUT_SECONDS).
-        poll_seconds: the pause between reads (GREEN_API_SETTINGS_POLL_SECONDS).
+        timeout_seconds: how long to wait at most (GREEN-API applies SetSettings within 5 minutes).
+        poll_seconds: the pause between reads.
 
     Returns:
         Whether the empty webhookUrl applied, after how long and how many reads.

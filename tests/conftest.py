@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import secrets
@@ -11,8 +12,9 @@ import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
 from bench.servers import PostgresCluster, PrefectServer, drain_prefect_workers
+from greenapi.timings import EMULATOR_TIMINGS_ENV, GreenApiTimings
 
-# Short GREEN-API windows for tests; the flow's settings mirror them (see `greenapi_env`).
+# Short GREEN-API windows for tests; the runs are told of them (TEST_TIMINGS, see `greenapi_env`).
 TEST_CLEAR_WINDOW_SECONDS = 3.0
 TEST_COUNT_REFRESH_SECONDS = 1.0
 TEST_MAX_RECEIVE_WAIT_SECONDS = 0.2
@@ -162,26 +164,31 @@ def seed_instance(emulator):
     return _seed
 
 
+# The runs' view of the tests' emulator (its windows above), handed in as the demo does (greenapi/timings.py).
+TEST_TIMINGS = GreenApiTimings(count_refresh_seconds=TEST_COUNT_REFRESH_SECONDS, clear_interval_seconds=TEST_CLEAR_WINDOW_SECONDS)
+
+
 @pytest.fixture
 def greenapi_env(monkeypatch, emulator, tmp_path):
-    """Point the GREEN_API_* settings at one emulated instance, with timings that mirror the emulator."""
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    for name, value in {
-        "GREEN_API_API_URL": emulator.url,
-        "GREEN_API_COUNT_REFRESH_SECONDS": str(TEST_COUNT_REFRESH_SECONDS),
-        "GREEN_API_CLEAR_INTERVAL_SECONDS": str(TEST_CLEAR_WINDOW_SECONDS),
-        "GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS": "0.05",
-        "GREEN_API_RETRY_BACKOFF_MAX_SECONDS": "0.2",
-        "GREEN_API_READ_TIMEOUT_SECONDS": "2",
-        "GREEN_API_MAX_TOTAL_WAIT_SECONDS": "30",
-        "GREEN_API_REFUSED_RETRY_SECONDS": "0.2",
-    }.items():
-        monkeypatch.setenv(name, value)
+    """Point the GREEN_API_* settings at one emulated instance, and tell the runs the emulator's windows.
 
-    def _use(instance: SeededInstance, **settings: str) -> None:
+    ``greenapi_env(instance, **values)``: GreenApiTimings fields (e.g. ``clear_interval_seconds=10``) change
+    the windows the runs assume; any other name is a public setting (``timeout_seconds`` -> GREEN_API_TIMEOUT_SECONDS).
+    """
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("GREEN_API_API_URL", emulator.url)
+    monkeypatch.setenv("GREEN_API_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv(EMULATOR_TIMINGS_ENV, TEST_TIMINGS.env()[EMULATOR_TIMINGS_ENV])
+    timing_fields = {f.name for f in dataclasses.fields(GreenApiTimings)}
+
+    def _use(instance: SeededInstance, **values) -> None:
         monkeypatch.setenv("GREEN_API_ID_INSTANCE", str(instance.id_instance))
         monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", instance.token)
-        for key, value in settings.items():
-            monkeypatch.setenv(f"GREEN_API_{key.upper()}", str(value))
+        timings = {key: float(value) for key, value in values.items() if key in timing_fields}
+        if timings:
+            monkeypatch.setenv(EMULATOR_TIMINGS_ENV, dataclasses.replace(TEST_TIMINGS, **timings).env()[EMULATOR_TIMINGS_ENV])
+        for key, value in values.items():
+            if key not in timing_fields:
+                monkeypatch.setenv(f"GREEN_API_{key.upper()}", str(value))
 
     return _use

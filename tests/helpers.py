@@ -79,13 +79,13 @@ TOKEN_CANARY = "CANARY0123456789abcdef"
 
 
 def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[float] | None = None,
-                sleep: Callable | None = None, clock: Callable[[], float] = time.monotonic, **settings: Any):
+                sleep: Callable | None = None, clock: Callable[[], float] = time.monotonic, **config: Any):
     """A GreenAPIClient for MOCK_ID_INSTANCE with TOKEN_CANARY, every request answered by ``handler``
-    (httpx.MockTransport); ``settings`` are GreenAPISettings fields. Backoffs are not slept but appended to
+    (httpx.MockTransport); ``config`` are ClientConfig fields. Backoffs are not slept but appended to
     ``slept`` (when given), unless ``sleep`` and ``clock`` stand in for time."""
     import httpx
 
-    from greenapi import DEFAULT_API_URL, GreenAPIClient, GreenAPISettings, InstanceCredentials
+    from greenapi import DEFAULT_API_URL, ClientConfig, GreenAPIClient, InstanceCredentials
 
     async def record(seconds: float) -> None:
         if slept is not None:
@@ -93,7 +93,7 @@ def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[fl
 
     credentials = InstanceCredentials(api_url=api_url or DEFAULT_API_URL, id_instance=MOCK_ID_INSTANCE,
                                       api_token_instance=TOKEN_CANARY)
-    return GreenAPIClient(credentials, GreenAPISettings(_env_file=None, **settings),
+    return GreenAPIClient(credentials, ClientConfig(**config),
                           transport=httpx.MockTransport(handler), sleep=sleep or record, clock=clock)
 
 

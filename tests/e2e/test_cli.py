@@ -115,9 +115,9 @@ def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_pa
     ("settings", "expected"),
     [
         ({}, "GREEN_API_ID_INSTANCE, GREEN_API_API_TOKEN_INSTANCE"),
-        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_MAX_RETRIES": "many"}, "max_retries"),
-        ({"GREEN_API_ID_INSTANCE": "not-a-number", "GREEN_API_API_TOKEN_INSTANCE": CANARY}, "id_instance"),
-        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_API_TOKEN_INSTANCE": CANARY, "GREEN_API_API_URL": "ftp://x"}, "api_url"),
+        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_MAX_RETRIES": "many"}, "invalid setting GREEN_API_MAX_RETRIES:"),
+        ({"GREEN_API_ID_INSTANCE": "not-a-number", "GREEN_API_API_TOKEN_INSTANCE": CANARY}, "invalid setting GREEN_API_ID_INSTANCE:"),
+        ({"GREEN_API_ID_INSTANCE": "12", "GREEN_API_API_TOKEN_INSTANCE": CANARY, "GREEN_API_API_URL": "ftp://x"}, "GREEN_API_API_URL:"),
     ],
 )
 def test_configuration_errors_are_one_line_without_a_traceback(cli_env, tmp_path, settings, expected):

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from greenapi.timings import GreenApiTimings
+
 from tests.helpers import wait_for_left_time
 from bench.servers import CLI, client_env
 
@@ -33,8 +35,8 @@ def test_a_run_killed_during_the_left_time_wait_is_rerun_safely(real_prefect_ser
     env = client_env(
         real_prefect_server["PREFECT_API_URL"], tmp_path / "home",
         GREEN_API_API_URL=emulator.url, GREEN_API_ID_INSTANCE=str(instance.id_instance),
-        GREEN_API_API_TOKEN_INSTANCE=instance.token, GREEN_API_COUNT_REFRESH_SECONDS="1",
-        GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS),
+        GREEN_API_API_TOKEN_INSTANCE=instance.token,
+        **GreenApiTimings(count_refresh_seconds=1, clear_interval_seconds=WINDOW_SECONDS).env(),
     )
 
     first = _run(env, tmp_path)

@@ -76,7 +76,7 @@ async def test_import_list_remove(real_prefect_server, tmp_path):
 
 def test_a_partner_error_is_a_clear_message_and_a_non_zero_exit(emulator, tmp_path):
     env = clean_env(PREFECT_HOME=str(tmp_path / "fresh-home"),  # it fails before it needs a Prefect server
-                    GREEN_API_PARTNER_API_URL=emulator.url, GREEN_API_PARTNER_TOKEN=CANARY)  # not the emulator's
+                    GREEN_API_API_URL=emulator.url, GREEN_API_PARTNER_TOKEN=CANARY)  # not the emulator's
 
     done = _cli(["import", "--partner"], env, tmp_path)
 

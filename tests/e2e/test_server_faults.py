@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from greenapi.timings import GreenApiTimings
+
 from tests.e2e.conftest import on_postgres_only
 from tests.helpers import clear_registry, wait_for_left_time
 from bench.servers import CLI, client_env
@@ -23,8 +25,8 @@ WINDOW_SECONDS = 20
 
 
 def _client_env(prefect_server, tmp_path, **extra: str) -> dict[str, str]:
-    return client_env(prefect_server.api_url, tmp_path / "client-home", GREEN_API_COUNT_REFRESH_SECONDS="1",
-                      GREEN_API_CLEAR_INTERVAL_SECONDS=str(WINDOW_SECONDS), **extra)
+    return client_env(prefect_server.api_url, tmp_path / "client-home",
+                      **GreenApiTimings(count_refresh_seconds=1, clear_interval_seconds=WINDOW_SECONDS).env(), **extra)
 
 
 def test_a_run_outlives_a_prefect_server_restart_during_its_left_time_wait(prefect_server, emulator, seed_instance, tmp_path):

@@ -80,7 +80,7 @@ async def test_fault_cell(emulator, seed_instance, greenapi_env, step, fault, va
     emulator.state.add_faults(instance.id_instance, [{
         "method": method, "fault": emulator_fault, "after": before, "times": None if variant == "permanent" else 2,
     }])
-    greenapi_env(instance, read_timeout_seconds="0.3", max_retries="3")
+    greenapi_env(instance, timeout_seconds="0.3", max_retries="3")
 
     started = time.monotonic()
     state, report = await run_flow(reason="number_blocked")
@@ -151,7 +151,7 @@ async def test_the_canary_token_is_in_no_log_output_or_database_row(prefect_serv
         method, before = STEPS[step]
         instance = seed_instance(token=CANARY, notifications=6)
         emulator.state.add_faults(instance.id_instance, [{"method": method, "fault": FAULTS[fault][0], "after": before, "times": None}])
-        greenapi_env(instance, read_timeout_seconds="0.3", max_retries="1")
+        greenapi_env(instance, timeout_seconds="0.3", max_retries="1")
         state, _ = await run_flow(reason="number_blocked")
         assert state.is_failed() and f"{step} step failed" in state.message, state.message
         instances.append(instance.id_instance)

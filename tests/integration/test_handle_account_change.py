@@ -13,6 +13,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows import Outcome, handle_account_change
 from tasks import GreenApiInstance
+from flows.limits import INSTANCE_LOCK_TIMEOUT_SECONDS
 from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
 from tests.helpers import await_until, every_log_record, methods_called, run_flow, slots_taken, task_runs_of
 
@@ -70,7 +71,7 @@ async def test_left_time_is_waited_exactly_then_the_clear_succeeds(emulator, see
     # A 10 s window cleared 4 s ago: the run's first clear is inside it even when the machine is slow to start it.
     emulator.state.set_config({"clear_window_seconds": 10})
     instance = seed_instance(notifications=8, cleared_seconds_ago=4)
-    greenapi_env(instance, left_time_margin_seconds="0.5", clear_interval_seconds=10)
+    greenapi_env(instance, clear_interval_seconds=10)
 
     state, report = await run_flow(reason="account_changed")
 
@@ -223,9 +224,9 @@ async def test_wrong_token_fails_fast_with_a_clear_message(emulator, seed_instan
 
 async def test_notifications_that_keep_arriving_end_bounded_and_honest(emulator, seed_instance, greenapi_env):
     instance = seed_instance(notifications=10, arrival_rate_per_second=4)
-    greenapi_env(instance, max_clear_attempts="2")
+    greenapi_env(instance)
 
-    state, report = await run_flow(reason="account_changed")
+    state, report = await run_flow(reason="account_changed", max_clear_attempts=2)
 
     assert state.is_failed() and report.outcome is Outcome.not_empty and not report.verified_empty
     assert report.clear_attempts == 2 and report.count_after > 0
@@ -282,7 +283,7 @@ async def test_a_run_waiting_for_another_runs_hold_says_which_run_and_how_long(e
 
     # Cleared just now: the first run waits out leftTime holding the instance, long enough to be waited for.
     instance = seed_instance(notifications=3, cleared_seconds_ago=0)
-    greenapi_env(instance, instance_lock_timeout_seconds=120)
+    greenapi_env(instance)
 
     def run_in_own_loop():  # each run in its own thread and event loop, as two workers would run them
         return asyncio.to_thread(asyncio.run, run_flow(reason="number_blocked"))
@@ -301,7 +302,7 @@ async def test_a_run_waiting_for_another_runs_hold_says_which_run_and_how_long(e
                           if "is held by" in log.message] for run_id in (holder, waiter)}
     assert len(waits[waiter]) == 1 and not waits[holder]
     assert f"run number_blocked-{instance.id_instance} ({holder})" in waits[waiter][0]
-    assert "waiting for it 120 s at most" in waits[waiter][0]
+    assert f"waiting for it {INSTANCE_LOCK_TIMEOUT_SECONDS:.0f} s at most" in waits[waiter][0]
     assert " ERROR " not in log.getvalue()  # waiting one's turn is no error (a timed-out take is Prefect's ERROR line)
 
 

@@ -103,7 +103,6 @@ async def test_import_from_the_partner_account_and_its_errors(emulator, seed_ins
     kept = seed_instance(name="Partner Shop")
     seed_instance(deleted=True)
     greenapi_env(kept)
-    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
     monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER)
 
     # Called from the running event loop's thread: the command runs its own loop, so give it a thread.
@@ -131,7 +130,6 @@ async def test_the_sweep_takes_its_fleet_from_the_partner_account(emulator, seed
     blocked = seed_instance(state="blocked", notifications=4)
     gone = seed_instance(state="blocked", notifications=2, deleted=True)
     greenapi_env(healthy)
-    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
     monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER)
 
     report = await sweep_instances(max_concurrency=4, fleet="partner")
@@ -154,7 +152,6 @@ async def test_a_partner_sweep_with_a_refused_token_fails_with_the_partner_error
     emulator.state.set_config({"partner_token": PARTNER})
     instance = seed_instance(state="blocked", notifications=1)
     greenapi_env(instance)
-    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", emulator.url)
     monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER + "x")
 
     state = await sweep_instances(max_concurrency=2, fleet="partner", return_state=True)

@@ -26,7 +26,7 @@ from prefect.variables import Variable
 from receiver.dedup import TTLCache
 from receiver.emitter import EmitError, PrefectEventEmitter
 from receiver.server import ReceiverServer
-from receiver.settings import ReceiverConfigurationError, get_receiver_settings
+from receiver.settings import ReceiverConfigurationError, ReceiverLimits, get_receiver_settings
 from tasks.memory import seen_variable_name
 from bench.servers import register_instance
 from tests.helpers import EVENT_ID_NAMESPACE, wait_until, where_in_database
@@ -133,10 +133,10 @@ def scenario(prefect_server) -> Scenario:
     root = logging.getLogger()
     root.addHandler(capture)
     s = Scenario()
-    settings = get_receiver_settings(_env_file=None, secret=CANARY, max_body_bytes=4096)
+    settings = get_receiver_settings(_env_file=None, secret=CANARY)
     auth = {"Authorization": f"Bearer {CANARY}"}
     try:
-        with ReceiverServer(settings) as server, httpx.Client(base_url=server.url, headers=auth, timeout=30) as http:
+        with ReceiverServer(settings, limits=ReceiverLimits(max_body_bytes=4096)) as server, httpx.Client(base_url=server.url, headers=auth, timeout=30) as http:
             def post(name: str, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
                 if body is not None:
                     kwargs["json"] = body
@@ -451,11 +451,11 @@ def test_settings_errors_are_one_line_without_the_secret(monkeypatch, tmp_path):
 
 def test_settings_come_from_a_dotenv_file(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    for name in ("SECRET", "PORT", "HOST", "MAX_BODY_BYTES"):
+    for name in ("SECRET", "PORT", "HOST"):
         monkeypatch.delenv(f"GREEN_API_RECEIVER_{name}", raising=False)
-    (tmp_path / ".env").write_text(f"GREEN_API_RECEIVER_SECRET={CANARY}\nGREEN_API_RECEIVER_MAX_BODY_BYTES=1000\nGREEN_API_OTHER=1\n")
+    (tmp_path / ".env").write_text(f"GREEN_API_RECEIVER_SECRET={CANARY}\nGREEN_API_RECEIVER_PORT=1000\nGREEN_API_OTHER=1\n")
     settings = get_receiver_settings()
-    assert settings.secret.get_secret_value() == CANARY and settings.max_body_bytes == 1000 and settings.port == 8787
+    assert settings.secret.get_secret_value() == CANARY and settings.port == 1000 and settings.host == "127.0.0.1"
 
 
 def test_duplicate_memory_expires_and_is_bounded():

@@ -30,10 +30,11 @@ from schemathesis.specs.openapi.checks import (
 from receiver.app import create_app
 from tests.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 from receiver.server import ReceiverServer
-from receiver.settings import get_receiver_settings
+from receiver.settings import ReceiverLimits, get_receiver_settings
 
 CANARY = "CANARYfuzz" + "f022" * 8
-SETTINGS = get_receiver_settings(_env_file=None, secret=CANARY, max_body_bytes=8192)
+SETTINGS = get_receiver_settings(_env_file=None, secret=CANARY)
+LIMITS = ReceiverLimits(max_body_bytes=8192)
 GOOD = {"Authorization": f"Bearer {CANARY}"}
 WRONG = {"Authorization": f"Bearer {CANARY[:-1]}0"}
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
@@ -41,7 +42,7 @@ POST_PATHS = {"/webhooks/greenapi", "/events/queue-reset"}
 
 
 EMITTER, WIDS = RecordingEmitter(), MemoryWidStore()
-APP = create_app(SETTINGS, emitter=EMITTER, wid_store=WIDS.store(), registry=MemoryRegistry())  # every instance registered
+APP = create_app(SETTINGS, limits=LIMITS, emitter=EMITTER, wid_store=WIDS.store(), registry=MemoryRegistry())  # every instance registered
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
@@ -104,7 +105,7 @@ def test_without_the_secret_no_5xx_and_nothing_emitted(case):
 
 def test_over_loopback_against_real_prefect_no_5xx(prefect_server):
     """The same description, fetched from a real receiver that emits into the session's Prefect server."""
-    with ReceiverServer(SETTINGS) as server:
+    with ReceiverServer(SETTINGS, limits=LIMITS) as server:
         loaded = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=10)
         operations = [result.ok() for result in loaded.get_all_operations()]
         assert {(op.method.upper(), op.path) for op in operations} >= {("POST", p) for p in POST_PATHS}

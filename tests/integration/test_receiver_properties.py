@@ -41,11 +41,12 @@ from tests.helpers import (
     where_in_database,
 )
 from receiver.server import ReceiverServer
-from receiver.settings import get_receiver_settings
+from receiver.settings import ReceiverLimits, get_receiver_settings
 
 CANARY = "CANARYprops" + "5ec7" * 8
 MAX_BODY = 4096
-SETTINGS = get_receiver_settings(_env_file=None, secret=CANARY, max_body_bytes=MAX_BODY)
+SETTINGS = get_receiver_settings(_env_file=None, secret=CANARY)
+LIMITS = ReceiverLimits(max_body_bytes=MAX_BODY)
 AUTH = {"Authorization": f"Bearer {CANARY}", "Content-Type": "application/json"}
 WEBHOOK, QUEUE_RESET = "/webhooks/greenapi", "/events/queue-reset"
 
@@ -446,7 +447,7 @@ RESPONSES: list[httpx.Response] = []  # every response of the module, for the ca
 
 async def _exchange(requests: list[tuple[str, bytes]], seed: dict[int, str] | None = None, headers: dict | None = None) -> list[Step]:
     emitter, wids = RecordingEmitter(), MemoryWidStore(seed)
-    app = create_app(SETTINGS, emitter=emitter, wid_store=wids.store(), registry=MemoryRegistry(unregistered=UNREGISTERED))
+    app = create_app(SETTINGS, limits=LIMITS, emitter=emitter, wid_store=wids.store(), registry=MemoryRegistry(unregistered=UNREGISTERED))
     steps = []
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
@@ -670,7 +671,7 @@ def real(prefect_server, logs):
     sample = RealSample()
     # Every instance counts as registered here (the ids are fresh per example); the Prefect-backed registry
     # has its own tests (test_receiver_webhook_examples.py).
-    with ReceiverServer(SETTINGS, registry=MemoryRegistry()) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with ReceiverServer(SETTINGS, limits=LIMITS, registry=MemoryRegistry()) as server, httpx.Client(base_url=server.url, timeout=30) as http:
 
         def send(path: str, raw: bytes, model: Model, mapping: dict[int, int]) -> None:
             raw = relabel(raw, mapping)

@@ -15,7 +15,7 @@ import pytest
 from greenapi import GreenAPIClient, InstanceCredentials, get_settings
 from receiver.relay import AccountChecker
 from receiver.server import ReceiverServer
-from receiver.settings import get_receiver_settings
+from receiver.settings import ReceiverLimits, get_receiver_settings
 from tests.helpers import HttpCatcher, MemoryRegistry, MemoryWidStore, RecordingEmitter, every_log_record, wait_until
 from bench.servers import free_port
 
@@ -55,10 +55,9 @@ class RelayUnderTest:
         async def flush(id_instance: int, count: int) -> None:
             self.flushed.append((id_instance, count))
 
-        settings = get_receiver_settings(secret=SECRET, forward_url=app_url, forward_token=APP_TOKEN,
-                                         forward_timeout_seconds=forward_timeout)
-        checker = AccountChecker(credentials_of, lambda found: GreenAPIClient(found, get_settings()))
-        self.server = ReceiverServer(settings, port=0, emitter=self.emitter, wid_store=self.wids.store(),
+        settings = get_receiver_settings(secret=SECRET, forward_url=app_url, forward_token=APP_TOKEN)
+        checker = AccountChecker(credentials_of, lambda found: GreenAPIClient(found, get_settings().client_config()))
+        self.server = ReceiverServer(settings, port=0, limits=ReceiverLimits(forward_timeout_seconds=forward_timeout), emitter=self.emitter, wid_store=self.wids.store(),
                                      registry=MemoryRegistry(), account_checker=checker, held_back_flush=flush)
 
     def post(self, body: dict | bytes) -> httpx.Response:

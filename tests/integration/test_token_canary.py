@@ -39,7 +39,7 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
         "timeout": dict(
             seed=dict(token=CANARY, notifications=1),
             faults=[{"method": "getStateInstance", "fault": {"kind": "delay", "seconds": 1.5}, "times": None}],
-            settings={"read_timeout_seconds": "0.3", "max_retries": "1"},
+            settings={"timeout_seconds": "0.3", "max_retries": "1"},
         ),
         "non_json": dict(seed=dict(token=CANARY, notifications=1), faults=[{"method": "getWebhooksCount", "fault": {"kind": "non_json"}, "times": None}], settings={}),
         "refused": dict(seed=dict(token=CANARY, notifications=1, refuse_clears={"reason": "internal error"}), settings={}),
@@ -72,7 +72,7 @@ async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_insta
     crashed = seed_instance(token=CANARY, notifications=2, **HOOK)
     greenapi_env(crashed)
     async with GreenAPIClient(InstanceCredentials(api_url=emulator.url, id_instance=crashed.id_instance, api_token_instance=CANARY),
-                              get_settings()) as client:
+                              get_settings().client_config()) as client:
         assert (await detach_webhook(client)).detached
     await asyncio.sleep(1.0)  # the restart (GetSettings' 1/s limit is per process)
     assert HOOK_CANARY not in database_dump_text(prefect_server)

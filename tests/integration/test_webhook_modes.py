@@ -57,9 +57,9 @@ async def test_the_peek_runs_while_the_count_snapshot_refreshes(emulator, seed_i
 async def test_a_notification_the_peek_finds_means_not_empty_even_when_the_count_says_0(emulator, seed_instance, greenapi_env):
     # #1108: the count reads 0 whenever anything is queued; notifications keep arriving after the clear.
     instance = seed_instance(notifications=7, count_zero_at=1, arrival_rate_per_second=50)
-    greenapi_env(instance, max_clear_attempts="1")
+    greenapi_env(instance)
 
-    state, report = await run_flow(reason="account_changed")
+    state, report = await run_flow(reason="account_changed", max_clear_attempts=1)
 
     assert state.is_failed() and report.outcome is Outcome.not_empty and not report.verified_empty
     assert report.count_after == 0 and report.clear_attempts == 1
@@ -114,7 +114,7 @@ async def test_detach_webhook_clears_verifies_by_peek_and_puts_both_back(emulato
 
 async def test_detach_webhook_waits_for_the_empty_webhook_url_to_apply_before_peeking(emulator, seed_instance, greenapi_env):
     instance = _seed_with_webhook(seed_instance, notifications=3, settings_apply_delay_seconds=1.5)
-    greenapi_env(instance, settings_poll_seconds="1")
+    greenapi_env(instance, settings_apply_seconds=60)  # GetSettings read every second
 
     state, report = await run_flow(reason="number_blocked", detach_webhook=True)
 
@@ -130,7 +130,7 @@ async def test_detach_webhook_waits_for_the_empty_webhook_url_to_apply_before_pe
 
 async def test_detach_webhook_that_never_applies_gives_up_and_still_puts_it_back(emulator, seed_instance, greenapi_env):
     instance = _seed_with_webhook(seed_instance, notifications=3, settings_apply_delay_seconds=60)
-    greenapi_env(instance, settings_poll_seconds="1", settings_apply_timeout_seconds="2")
+    greenapi_env(instance, settings_apply_seconds=2)
 
     state, report = await run_flow(reason="number_blocked", detach_webhook=True)
 
@@ -145,7 +145,7 @@ async def test_detach_webhook_that_never_applies_gives_up_and_still_puts_it_back
 async def _any_call(instance):
     settings = get_settings()
     async with GreenAPIClient(InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance,
-                                                  api_token_instance=instance.token), settings) as client:
+                                                  api_token_instance=instance.token), settings.client_config()) as client:
         await client.get_settings()
 
 
@@ -169,7 +169,7 @@ async def test_a_crash_between_detach_and_restore_is_put_back_by_the_next_run(em
     greenapi_env(instance)
     settings = get_settings()
     credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
-    async with GreenAPIClient(credentials, settings) as client:
+    async with GreenAPIClient(credentials, settings.client_config()) as client:
         detached = await detach_webhook(client)  # ... and the process dies here
     await asyncio.sleep(1.0)  # the restart: another process, so GetSettings' 1/s limit is not this client's to pace
     assert detached.detached and _webhook_of(emulator, instance.id_instance) == ("", HOOK_TOKEN)
@@ -191,7 +191,7 @@ async def test_a_webhook_url_set_since_the_crash_is_left_alone(emulator, seed_in
     greenapi_env(instance)
     settings = get_settings()
     credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
-    async with GreenAPIClient(credentials, settings) as client:
+    async with GreenAPIClient(credentials, settings.client_config()) as client:
         await detach_webhook(client)
     await asyncio.sleep(1.0)  # the restart (GetSettings' 1/s limit)
     emulator.state.patch_instance(instance.id_instance, {"webhook_url": "https://new.example/hook"})

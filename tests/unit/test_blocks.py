@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
-from greenapi import AuthenticationError, ConfigurationError, GreenAPISettings, PartnerAuthenticationError
+from greenapi import AuthenticationError, ClientConfig, ConfigurationError, PartnerAuthenticationError
 from tasks.blocks import GreenApiInstance, GreenApiPartner
 
 TOKENS = {7105000041: "CANARYblock41" + "a" * 20, 7105000042: "CANARYblock42" + "b" * 20, 7105000043: "CANARYblock43" + "c" * 20}
@@ -36,7 +36,7 @@ async def test_the_instance_client_reads_the_seeded_state_with_the_settings_of_t
 async def test_a_refused_token_is_an_authentication_error_that_does_not_hold_it(seeded):
     wrong = "CANARYwrongtoken" + "d" * 20
     with pytest.raises(AuthenticationError) as caught:
-        async with block_for(seeded, 7105000042, wrong).get_client(GreenAPISettings(_env_file=None, max_retries=0)) as client:
+        async with block_for(seeded, 7105000042, wrong).get_client(ClientConfig(max_retries=0)) as client:
             await client.get_state_instance()
     assert wrong not in str(caught.value) and "7105000042" in str(caught.value)
 
@@ -56,7 +56,7 @@ async def test_the_client_runs_on_a_shared_pool_and_leaves_it_open(seeded):
 
 def test_the_default_settings_are_read_when_the_client_is_opened(seeded, monkeypatch):
     monkeypatch.setenv("GREEN_API_MAX_RETRIES", "99")  # above the allowed 10
-    with pytest.raises(ConfigurationError, match="max_retries"):
+    with pytest.raises(ConfigurationError, match="GREEN_API_MAX_RETRIES"):
         block_for(seeded, 7105000041).get_client()
 
 

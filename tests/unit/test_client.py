@@ -81,18 +81,18 @@ async def test_only_receive_notification_sends_a_query(method_name):
     assert rec.requests[0].url.query == b""
 
 
-async def test_receive_notification_default_receive_timeout_from_settings():
+async def test_receive_notification_waits_greenapis_shortest_receive_timeout_by_default():
     rec = Recorder(None)
-    async with mock_client(rec, receive_timeout_seconds=7) as client:
+    async with mock_client(rec) as client:
         assert await client.receive_notification() is None
     request = rec.requests[0]
-    assert request.url.params.get("receiveTimeout") == "7"
+    assert request.url.params.get("receiveTimeout") == "5"
     assert request.url.path == f"/waInstance{MOCK_ID_INSTANCE}/receiveNotification/{TOKEN_CANARY}"
 
 
 async def test_receive_notification_explicit_receive_timeout_and_extra_read_time():
     rec = Recorder(None)
-    async with mock_client(rec, read_timeout_seconds=15, connect_timeout_seconds=4) as client:
+    async with mock_client(rec, timeout_seconds=15, connect_timeout_seconds=4) as client:
         await client.receive_notification(receive_timeout=20)
     request = rec.requests[0]
     assert dict(request.url.params) == {"receiveTimeout": "20"}
@@ -103,7 +103,7 @@ async def test_receive_notification_explicit_receive_timeout_and_extra_read_time
 
 async def test_plain_methods_use_configured_timeouts():
     rec = Recorder({"count": 1})
-    async with mock_client(rec, read_timeout_seconds=9, connect_timeout_seconds=2) as client:
+    async with mock_client(rec, timeout_seconds=9, connect_timeout_seconds=2) as client:
         await client.get_webhooks_count()
     timeout = rec.requests[0].extensions["timeout"]
     assert timeout["read"] == pytest.approx(9)

@@ -10,7 +10,7 @@ import logging
 import httpx
 import pytest
 
-from greenapi import GreenAPIClient, GreenAPISettings, InstanceCredentials
+from greenapi import ClientConfig, GreenAPIClient, InstanceCredentials
 from greenapi.pacing import Pacer
 from tests.helpers import TOKEN_CANARY, mock_client
 
@@ -236,7 +236,7 @@ async def test_against_the_emulator_no_rate_limit_violation(emulator, seed_insta
         {"method": "getStateInstance", "fault": {"kind": "status", "status": 429}, "after": 1}])
     client = GreenAPIClient(
         InstanceCredentials(id_instance=instance.id_instance, api_token_instance=instance.token, api_url=emulator.url),
-        GreenAPISettings(_env_file=None, max_retries=2, retry_backoff_initial_seconds=0.01, retry_jitter_ratio=0),
+        ClientConfig(max_retries=2, retry_backoff_initial_seconds=0.01, retry_jitter_ratio=0),
     )
     async with client:
         await client.get_state_instance()

@@ -52,7 +52,7 @@ async def test_no_partner_token_is_a_configuration_error():
 
 
 def test_import_partner_with_a_refused_token_exits_2_with_the_partner_message(partner_server, monkeypatch, capsys):
-    monkeypatch.setenv("GREEN_API_PARTNER_API_URL", partner_server.url)
+    monkeypatch.setenv("GREEN_API_API_URL", partner_server.url)
     monkeypatch.setenv("GREEN_API_PARTNER_TOKEN", PARTNER + "wrong")
     code = import_command(path=None, partner=True, partner_block=None, as_json=False)
     out = capsys.readouterr()

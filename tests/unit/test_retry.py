@@ -23,13 +23,18 @@ class FixedRng:
         return b if self.at_top else a
 
 
+def policy_of(*, initial_seconds: float = 0.5, max_seconds: float = 8.0, jitter_ratio: float = 0.25) -> RetryPolicy:
+    """A policy with the given backoff; the retry count plays no part in a delay."""
+    return RetryPolicy(max_retries=3, initial_seconds=initial_seconds, max_seconds=max_seconds, jitter_ratio=jitter_ratio)
+
+
 def test_backoff_doubles_then_caps_without_jitter():
-    policy = RetryPolicy(initial_seconds=0.5, max_seconds=3.0, jitter_ratio=0.0)
+    policy = policy_of(initial_seconds=0.5, max_seconds=3.0, jitter_ratio=0.0)
     assert [policy.delay(n) for n in range(1, 7)] == pytest.approx([0.5, 1.0, 2.0, 3.0, 3.0, 3.0])
 
 
 def test_jitter_bounds_with_fixed_rng():
-    policy = RetryPolicy(initial_seconds=1.0, max_seconds=8.0, jitter_ratio=0.25)
+    policy = policy_of(initial_seconds=1.0, max_seconds=8.0, jitter_ratio=0.25)
     top, bottom = FixedRng(True), FixedRng(False)
     assert [policy.delay(n, rng=top) for n in (1, 2, 3, 4, 5)] == pytest.approx([0.75, 1.5, 3.0, 6.0, 6.0])
     assert [policy.delay(n, rng=bottom) for n in (1, 2, 3, 4, 5)] == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0])
@@ -38,7 +43,7 @@ def test_jitter_bounds_with_fixed_rng():
 
 @pytest.mark.parametrize("ratio", [0.0, 0.1, 0.5, 1.0])
 def test_jitter_stays_within_ratio_with_seeded_rng(ratio):
-    policy = RetryPolicy(initial_seconds=0.2, max_seconds=5.0, jitter_ratio=ratio)
+    policy = policy_of(initial_seconds=0.2, max_seconds=5.0, jitter_ratio=ratio)
     rng = random.Random(1234)
     values = []
     for n in range(1, 12):
@@ -51,14 +56,14 @@ def test_jitter_stays_within_ratio_with_seeded_rng(ratio):
 
 
 def test_same_seed_same_delays():
-    policy = RetryPolicy()
+    policy = policy_of()
     a = [policy.delay(n, rng=random.Random(7)) for n in range(1, 5)]
     b = [policy.delay(n, rng=random.Random(7)) for n in range(1, 5)]
     assert a == b
 
 
 def test_retry_after_wins_over_backoff_and_is_capped():
-    policy = RetryPolicy(initial_seconds=0.5, max_seconds=8.0, jitter_ratio=0.25)
+    policy = policy_of(initial_seconds=0.5, max_seconds=8.0, jitter_ratio=0.25)
     rng = FixedRng(True)
     assert policy.delay(1, "5", rng=rng) == 5.0
     assert policy.delay(4, "2", rng=rng) == 2.0
@@ -67,7 +72,7 @@ def test_retry_after_wins_over_backoff_and_is_capped():
 
 
 def test_garbage_retry_after_falls_back_to_backoff():
-    policy = RetryPolicy(initial_seconds=0.5, max_seconds=8.0, jitter_ratio=0.0)
+    policy = policy_of(initial_seconds=0.5, max_seconds=8.0, jitter_ratio=0.0)
     assert policy.delay(3, "later please") == pytest.approx(2.0)
     assert policy.delay(2, "") == pytest.approx(1.0)
 
@@ -94,4 +99,4 @@ def test_parse_retry_after_http_date_without_zone_is_utc():
 
 def test_http_date_is_capped_by_policy():
     future = format_datetime(datetime.now(timezone.utc) + timedelta(hours=2), usegmt=True)
-    assert RetryPolicy(max_seconds=12.0).delay(1, future) == 12.0
+    assert policy_of(max_seconds=12.0).delay(1, future) == 12.0

@@ -1,4 +1,4 @@
-"""GreenAPISettings / get_settings / InstanceCredentials: env prefix, .env, defaults, errors that keep the token."""
+"""GreenAPISettings / get_settings / InstanceCredentials / ClientConfig: env prefix, .env, errors that keep the token."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import traceback
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from greenapi import DEFAULT_API_URL, ConfigurationError, GreenAPISettings, InstanceCredentials, get_settings
+from greenapi import DEFAULT_API_URL, ClientConfig, ConfigurationError, GreenAPISettings, InstanceCredentials, get_settings
+from greenapi.timings import EMULATOR_TIMINGS_ENV, GreenApiTimings, green_api_timings
 
 CANARY = "CANARY0123456789abcdef"
 
@@ -21,32 +22,21 @@ def all_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def test_defaults():
-    settings = get_settings()
-    assert settings.api_url == "https://api.green-api.com" == DEFAULT_API_URL
-    assert settings.count_refresh_seconds == 10
-    assert settings.id_instance is None and settings.api_token_instance is None
-    assert settings.max_retries == 3
-    assert settings.receive_timeout_seconds == 5
-    assert settings.retry_backoff_max_seconds >= settings.retry_backoff_initial_seconds
-
-
 def test_env_prefix(monkeypatch):
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "1101000001")
     monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
     monkeypatch.setenv("GREEN_API_API_URL", "https://7105.api.greenapi.com")
-    monkeypatch.setenv("GREEN_API_COUNT_REFRESH_SECONDS", "12.5")
+    monkeypatch.setenv("GREEN_API_TIMEOUT_SECONDS", "2.5")
     monkeypatch.setenv("GREEN_API_MAX_RETRIES", "5")
     monkeypatch.setenv("ID_INSTANCE", "42")  # unprefixed: ignored
     settings = get_settings()
-    assert settings.id_instance == 1101000001
-    assert settings.api_token_instance.get_secret_value() == CANARY
-    assert settings.count_refresh_seconds == 12.5
-    assert settings.max_retries == 5
     creds = settings.credentials()
     assert isinstance(creds, InstanceCredentials)
     assert (creds.api_url, creds.id_instance) == ("https://7105.api.greenapi.com", 1101000001)
     assert creds.api_token_instance.get_secret_value() == CANARY
+    config = settings.client_config()
+    # A timeout below the connect timeout limits the connect too: no request waits longer than the setting says.
+    assert (config.timeout_seconds, config.connect_timeout_seconds, config.max_retries) == (2.5, 2.5, 5)
 
 
 def test_dotenv_file(tmp_path, monkeypatch):
@@ -56,12 +46,13 @@ def test_dotenv_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = get_settings()
     assert settings.id_instance == 777
-    assert settings.max_retries == 1
+    assert settings.client_config().max_retries == 1
     assert settings.credentials().api_token_instance.get_secret_value() == CANARY
 
 
 def test_environment_beats_dotenv(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("GREEN_API_MAX_RETRIES=1\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GREEN_API_MAX_RETRIES", "7")
     assert get_settings().max_retries == 7
 
@@ -95,37 +86,32 @@ def test_credentials_names_missing_vars(monkeypatch, env, missing):
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "field"),
+    ("key", "value"),
     [
-        ("GREEN_API_MAX_RETRIES", "lots", "max_retries"),
-        ("GREEN_API_MAX_RETRIES", "11", "max_retries"),
-        ("GREEN_API_ID_INSTANCE", "0", "id_instance"),
-        ("GREEN_API_ID_INSTANCE", "12345678901", "id_instance"),
-        ("GREEN_API_CONNECT_TIMEOUT_SECONDS", "-1", "connect_timeout_seconds"),
-        ("GREEN_API_RECEIVE_TIMEOUT_SECONDS", "61", "receive_timeout_seconds"),
-        ("GREEN_API_RETRY_JITTER_RATIO", "1.5", "retry_jitter_ratio"),
-        ("GREEN_API_COUNT_REFRESH_SECONDS", "-3", "count_refresh_seconds"),
+        ("GREEN_API_MAX_RETRIES", "lots"),
+        ("GREEN_API_MAX_RETRIES", "11"),
+        ("GREEN_API_ID_INSTANCE", "0"),
+        ("GREEN_API_ID_INSTANCE", "12345678901"),
+        ("GREEN_API_TIMEOUT_SECONDS", "-1"),
+        ("GREEN_API_TIMEOUT_SECONDS", "soon"),
     ],
 )
-def test_invalid_values_give_one_line_configuration_error(monkeypatch, key, value, field):
+def test_invalid_values_give_one_line_configuration_error_naming_the_variable(monkeypatch, key, value):
     monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
     monkeypatch.setenv(key, value)
     with pytest.raises(ConfigurationError) as info:
         get_settings()
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("invalid GREEN_API_ setting")
-    assert field in message
+    assert message.startswith(f"invalid setting {key}: ")
+    assert value not in message
     assert CANARY not in all_text(info.value)
     assert info.value.__cause__ is None
 
 
-def test_backoff_order_is_checked(monkeypatch):
-    monkeypatch.setenv("GREEN_API_RETRY_BACKOFF_INITIAL_SECONDS", "5")
-    monkeypatch.setenv("GREEN_API_RETRY_BACKOFF_MAX_SECONDS", "1")
-    with pytest.raises(ConfigurationError, match="retry_backoff_max_seconds") as info:
-        get_settings()
-    assert "\n" not in str(info.value)
+def test_a_client_config_with_a_backoff_cap_below_its_start_is_refused():
+    with pytest.raises(ValueError, match="retry_backoff_max_seconds"):
+        ClientConfig(retry_backoff_initial_seconds=5, retry_backoff_max_seconds=1)
 
 
 @pytest.mark.parametrize("url", ["https://api.green-api.com/", "https://7105.api.greenapi.com///", "  https://h.example/ "])
@@ -143,7 +129,7 @@ def test_api_url_scheme_is_checked(monkeypatch):
     monkeypatch.setenv("GREEN_API_API_URL", "ftp://api.green-api.com")
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "9")
     monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
-    with pytest.raises(ConfigurationError, match="api_url") as info:
+    with pytest.raises(ConfigurationError, match="GREEN_API_API_URL: ") as info:
         get_settings().credentials()
     assert CANARY not in all_text(info.value)
 
@@ -153,7 +139,7 @@ def test_token_with_separator_rejected_via_settings_without_echo(monkeypatch, ba
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "9")
     monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", bad)
     settings = get_settings()
-    with pytest.raises(ConfigurationError, match="api_token_instance") as info:
+    with pytest.raises(ConfigurationError, match="GREEN_API_API_TOKEN_INSTANCE: ") as info:
         settings.credentials()
     assert "\n" not in str(info.value)
     assert CANARY not in all_text(info.value)
@@ -186,3 +172,23 @@ def test_credentials_are_frozen_and_masked():
 def test_settings_repr_masks_token():
     settings = GreenAPISettings(_env_file=None, id_instance=1, api_token_instance=CANARY)
     assert CANARY not in repr(settings) and CANARY not in str(settings) and CANARY not in settings.model_dump_json()
+
+
+def test_greenapis_own_timings_unless_the_tests_or_the_demo_hand_in_the_emulators(monkeypatch):
+    assert green_api_timings() == GreenApiTimings()
+    assert GreenApiTimings().settings_poll_seconds == 5  # 60 reads over SetSettings' 5 minutes
+    monkeypatch.setenv(EMULATOR_TIMINGS_ENV, GreenApiTimings(count_refresh_seconds=1, settings_apply_seconds=2).env()[EMULATOR_TIMINGS_ENV])
+    emulated = green_api_timings()
+    assert (emulated.count_refresh_seconds, emulated.clear_interval_seconds) == (1, GreenApiTimings().clear_interval_seconds)
+    assert emulated.settings_poll_seconds == 1  # never more often than GetSettings' rate limit
+
+
+@pytest.mark.parametrize(("raw", "problem"), [("{", "not JSON"), ('{"clear_interval_seconds": -1}', "clear_interval_seconds"),
+                                             ('{"count_refresh": 1}', "count_refresh"), ("[1]", "not a JSON object")])
+def test_a_bad_emulator_timings_variable_is_one_line_naming_it(monkeypatch, raw, problem):
+    monkeypatch.setenv(EMULATOR_TIMINGS_ENV, raw)
+    with pytest.raises(ConfigurationError) as info:
+        green_api_timings()
+    message = str(info.value)
+    assert message.startswith(f"{EMULATOR_TIMINGS_ENV} (tests and the demo only): ") and problem in message
+    assert "\n" not in message and info.value.__cause__ is None

@@ -27,7 +27,6 @@ config: clear_window_seconds (60), count_refresh_seconds (10), max_receive_wait_
   type_instance "v3", v3_prefix_required
                                       MAX: answers under /v3/waInstance... too (or only there)
   strict_receive_timeout true         receiveTimeout outside 5-60 -> 400
-  settings_fields "documented"        GetSettings answers every documented field
   settings {...}                      initial settings values
   settings_apply_delay_seconds S      setSettings applies its values S seconds later
   name, deleted, is_expired           what the partner endpoint lists for the instance

@@ -28,8 +28,8 @@ METHOD_VERBS: dict[str, str] = {
     "setSettings": "POST",
 }
 
-#: GetSettings' documented fields (https://green-api.com/en/docs/api/account/GetSettings), with the values
-#: an instance starts with when ``settings_fields`` is ``"documented"``.
+#: GetSettings' documented fields (https://green-api.com/en/docs/api/account/GetSettings), in the order it answers
+#: them, with the values an instance starts with.
 DOCUMENTED_SETTINGS: dict[str, Any] = {
     "wid": "",
     "countryInstance": "",
@@ -55,9 +55,6 @@ DOCUMENTED_SETTINGS: dict[str, Any] = {
     "editedMessageWebhook": "no",
     "deletedMessageWebhook": "no",
 }
-#: What GetSettings answered before ``settings_fields`` existed (the default, kept for other tests).
-MINIMAL_SETTINGS_FIELDS = ("wid", "webhookUrl", "webhookUrlToken", "stateWebhook", "incomingWebhook", "outgoingWebhook",
-                           "delaySendMessagesMilliseconds", "markIncomingMessagesReaded")
 #: What SetSettings cannot change (the account, and two deprecated read-only fields).
 READ_ONLY_SETTINGS = ("wid", "typeAccount")
 #: The reason clearWebhooksQueue gives with ``clear_fails_with_webhook_url`` set to true (bug #1107; the real
@@ -150,9 +147,6 @@ class InstanceSeed(_Strict):
     #: receiveNotification refuses a receiveTimeout outside 5-60 (or not an integer) with 400, as GREEN-API
     #: documents; false keeps the emulator lenient (any non-negative integer, 0 included).
     strict_receive_timeout: bool = False
-    #: GetSettings answers ``minimal`` (8 fields, the emulator's historical answer) or ``documented`` (every
-    #: field of DOCUMENTED_SETTINGS).
-    settings_fields: Literal["minimal", "documented"] = "minimal"
     #: Initial values of settings fields (e.g. ``{"stateWebhook": "no"}``); wid and webhookUrl come from
     #: ``wid`` and ``webhook_url``.
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -60,7 +60,6 @@ class Instance:
     webhook_url_unreachable: bool = False
     clear_fails_with_webhook_url: bool | str = False
     strict_receive_timeout: bool = False
-    settings_fields: str = "minimal"
     #: Every settings field but wid and webhookUrl (those are ``wid`` and ``webhook_url``).
     settings: dict[str, Any] = field(default_factory=dict)
     settings_apply_delay: float = 0.0
@@ -89,7 +88,7 @@ class Instance:
             v3_prefix_required=seed.v3_prefix_required, count_zero_at=seed.count_zero_at,
             webhook_url_unreachable=seed.webhook_url_unreachable,
             clear_fails_with_webhook_url=seed.clear_fails_with_webhook_url,
-            strict_receive_timeout=seed.strict_receive_timeout, settings_fields=seed.settings_fields,
+            strict_receive_timeout=seed.strict_receive_timeout,
             settings={k: v for k, v in {**DOCUMENTED_SETTINGS, **seed.settings}.items() if k not in ("wid", "webhookUrl")},
             settings_apply_delay=seed.settings_apply_delay_seconds, name=seed.name, deleted=seed.deleted,
             is_expired=seed.is_expired, created_wall=wall,
@@ -165,7 +164,7 @@ class Instance:
             "count_zero_at": self.count_zero_at, "webhook_url_unreachable": self.webhook_url_unreachable,
             "clear_fails_with_webhook_url": self.clear_fails_with_webhook_url,
             "strict_receive_timeout": self.strict_receive_timeout,
-            "settings_fields": self.settings_fields, "settings_saved": self.settings_saved,
+            "settings_saved": self.settings_saved,
             "settings_pending": len(self.pending_settings),
             "name": self.name, "deleted": self.deleted, "is_expired": self.is_expired,
             "delivering": self.delivering,

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from .config import DOCUMENTED_SETTINGS, MINIMAL_SETTINGS_FIELDS, READ_ONLY_SETTINGS, WEBHOOK_URL_CLEAR_REASON
+from .config import DOCUMENTED_SETTINGS, READ_ONLY_SETTINGS, WEBHOOK_URL_CLEAR_REASON
 from .instance import Instance
 from .notifications import catch_up, head
 from .outcome import Outcome
@@ -35,9 +35,7 @@ class MethodRules:
         if method == "getStateInstance":
             out.payload = {"stateInstance": inst.state}
         elif method == "getSettings":
-            every = inst.all_settings()
-            names = MINIMAL_SETTINGS_FIELDS if inst.settings_fields == "minimal" else tuple(DOCUMENTED_SETTINGS)
-            out.payload = {name: every[name] for name in names}
+            out.payload = inst.all_settings()
         elif method == "setSettings":
             self._set_settings(out, inst, now)
         elif method == "getWebhooksCount":

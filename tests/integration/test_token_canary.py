@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 CANARY = "CANARYtoken" + "5eC7e7" * 7  # shaped like a real apiTokenInstance
 HOOK_CANARY = "HOOKcanary" + "7oKe9a" * 6  # a webhookUrlToken: the user's webhook server's secret
-HOOK = dict(webhook_url="https://hooks.example/greenapi", settings={"webhookUrlToken": HOOK_CANARY}, settings_fields="documented")
+HOOK = dict(webhook_url="https://hooks.example/greenapi", settings={"webhookUrlToken": HOOK_CANARY})
 
 
 @pytest.fixture

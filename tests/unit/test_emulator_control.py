@@ -22,6 +22,7 @@ from emulator import (
     InstanceSeed,
     load_seed_file,
 )
+from tests.helpers import wait_until
 
 TOKEN = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0"
 OTHER_TOKEN = "beefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbe"
@@ -281,6 +282,8 @@ def test_python_dash_m_emulator_rejects_a_bad_seed(tmp_path):
 def test_stop_is_quick_with_a_pending_long_poll():
     srv = EmulatorServer(EmulatorConfig()).start()
     srv.state.add_instance(id_instance=ID, api_token=TOKEN)
+    # A rule that lets one receiveNotification through: its "after" drops to 0 once the poll is dispatched.
+    srv.state.add_faults(ID, [{"method": "receiveNotification", "fault": {"kind": "status", "status": 500}, "after": 1}])
     result = {}
 
     def poll():
@@ -291,7 +294,8 @@ def test_stop_is_quick_with_a_pending_long_poll():
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)
+    wait_until(lambda: srv.state.instance(ID)["faults_pending"][0]["after"] == 0, timeout=10,
+               message="the long-poll under way", interval=0.02)
     started = time.monotonic()
     srv.stop()
     thread.join(5)

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from pydantic import SecretStr
 
 from greenapi import DEFAULT_API_URL, InstanceCredentials, PartnerInstance
+from greenapi.credentials import ID_INSTANCE_MAX, ID_INSTANCE_MIN
 
 CSV_FIELDS = ("idInstance", "apiTokenInstance", "apiUrl", "name")
 REQUIRED_FIELDS = ("idInstance", "apiTokenInstance")
@@ -210,7 +211,7 @@ def _as_id(value: Any) -> int | None:
         number = int(value.strip())
     else:
         return None
-    return number if 1 <= number <= 9_999_999_999 else None
+    return number if ID_INSTANCE_MIN <= number <= ID_INSTANCE_MAX else None
 
 
 def _truthy(value: Any) -> bool:

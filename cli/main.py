@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from cli.serve import DEFAULT_POLL_SECONDS
 from domain import Reason
 
 
@@ -75,7 +76,8 @@ def _add_serve_and_worker(commands) -> None:
     )
     serve.add_argument("--no-receiver", action="store_true", help="serve the deployments only")
     serve.add_argument("--limit", type=int, default=None, help="flow runs executed at the same time (default: no limit)")
-    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for scheduled runs (default 1 s)")
+    serve.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
+                       help=f"how often to look for scheduled runs (default {DEFAULT_POLL_SECONDS:g} s)")
     serve.add_argument("--task-limit", type=int, default=50,
                        help="reports from the receiver handled at once by this process's task worker (default 50)")
 

@@ -13,9 +13,10 @@ from prefect import flow
 from prefect.states import Failed
 from pydantic import BeforeValidator, Field
 
+from domain import Reason
 from flows.cancellation import stop_when_cancelled
 from flows.limits import CANCEL_CHECK_SECONDS, INSTANCE_LOCK_LEASE_SECONDS, INSTANCE_LOCK_TIMEOUT_SECONDS, RunLimits
-from flows.models import QueueNotVerifiedEmpty, QueueResetReport, Reason
+from flows.models import QueueNotVerifiedEmpty, QueueResetReport
 from flows.naming import name_at_start, name_once_known
 from flows.runbook import reset_instance_queue
 from greenapi import ConfigurationError, get_settings, green_api_timings

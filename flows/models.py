@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from domain import VERIFIED_OUTCOMES, Outcome, Reason  # noqa: F401  (re-exported: flows.models is their old home)
+from domain import Outcome, Reason
 from domain.changes import LastReset
 
 

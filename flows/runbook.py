@@ -25,9 +25,10 @@ import httpx
 
 from prefect import get_run_logger
 
+from domain import VERIFIED_OUTCOMES, Outcome, Reason
 from domain.changes import clear_outgoing_for, observation_stands
 from flows.limits import RunLimits
-from flows.models import VERIFIED_OUTCOMES, Outcome, QueueNotVerifiedEmpty, QueueResetReport, Reason
+from flows.models import QueueNotVerifiedEmpty, QueueResetReport
 from flows.report import publish_report
 from flows.steps import record_step
 from greenapi import ClientConfig, GreenAPIClient, GreenAPIError, GreenApiTimings, InstanceCredentials, green_api_timings

@@ -110,7 +110,6 @@ class GreenAPIClient:
         # A caller's http_client (one pool for a whole fleet) stays the caller's to close.
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self._timeout, follow_redirects=False)
-        self.calls_made = 0
 
     @property
     def id_instance(self) -> int:
@@ -233,7 +232,6 @@ class GreenAPIClient:
 
         httpx exceptions are turned into our own here and never chained: their text holds the URL.
         """
-        self.calls_made += 1
         failure: GreenAPIError | None = None
         try:
             response = await self._http.request(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_API_URL = "https://api.green-api.com"
+#: The idInstance values GREEN-API issues: 1 to 10 digits.
+ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
 
 
 class InstanceCredentials(BaseModel):
@@ -14,7 +16,7 @@ class InstanceCredentials(BaseModel):
     model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     api_url: str = Field(default=DEFAULT_API_URL, description="GREEN-API host for this instance.")
-    id_instance: int = Field(ge=1, le=9_999_999_999, description="idInstance: 1 to 10 digits.")
+    id_instance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="idInstance: 1 to 10 digits.")
     api_token_instance: SecretStr = Field(description="apiTokenInstance.")
 
     @field_validator("api_url")

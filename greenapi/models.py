@@ -9,18 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 # The method pages print the key with a Cyrillic "с" (U+0441); clients and other pages use ASCII.
 COUNT_KEYS = ("count", "\u0441ount")
 
-KNOWN_STATES = (
-    "notAuthorized",
-    "authorized",
-    "blocked",
-    "sleepMode",
-    "starting",
-    "yellowCard",
-    "suspended",
-    "pendingCode",
-)
-
-
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -29,14 +17,6 @@ class StateInstance(_Answer):
     """GetStateInstance. Unknown states are kept as text, not rejected."""
 
     state_instance: str = Field(alias="stateInstance")
-
-    @property
-    def is_blocked(self) -> bool:
-        return self.state_instance == "blocked"
-
-    @property
-    def is_authorized(self) -> bool:
-        return self.state_instance == "authorized"
 
 
 class InstanceSettings(_Answer):

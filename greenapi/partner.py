@@ -14,13 +14,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from greenapi.credentials import ID_INSTANCE_MAX, ID_INSTANCE_MIN
 from greenapi.redaction import install_log_redaction, redact_url_text
 
 logger = logging.getLogger("greenapi.partner")
-
-DEFAULT_PARTNER_API_URL = "https://api.green-api.com"
-# The partner token is redacted by the same rule as an instance's (greenapi.redaction).
-redact_partner_url_text = redact_url_text
 
 
 class PartnerAPIError(Exception):
@@ -56,7 +53,7 @@ def partner_error(code: int, description: str = "", *, method: str = "getInstanc
     cls = PartnerAuthenticationError if code == 401 else PartnerAPIError
     meaning = _MEANINGS.get(code, "server error" if code >= 500 else "error")
     where = f"HTTP {code}" if http else f"code {code}"
-    detail = f" ({redact_partner_url_text(description)[:120]})" if description else ""
+    detail = f" ({redact_url_text(description)[:120]})" if description else ""
     return cls(f"partner {method} failed: {where} {meaning}{detail}", method=method, code=code)
 
 
@@ -65,7 +62,7 @@ class PartnerInstance(BaseModel):
 
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, populate_by_name=True)
 
-    id_instance: int = Field(alias="idInstance", ge=1, le=9_999_999_999)
+    id_instance: int = Field(alias="idInstance", ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX)
     api_token_instance: SecretStr = Field(alias="apiTokenInstance")
     name: str = ""
     type_instance: str = Field(default="whatsapp", alias="typeInstance")

@@ -9,8 +9,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from domain import Reason
+from greenapi.credentials import ID_INSTANCE_MAX, ID_INSTANCE_MIN
 
-ID_INSTANCE_MIN, ID_INSTANCE_MAX = 1, 9_999_999_999
 # The one webhook type the receiver acts on, and the relay learns an account from.
 STATE_INSTANCE_CHANGED = "stateInstanceChanged"
 

@@ -11,6 +11,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from greenapi import DEFAULT_API_URL, ClientConfig, GreenAPIClient, InstanceCredentials, PartnerClient, get_settings
+from greenapi.credentials import ID_INSTANCE_MAX, ID_INSTANCE_MIN
 from tasks.connections import open_client
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
@@ -25,7 +26,7 @@ class GreenApiInstance(Block):
     _description = "Credentials of one GREEN-API WhatsApp instance. The token is a secret: it is never a flow parameter."
 
     api_url: str = Field(default=DEFAULT_API_URL, description="apiUrl from the GREEN-API console, e.g. https://7105.api.greenapi.com")
-    id_instance: int = Field(ge=1, le=9_999_999_999, description="idInstance (1 to 10 digits).")
+    id_instance: int = Field(ge=ID_INSTANCE_MIN, le=ID_INSTANCE_MAX, description="idInstance (1 to 10 digits).")
     api_token_instance: SecretStr = Field(description="apiTokenInstance from the GREEN-API console.")
 
     def credentials(self) -> InstanceCredentials:

@@ -145,8 +145,3 @@ async def registered_ids() -> set[int]:
         if isinstance(value, int) and not isinstance(value, bool):
             found.add(value)
     return found
-
-
-async def is_registered(id_instance: int) -> bool:
-    """Whether a greenapi-instance block is registered for ``id_instance`` (see registered_ids)."""
-    return id_instance in await registered_ids()

@@ -35,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from greenapi.credentials import ID_INSTANCE_MAX
 from receiver.app import create_app
 from tests.helpers import (
     EVENT_ID_NAMESPACE, MemoryRegistry, MemoryWidStore, RecordingEmitter, database_tables_text, wait_for_stored_events,
@@ -53,7 +54,6 @@ WEBHOOK, QUEUE_RESET = "/webhooks/greenapi", "/events/queue-reset"
 # Documented, not imported (tests/helpers.py): uuid5(NAMESPACE_URL, "urn:greenapi-queue-reset:receiver:event").
 NAMESPACE = EVENT_ID_NAMESPACE
 BLOCKED, CHANGED = "greenapi.instance.number-blocked", "greenapi.instance.account-changed"
-ID_MAX = 9_999_999_999
 
 # Small pools, so that sequences hit the same instance, account and delivery again.
 IDS = [1101000001, 1101000002, 1101000003, 1101000009]
@@ -105,7 +105,7 @@ def valid_webhook(body: Any) -> bool:
         return False
     return (
         type(body.get("typeWebhook")) is str and 1 <= len(body["typeWebhook"]) <= 100
-        and _is_int(data.get("idInstance"), 1, ID_MAX)
+        and _is_int(data.get("idInstance"), 1, ID_INSTANCE_MAX)
         and _is_str(data.get("wid", MISSING), 200)
         and _is_str(data.get("typeInstance", MISSING), 100)
         and (body.get("timestamp") is None or _is_int(body["timestamp"], 0))
@@ -120,7 +120,7 @@ def valid_queue_reset(body: Any) -> bool:
     if type(body) is not dict or not set(body) <= QUEUE_RESET_FIELDS:
         return False
     return (
-        _is_int(body.get("idInstance"), 1, ID_MAX)
+        _is_int(body.get("idInstance"), 1, ID_INSTANCE_MAX)
         and body.get("reason") in ("number_blocked", "account_changed") and type(body["reason"]) is str
         and _is_str(body.get("source", MISSING), 100)
         and _is_str(body.get("note", MISSING), 500)
@@ -228,9 +228,9 @@ json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
 not_an_object = st.one_of(json_leaves, st.lists(json_leaves, max_size=3))
 
-valid_id = st.one_of(st.sampled_from(IDS), st.integers(1, ID_MAX))
+valid_id = st.one_of(st.sampled_from(IDS), st.integers(1, ID_INSTANCE_MAX))
 bad_id = st.one_of(
-    st.integers(max_value=0), st.integers(min_value=ID_MAX + 1), st.booleans(), st.floats(),
+    st.integers(max_value=0), st.integers(min_value=ID_INSTANCE_MAX + 1), st.booleans(), st.floats(),
     st.sampled_from([str(IDS[0]), float(IDS[0]), IDS[0] + 0.5, [IDS[0]], {"id": IDS[0]}]), st.none(), st.text(max_size=10),
 )
 valid_ts = st.one_of(st.sampled_from([1705902314, 1705902315]), st.integers(0, 2**70))
@@ -651,7 +651,7 @@ def relabel(raw: bytes, mapping: dict[int, int]) -> bytes:
     except ValueError:
         return raw
     holder = body.get("instanceData") if isinstance(body, dict) and "instanceData" in body else body
-    if isinstance(holder, dict) and _is_int(holder.get("idInstance"), 1, ID_MAX):
+    if isinstance(holder, dict) and _is_int(holder.get("idInstance"), 1, ID_INSTANCE_MAX):
         old = holder["idInstance"]
         holder["idInstance"] = mapping.setdefault(_as_int(old), next(_fresh_ids))
         return json.dumps(body).encode()

@@ -30,7 +30,7 @@ async def test_the_instance_client_reads_the_seeded_state_with_the_settings_of_t
     async with block_for(seeded, 7105000041).get_client() as client:
         state = await client.get_state_instance()
     assert state.state_instance == "blocked" and client.id_instance == 7105000041
-    assert client.calls_made == 1
+    assert [c["method"] for c in seeded.state.calls(instance=7105000041)] == ["getStateInstance"]
 
 
 async def test_a_refused_token_is_an_authentication_error_that_does_not_hold_it(seeded):

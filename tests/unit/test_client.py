@@ -215,14 +215,6 @@ async def test_redirect_is_not_followed():
     assert len(requests) == 1
 
 
-async def test_calls_made_counts_http_exchanges():
-    async with mock_client(Recorder({"count": 0})) as client:
-        assert client.calls_made == 0
-        await client.get_webhooks_count()
-        await client.get_messages_count()
-        assert client.calls_made == 2
-
-
 async def test_id_instance_property_and_repr_without_token():
     async with mock_client(Recorder({"count": 0})) as client:
         assert client.id_instance == MOCK_ID_INSTANCE

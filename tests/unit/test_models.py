@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from greenapi.models import KNOWN_STATES, ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
+from greenapi.models import ClearOutcome, InstanceSettings, Notification, QueueCount, StateInstance
 
 
 @pytest.mark.parametrize(
@@ -70,19 +70,10 @@ def test_instance_settings_reads_fields():
     assert settings.state_webhook == "yes"
 
 
-@pytest.mark.parametrize("state", KNOWN_STATES)
-def test_state_instance_known_states(state):
-    model = StateInstance.model_validate({"stateInstance": state})
-    assert model.state_instance == state
-    assert model.is_blocked is (state == "blocked")
-    assert model.is_authorized is (state == "authorized")
-
-
 @pytest.mark.parametrize("state", ["quantumEntangled", "", "BLOCKED"])
 def test_state_instance_unknown_state_is_kept(state):
     model = StateInstance.model_validate({"stateInstance": state})
     assert model.state_instance == state
-    assert not model.is_blocked and not model.is_authorized
 
 
 @pytest.mark.parametrize("body", [{}, {"stateInstance": None}, {"state": "authorized"}])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flows.models import QueueResetReport, Reason, StepRecord, count_before_text, removed_text
+from domain import Reason
+from flows.models import QueueResetReport, StepRecord, count_before_text, removed_text
 from flows.report import render_markdown
 from flows.runbook import account_removed
 

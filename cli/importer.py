@@ -15,8 +15,10 @@ from cli.instance_rows import InstanceRow, ParsedInstances, RowProblem, default_
 from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
 from tasks.lookup import instance_documents
 
-WRITES_IN_FLIGHT = 16
-
+# Blocks written at once. The server handles requests on one thread with a default PostgreSQL pool of 5
+# connections (its services use them too): more in flight only queue there or open overflow connections,
+# and past the client's 8 kept-alive connections each write opens a new one. 4 beat 16 on both back-ends.
+WRITES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -36,6 +38,67 @@ class ImportResult:
     @property
     def ok(self) -> bool:
         return not self.refused
+
+
+async def block_type_and_schema(client: Any) -> tuple[Any, Any]:
+    """The ids of the greenapi-instance block type and of this code's schema of it, registered first if new."""
+    await GreenApiInstance.aregister_type_and_schema()
+    block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
+    schema = await client.read_block_schema_by_checksum(GreenApiInstance._calculate_schema_checksum())
+    return block_type.id, schema.id
+
+
+class BlockWriter:
+    """Writes the planned blocks through one client, ``in_flight`` at a time; a failed write is a refused row."""
+
+    def __init__(self, client: Any, block_type_id: Any, schema_id: Any, result: ImportResult,
+                 progress: Callable[[int], None] | None) -> None:
+        self.client, self.block_type_id, self.schema_id = client, block_type_id, schema_id
+        self.result, self.progress = result, progress
+
+    async def write_all(self, plan: list[tuple[str, InstanceRow, Any]], in_flight: int) -> None:
+        if not plan:
+            return
+        # The first write alone: on a fresh database without PREFECT_SERVER_ENCRYPTION_KEY, concurrent first
+        # writes of secret data race on the creation of the server's encryption key.
+        await self.write(*plan[0])
+        steps = iter(plan[1:])
+
+        async def lane() -> None:
+            for step in steps:  # the lanes share one iterator: each step is taken once
+                await self.write(*step)
+
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+
+    async def write(self, action: str, row: InstanceRow, target: Any) -> None:
+        try:
+            await self._write(action, row, target)
+        except Exception as exc:  # one failed write must not lose what the others did; the message holds no data
+            status = _http_status(exc)
+            self.result.refused.append(RowProblem(row.line, "block", f"{action} of block {row.block_name!r} failed: "
+                                                  f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}",
+                                                  row.credentials.id_instance, row.unit))
+
+    async def _write(self, action: str, row: InstanceRow, target: Any) -> None:
+        from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+
+        if action == "create":
+            await self.client.create_block_document(BlockDocumentCreate(
+                name=row.block_name, data=_data_of(row), block_type_id=self.block_type_id,
+                block_schema_id=self.schema_id))
+            self.result.created.append(row.credentials.id_instance)
+        else:
+            await self.client.update_block_document(target.id, BlockDocumentUpdate(
+                block_schema_id=self.schema_id, data=_data_of(row), merge_existing_data=False))
+            self.result.updated.append(row.credentials.id_instance)
+        if self.progress:
+            self.progress(1)
+
+
+def _http_status(exc: Exception) -> int | None:
+    # Prefect's client raises ObjectNotFound / ObjectAlreadyExists for a 404 / 409, the HTTP error inside.
+    http_error = getattr(exc, "http_exc", exc)
+    return getattr(getattr(http_error, "response", None), "status_code", None)
 
 
 def _data_of(row: InstanceRow) -> dict[str, Any]:
@@ -88,53 +151,27 @@ async def import_instances(parsed: ParsedInstances, *, progress: Callable[[int],
 
     A row whose idInstance is registered under another block name updates that block when the row named
     no block (the default name), and is refused when it names another one; a row naming a block that holds
-    another idInstance is refused. ``progress(n)`` is called as rows are done."""
+    another idInstance is refused.
+
+    Args:
+        parsed: the rows read from a file or a partner account, with those already refused or skipped.
+        progress: called with a number of rows as they are done (unchanged ones at once, then each write).
+        writes_in_flight: how many blocks are written at once.
+
+    Returns:
+        What was created, updated, left unchanged, refused (by line) and skipped, and the block of each row."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
 
     result = ImportResult(refused=list(parsed.refused), skipped=list(parsed.skipped))
     result.notes = [f"{r.unit} {r.line}: {r.name_note}" for r in parsed.rows if r.name_note]
-    await GreenApiInstance.aregister_type_and_schema()
     async with get_client() as client:
-        block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
-        schema = await client.read_block_schema_by_checksum(GreenApiInstance._calculate_schema_checksum())
+        block_type_id, schema_id = await block_type_and_schema(client)
         documents = await instance_documents(client, include_secrets=True)
-        plan = plan_import(parsed.rows, documents, schema.id, result)
-        if progress and (parsed.rows and len(parsed.rows) != len(plan)):
+        plan = plan_import(parsed.rows, documents, schema_id, result)
+        if progress and len(parsed.rows) != len(plan):
             progress(len(parsed.rows) - len(plan))
-
-        async def write(action: str, row: InstanceRow, target: Any) -> None:
-            try:
-                await write_one(action, row, target)
-            except Exception as exc:  # one failed write must not lose what the others did; the message holds no data
-                status = getattr(getattr(exc, "response", None), "status_code", None)
-                result.refused.append(RowProblem(row.line, "block", f"{action} of block {row.block_name!r} failed: "
-                                                 f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}",
-                                                 row.credentials.id_instance, row.unit))
-
-        async def write_one(action: str, row: InstanceRow, target: Any) -> None:
-            if action == "create":
-                await client.create_block_document(BlockDocumentCreate(
-                    name=row.block_name, data=_data_of(row), block_type_id=block_type.id, block_schema_id=schema.id))
-                result.created.append(row.credentials.id_instance)
-            else:
-                await client.update_block_document(target.id, BlockDocumentUpdate(
-                    block_schema_id=schema.id, data=_data_of(row), merge_existing_data=False))
-                result.updated.append(row.credentials.id_instance)
-            if progress:
-                progress(1)
-
-        if plan:
-            # The first write alone: on a fresh PostgreSQL database, concurrent first writes of secret data race
-            # on the creation of the server's encryption key.
-            await write(*plan[0])
-            slots = asyncio.Semaphore(max(1, writes_in_flight))
-
-            async def bounded(step: tuple[str, InstanceRow, Any]) -> None:
-                async with slots:
-                    await write(*step)
-
-            await asyncio.gather(*(bounded(step) for step in plan[1:]))
+        writer = BlockWriter(client, block_type_id, schema_id, result, progress)
+        await writer.write_all(plan, max(1, writes_in_flight))
     for ids in (result.created, result.updated, result.unchanged):
         ids.sort()
     result.refused.sort(key=lambda p: p.line)

@@ -14,7 +14,7 @@ from cli.instances import import_command
 from flows import sweep_instances
 from tasks import GreenApiInstance
 from tasks.memory import last_reset, last_reset_variable_name, record_wid
-from cli.importer import import_instances
+from cli.importer import BlockWriter, ImportResult, block_type_and_schema, import_instances
 from cli.instance_rows import parse_instances_text
 from cli.registered import list_instances, remove_instances
 from tests.helpers import clear_registry
@@ -22,6 +22,7 @@ from tests.helpers import clear_registry
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 PARTNER = "CANARYintpartner" + "7c" * 16
+CANARY = "CANARYimport" + "5e" * 20  # a token that no message may hold
 
 
 async def _documents() -> dict[str, object]:
@@ -72,6 +73,45 @@ async def test_conflicting_names_are_refused_not_written():
     assert [(p.line, p.field) for p in result.refused] == [(2, "name"), (3, "name")]
     assert "already registered as block shop" in result.refused[0].message
     assert set(await _documents()) == {"shop"}
+
+
+async def _write(plan) -> ImportResult:
+    """The planned writes as import_instances makes them, the plan given (as if the blocks changed after the read)."""
+    result = ImportResult()
+    async with get_client() as client:
+        block_type_id, schema_id = await block_type_and_schema(client)
+        await BlockWriter(client, block_type_id, schema_id, result, progress=None).write_all(plan, in_flight=4)
+    return result
+
+
+async def test_a_create_the_server_refuses_is_a_refused_row_the_others_written_and_no_token_said():
+    await clear_registry()
+    taken, free = 3_100_000_151, 3_100_000_152
+    await import_instances(parse_instances_text(_csv([(taken, secrets.token_hex(20), "")])))
+    rows = parse_instances_text(_csv([(taken, CANARY, ""), (free, CANARY + "2", "")])).rows
+
+    result = await _write([("create", row, None) for row in rows])  # the first block was created since the read
+
+    assert result.created == [free]
+    [problem] = result.refused
+    assert (problem.line, problem.field, problem.id_instance) == (2, "block", taken)
+    assert problem.message == f"create of block 'greenapi-{taken}' failed: ObjectAlreadyExists (HTTP 409)"
+    assert (await GreenApiInstance.aload(f"greenapi-{taken}")).api_token_instance.get_secret_value() != CANARY
+
+
+async def test_an_update_of_a_block_removed_since_the_read_is_a_refused_row():
+    await clear_registry()
+    gone = 3_100_000_161
+    await import_instances(parse_instances_text(_csv([(gone, secrets.token_hex(20), "")])))
+    [document] = (await _documents()).values()
+    await remove_instances([gone])
+    [row] = parse_instances_text(_csv([(gone, CANARY, "")])).rows
+
+    result = await _write([("update", row, document)])
+
+    assert (result.updated, [str(p) for p in result.refused]) == (
+        [], [f"line 2: block: update of block 'greenapi-{gone}' failed: ObjectNotFound (HTTP 404)"])
+    assert await _documents() == {}
 
 
 async def test_list_shows_what_the_runs_recorded_and_remove_deletes():

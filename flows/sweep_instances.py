@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
@@ -46,7 +46,7 @@ from tasks.connections import fleet_http, open_client
 from tasks.inspect import check_instances
 from tasks.locks import instance_lock, instances_locked_together
 from tasks.lookup import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
-from tasks.memory import READS_IN_FLIGHT, last_resets, last_seen_many, reads_client, record_seen
+from tasks.memory import last_resets, last_seen_many, record_seen
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
@@ -55,6 +55,9 @@ BATCHES_IN_FLIGHT = 4
 # A fleet is checked in about this many batches (a task run each), of at least max_concurrency instances: on
 # 10,000 instances a task run per 20 cost more than the checks it held (bench/NOTES.md, session 7).
 CHECK_BATCHES = 50
+# The sweep's Variable reads in flight, across its batches: fewer than the Prefect client's 16 connections, so
+# requests never queue inside its connection pool, where each one rescans the whole queue (bench/NOTES.md).
+READS_IN_FLIGHT = 8
 ERROR_CELL_CHARS = 80
 
 
@@ -195,16 +198,14 @@ class _Sweep:
         # Batches are checked a few at a time, so one batch's Prefect bookkeeping (its task run) overlaps
         # the next batch's checks; the check slots keep GREEN-API requests within max_concurrency.
         self.batch_window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
-        # What runs remember is read on a client of the sweep's own, at most as many at once as it has connections.
         self.read_slots = asyncio.Semaphore(READS_IN_FLIGHT)
-        self.reads: PrefectClient | None = None
         self.hand_overs: list[asyncio.Task] = []
         self.progress: _Progress | None = None
         self.http: httpx.AsyncClient | None = None  # the fleet's one connection pool, while the sweep runs
 
     async def run(self, instances: list[RegisteredInstance]) -> SweepReport:
         findings: list[InstanceFinding] = []
-        async with fleet_http(self.max_concurrency) as self.http, reads_client() as self.reads:
+        async with fleet_http(self.max_concurrency) as self.http:
             size = max(self.max_concurrency, -(-len(instances) // CHECK_BATCHES))
             for batch_findings in await asyncio.gather(
                     *(self.check_batch(instances[start:start + size]) for start in range(0, len(instances), size))):
@@ -229,7 +230,7 @@ class _Sweep:
                 state, seen = await asyncio.gather(
                     check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=self.check_slots,
                                     return_state=True),
-                    last_seen_many((r.id_instance for r in batch), self.read_slots, self.reads),
+                    last_seen_many((r.id_instance for r in batch), self.read_slots),
                 )
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
@@ -249,7 +250,7 @@ class _Sweep:
     async def decide(self, findings: list[InstanceFinding], results: list[InstanceInfo | str]) -> None:
         still_blocked = [f.id_instance for f, r in zip(findings, results)
                          if isinstance(r, InstanceInfo) and last_reset_decides(r.state_instance, f.seen_before)]
-        resets = await last_resets(still_blocked, self.read_slots, self.reads) if still_blocked else {}
+        resets = await last_resets(still_blocked, self.read_slots) if still_blocked else {}
         for finding, result in zip(findings, results):
             if isinstance(result, str):
                 finding.error = result

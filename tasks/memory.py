@@ -16,8 +16,6 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
-import httpx
-from prefect.client.orchestration import PrefectClient, get_client
 from prefect.variables import Variable
 from pydantic import BaseModel, ValidationError
 
@@ -77,22 +75,6 @@ async def record_last_reset(id_instance: int, record: LastReset) -> None:
                         tags=["greenapi", "last-reset"])
 
 
-def reads_client() -> PrefectClient:
-    """A Prefect client of its own for a fleet's reads, ``READS_IN_FLIGHT`` connections: inside a run, Variable.aget
-    shares the run's client (16 connections) with every task run and write, and a read queued behind hundreds of
-    them waits, while httpcore rescans the whole queue each time a request comes or goes (bench/NOTES.md, session 7)."""
-    limits = httpx.Limits(max_connections=READS_IN_FLIGHT, max_keepalive_connections=READS_IN_FLIGHT)
-    return get_client(httpx_settings={"limits": limits})
-
-
-async def _value(name: str, client: PrefectClient | None) -> Any:
-    """A Variable's value (None when it does not exist), read on ``client`` when given."""
-    if client is None:
-        return await Variable.aget(name, default=None)
-    variable = await client.read_variable_by_name(name)
-    return variable.value if variable is not None else None
-
-
 async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]],
                      slots: asyncio.Semaphore | None = None) -> dict[int, T]:
     """``read_one`` of each instance, a few at a time (``slots``, when several reads share one bound); the
@@ -106,15 +88,14 @@ async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T |
     return {id_instance: value for id_instance, value in await asyncio.gather(*(read(i) for i in ids)) if value is not None}
 
 
-async def last_reset(id_instance: int, client: PrefectClient | None = None) -> LastReset | None:
+async def last_reset(id_instance: int) -> LastReset | None:
     """How the instance's last queue reset ended, as this version or an older one recorded it; None if unreadable."""
-    return _valid(LastReset, await _value(last_reset_variable_name(id_instance), client))
+    return _valid(LastReset, await Variable.aget(last_reset_variable_name(id_instance), default=None))
 
 
-async def last_resets(ids: Iterable[int], slots: asyncio.Semaphore | None = None,
-                      client: PrefectClient | None = None) -> dict[int, LastReset]:
-    """The last reset record of each instance that has one (on ``client``, a :func:`reads_client`, when given)."""
-    return await _read_many(ids, lambda id_instance: last_reset(id_instance, client), slots)
+async def last_resets(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, LastReset]:
+    """The last reset record of each instance that has one."""
+    return await _read_many(ids, last_reset, slots)
 
 
 def _valid(model: type[M], value: Any) -> M | None:
@@ -125,14 +106,13 @@ def _valid(model: type[M], value: Any) -> M | None:
         return None
 
 
-async def last_seen(id_instance: int, client: PrefectClient | None = None) -> SeenAccount | None:
-    return _valid(SeenAccount, await _value(seen_variable_name(id_instance), client))
+async def last_seen(id_instance: int) -> SeenAccount | None:
+    return _valid(SeenAccount, await Variable.aget(seen_variable_name(id_instance), default=None))
 
 
-async def last_seen_many(ids: Iterable[int], slots: asyncio.Semaphore | None = None,
-                         client: PrefectClient | None = None) -> dict[int, SeenAccount]:
-    """The last check's record of each instance that has one (on ``client``, a :func:`reads_client`, when given)."""
-    return await _read_many(ids, lambda id_instance: last_seen(id_instance, client), slots)
+async def last_seen_many(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, SeenAccount]:
+    """The last check's record of each instance that has one."""
+    return await _read_many(ids, last_seen, slots)
 
 
 async def record_seen(id_instance: int, seen: SeenAccount) -> None:

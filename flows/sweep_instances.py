@@ -1,8 +1,7 @@
 """The fleet sweep: find instances whose number was blocked or whose account changed, and reset each queue.
 
 1. List the registered instances (greenapi-instance blocks), or (``fleet="partner"``) the partner account's.
-2. Check them in batches (one task run per batch, a few batches at a time; about CHECK_BATCHES batches, of at
-   least ``max_concurrency`` instances each):
+2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
    checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
 3. Act on changes. Blocked: number_blocked, once per block (again only while no reset since the block
@@ -52,9 +51,6 @@ from tasks.results import InstanceInfo, utc_now
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
 PROGRESS_EVERY_SECONDS = 1.0
 BATCHES_IN_FLIGHT = 4
-# A fleet is checked in about this many batches (a task run each), of at least max_concurrency instances: on
-# 10,000 instances a task run per 20 cost more than the checks it held (bench/NOTES.md, session 7).
-CHECK_BATCHES = 50
 # The sweep's Variable reads in flight, across its batches: fewer than the Prefect client's 16 connections, so
 # requests never queue inside its connection pool, where each one rescans the whole queue (bench/NOTES.md).
 READS_IN_FLIGHT = 8
@@ -206,7 +202,7 @@ class _Sweep:
     async def run(self, instances: list[RegisteredInstance]) -> SweepReport:
         findings: list[InstanceFinding] = []
         async with fleet_http(self.max_concurrency) as self.http:
-            size = max(self.max_concurrency, -(-len(instances) // CHECK_BATCHES))
+            size = self.max_concurrency
             for batch_findings in await asyncio.gather(
                     *(self.check_batch(instances[start:start + size]) for start in range(0, len(instances), size))):
                 findings.extend(batch_findings)

@@ -51,6 +51,7 @@ bench: $(STAMP) postgresql
 	$(BIN)/python -m bench.import_instances --backend postgres --instances 10000
 	$(BIN)/python -m bench.delivery --backend sqlite --scale 1
 	$(BIN)/python -m bench.relay_cost --backend sqlite
+	$(BIN)/python -m bench.worker_pull --backend postgres
 	$(BIN)/python -m bench.report
 
 venv: $(STAMP)

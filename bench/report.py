@@ -114,6 +114,27 @@ def _per_backend(name: str, table) -> list[str]:
     return lines
 
 
+def _worker_pull_section(small: bool) -> list[str]:
+    """Section 6: a scheduled sweep's first GREEN-API call on a worker that pulls the code (bench.worker_pull)."""
+    from bench.worker_pull import LEAD_SECONDS
+
+    lines = ["## 6. A worker that pulls the code", "",
+             "`python -m bench.worker_pull`: a worker from a fresh virtualenv with only prefect (docs/deploy.md), Prefect's "
+             f"default polling; each sweep-instances run (one instance) created {LEAD_SECONDS} s before its scheduled time, one after the "
+             "other. Each run clones the branch and runs `pip install -r requirements.lock` (the pull steps) before the flow; "
+             "the first on the fresh worker installs the lock.", "",
+             "| back-end | run | worker | scheduled -> first GREEN-API call | scheduled -> Running | pull steps | Running -> first call | state |",
+             "|---|---|---|---|---|---|---|---|"]
+    for backend in BACKENDS:
+        found = _load(f"worker-pull{'-small' if small else ''}-{backend}.json")
+        for run in (found or {}).get("runs", []):
+            cells = [run.get(k) for k in ("scheduled_to_first_call_seconds", "scheduled_to_running_seconds", "pull_steps_seconds",
+                                          "running_to_first_call_seconds")]
+            lines.append(f"| {BACKEND_NAMES[backend]} | {run['run']} | {run['worker']} | "
+                         + " | ".join("—" if c is None else f"{c:.1f} s" for c in cells) + f" | {run['state'].title()} |")
+    return lines + [""]
+
+
 def main() -> None:
     small = bool(os.environ.get("BENCH_SMALL"))
     results = OUT / "RESULTS-small.md" if small else RESULTS
@@ -183,6 +204,7 @@ def main() -> None:
             lines.append(f"| {BACKEND_NAMES[backend]} | {found['count']} | {row['import']} | {row['seconds']:.2f} s | "
                          f"{row['blocks_per_second']:.1f} | {row['created']} | {row['updated']} | {row['unchanged']} |")
     lines += ["", *_delivery_section()]
+    lines += _worker_pull_section(small)
     lines.append("")
     notes = Path(__file__).parent / "NOTES.md"
     if notes.exists():

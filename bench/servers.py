@@ -436,3 +436,107 @@ async def register_instance(id_instance: int, token: str | None = None, *, api_u
     await GreenApiInstance(api_url=api_url, id_instance=id_instance,
                            api_token_instance=token or secrets.token_hex(25)).asave(name, overwrite=True)
     return name
+
+
+# ------------------------------------------------------------------------------ a worker machine that pulls the code
+
+WORK_POOL = "greenapi"  # prefect.yaml's
+PULL_BRANCH = "worker-pull"  # the branch the bare repository carries HEAD as (not one this checkout has)
+# How `prefect worker start` says it polls (prefect/workers/base.py).
+WORKER_STARTED = re.compile(r"Worker '([^']+)' started!")
+
+
+def bare_repository(directory: Path, branch: str = PULL_BRANCH) -> str:
+    """A bare git repository of this checkout's HEAD (committed code only), carrying it as ``branch``; its
+    file:// URL, the value of the greenapi_repository Variable (docs/deploy.md)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", "clone", "--bare", "--quiet", "--single-branch", str(ROOT), str(directory)], check=True, timeout=120)
+    subprocess.run(["git", "--git-dir", str(directory), "update-ref", f"refs/heads/{branch}", head], check=True)
+    return directory.resolve().as_uri()
+
+
+def machine_env(api_url: str, home: str | Path, **extra: str) -> dict[str, str]:
+    """`client_env` as on another machine: nothing that leads to this checkout (no PYTHONPATH, no VIRTUAL_ENV)."""
+    env = client_env(api_url, home, **extra)
+    for name in ("PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    return env
+
+
+def worker_python(directory: Path, env: dict[str, str]) -> Path:
+    """A fresh virtualenv with nothing but prefect (this environment's version) pip-installed into it: a worker
+    machine's Python, as docs/deploy.md sets one up. Returns its bin/ directory."""
+    import prefect
+
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
+    bin_dir = directory / "bin"
+    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", f"prefect=={prefect.__version__}"],
+                          env=env, cwd=directory, capture_output=True, text=True, timeout=1200)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install prefect exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return bin_dir
+
+
+def deploy_from_prefect_yaml(env: dict[str, str], repository: str, branch: str = PULL_BRANCH) -> None:
+    """What docs/deploy.md has the operator run once, from a checkout: the work pool, the two Variables the pull
+    steps read, `prefect deploy --all`."""
+    prefect = str(BIN / "prefect")
+    for command in (["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
+                    ["variable", "set", "greenapi_repository", repository, "--overwrite"],
+                    ["variable", "set", "greenapi_branch", branch, "--overwrite"],
+                    ["deploy", "--all"]):
+        done = subprocess.run([prefect, "--no-prompt", *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+
+
+class PullingWorker:
+    """`prefect worker start --pool greenapi` from a worker machine's Python (``bin_dir``), in its own directory
+    and process group; its output kept in ``log``. ``start`` returns once it says it started."""
+
+    def __init__(self, bin_dir: Path, env: dict[str, str], directory: Path, name: str = "pulling-worker") -> None:
+        self.bin_dir, self.env, self.directory, self.name = bin_dir, env, directory, name
+        self.log = directory / "worker.log"
+        self.process: subprocess.Popen | None = None
+
+    def text(self) -> str:
+        try:
+            return re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 90) -> "PullingWorker":
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [str(self.bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--name", self.name],
+                env=self.env, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its flow runs in its group: stopped with it
+            )
+        deadline = time.monotonic() + timeout
+        while self.name not in WORKER_STARTED.findall(self.text()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the worker did not start within {timeout} s:\n{self.text()[-3000:]}")
+            time.sleep(0.25)
+        return self
+
+    def stop(self, timeout: float = 20) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its flow runs, if any outlived it
+
+    def __enter__(self) -> "PullingWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -120,10 +120,12 @@ class PrefectServer:
 
     `database_url` None: a SQLite file in the server's temporary PREFECT_HOME. Otherwise any URL
     Prefect takes (``postgresql+asyncpg://...``). The server's log is kept in ``log_path`` and quoted
-    when it fails to start. ``restart()`` stops it and starts it again on the same port and database.
+    when it fails to start (after ``start_timeout`` seconds without an answer on /api/health). ``restart()``
+    stops it and starts it again on the same port and database.
     """
 
-    def __init__(self, database_url: str | None = None, *, home: str | Path | None = None, **server_settings: str):
+    def __init__(self, database_url: str | None = None, *, home: str | Path | None = None,
+                 start_timeout: float = SERVER_START_TIMEOUT_S, **server_settings: str):
         self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="prefect-server-"))
         self.home.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
@@ -143,6 +145,7 @@ class PrefectServer:
             "PREFECT_SERVER_ENCRYPTION_KEY": _fernet_key(),
             **server_settings,
         }
+        self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.started_in_s: float | None = None  # how long the last start took
 
@@ -179,7 +182,7 @@ class PrefectServer:
                 env=clean_env(**self.settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.home, start_new_session=True,
             )
-        deadline = began + SERVER_START_TIMEOUT_S
+        deadline = began + self.start_timeout
         while not self.healthy():
             if self.process.poll() is not None:
                 code = self.process.returncode
@@ -188,7 +191,7 @@ class PrefectServer:
                                    f"{self.log_path}:\n{self.log_text()[-4000:]}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the Prefect server did not answer /api/health within {SERVER_START_TIMEOUT_S} s; "
+                raise RuntimeError(f"the Prefect server did not answer /api/health within {self.start_timeout:g} s; "
                                    f"{self.log_path}:\n{self.log_text()[-4000:]}")
             time.sleep(0.25)
         self.started_in_s = time.monotonic() - began

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.runs or (2 if small else RUNS)
     # No scheduler on the server: the sweep's */15 cron would add runs of its own.
     with tempfile.TemporaryDirectory(prefix="bench-worker-pull-") as folder, emulator() as emulator_url, \
-            prefect_server(PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false") as env:
+            prefect_server(start_timeout=300, PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false") as env:
         folder = Path(folder)
         machine = folder / "worker-machine"
         machine.mkdir()

@@ -471,7 +471,7 @@ def worker_python(directory: Path, env: dict[str, str]) -> Path:
     machine's Python, as docs/deploy.md sets one up. Returns its bin/ directory."""
     import prefect
 
-    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=600)
     bin_dir = directory / "bin"
     done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", f"prefect=={prefect.__version__}"],
                           env=env, cwd=directory, capture_output=True, text=True, timeout=1200)

@@ -38,7 +38,7 @@ def test_without_a_secret_it_exits_2_with_one_line(receiver_env, tmp_path):
 
 
 @pytest.mark.parametrize("setting, value, args", [
-    ("GREEN_API_RECEIVER_MAX_BODY_BYTES", "lots", []),
+    ("GREEN_API_RECEIVER_PORT", "lots", []),
     ("GREEN_API_RECEIVER_FORWARD_URL", None, ["--forward-to", "ftp://bot.internal/" + CANARY]),  # a wrong forward URL
 ])
 def test_a_bad_setting_exits_2_with_one_line_and_no_secret(receiver_env, tmp_path, setting, value, args):

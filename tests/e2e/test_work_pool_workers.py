@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from prefect import Flow
+from domain import Handling
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -212,7 +213,7 @@ async def test_the_sweep_spreads_affected_instances_over_the_workers_of_one_pool
     assert report.checked == 8 and report.affected == 4 and report.not_checked == 0, report
     found = {f.id_instance: f for f in report.findings}
     assert {i for i, f in found.items() if f.reason} == set(affected)
-    assert all(found[i].outcome == "started" for i in affected)
+    assert all(found[i].outcome.handling is Handling.started for i in affected)
 
     runs = await _wait_final(pool.deployment_id, len(affected), pool.workers)
     elapsed = time.monotonic() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -123,6 +124,7 @@ async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
     from cli.instance_rows import parse_instances_text
 
     await clear_registry()
+    await Secret(value="not an instance").save("registry-page-other-type", overwrite=True)  # another block type, left out
     rows = "".join(f"{5_000_000_000 + index},t{index:04d},{emulator.url},page-{index:03d}\n" for index in range(205))
     # Two writes at a time: this tests the read; SQLite refuses some of 16 concurrent creates on a loaded machine.
     imported = await import_instances(parse_instances_text("idInstance,apiTokenInstance,apiUrl,name\n" + rows), writes_in_flight=2)

@@ -74,6 +74,6 @@ def test_the_demo_then_run_then_an_import_and_a_sweep_on_one_temporary_database(
     report = json.loads(sweep.stdout.strip().splitlines()[-1])
     # Only the block imported here: the demo removed its own, whose emulator is gone.
     assert [f["id_instance"] for f in report["findings"]] == [blocked.id_instance]
-    assert report["not_checked"] == 0 and report["findings"][0]["outcome"] == "completed"
+    assert report["not_checked"] == 0 and report["findings"][0]["outcome"]["handling"] == "completed"
     assert emulator.state.instance(blocked.id_instance)["queue_length"] == 0
     assert CANARY not in sweep.stdout + sweep.stderr

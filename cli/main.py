@@ -139,20 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         # The receiver's background task logs outside any flow run, which Prefect's API log handler cannot send:
         # without this it warns "attempted to send logs to the API without a flow run id", which no operator can act on.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    with _patient_temporary_server():
-        return _dispatch(args)
-
-
-def _patient_temporary_server():
-    """Prefect gives its temporary server 20 s to start; a first start (its database migrations) on a busy machine
-    takes longer, and the demo and a first `run` would fail on it. An operator's own value wins."""
-    import contextlib
-
-    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in os.environ:
-        return contextlib.nullcontext()
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
-
-    return temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: TEMPORARY_SERVER_START_SECONDS})
+    # Prefect gives its temporary server 20 s to start; a first start (its database migrations) on a busy machine takes
+    # longer, and the demo or a first `run` would fail on it. Set before Prefect is imported; an operator's value wins.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(TEMPORARY_SERVER_START_SECONDS))
+    return _dispatch(args)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

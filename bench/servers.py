@@ -106,6 +106,21 @@ def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
     process.wait(timeout=10)
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to the process's session, SIGKILL when it has not exited within ``timeout`` seconds; then whatever it
+    started in its session (uvicorn workers, flow runs) goes with it."""
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
@@ -201,17 +216,7 @@ class PrefectServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        for sig, wait_s in ((signal.SIGTERM, SERVER_STOP_TIMEOUT_S), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Whatever it started in its session (uvicorn workers) goes with it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, SERVER_STOP_TIMEOUT_S)
 
     def restart(self) -> "PrefectServer":
         self.stop()
@@ -527,16 +532,7 @@ class PullingWorker:
         process, self.process = self.process, None
         if process is None:
             return
-        for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # its flow runs, if any outlived it
+        stop_process_group(process, timeout)
 
     def __enter__(self) -> "PullingWorker":
         return self.start()

@@ -142,9 +142,9 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
     from prefect.exceptions import ObjectAlreadyExists
 
     from domain.changes import SeenAccount
-    from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
-    from tasks.lookup import registered_ids
-    from tasks.memory import record_seen, seen_variable_name
+    from instances.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
+    from instances.lookup import registered_ids
+    from instances.memory import record_seen, seen_variable_name
 
     there = await registered_ids()
     if there - {s["id_instance"] for s in instances}:
@@ -193,8 +193,8 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
     from prefect.variables import Variable
 
     from domain.changes import SeenAccount
-    from tasks.locks import instance_limit_name
-    from tasks.memory import next_clear_variable_name, record_seen
+    from instances.locks import instance_limit_name
+    from instances.memory import next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(4)
     async with get_client() as client:

@@ -155,7 +155,7 @@ async def measure(emulator_url: str, prefect: PrefectHandle, workdir: Path, *, i
                       "settings": {"webhookUrlToken": m.token}} for m in modes for i in m.ids]
             (await http.post("/instances", json=seeds)).raise_for_status()
             tokens = {s["id_instance"]: s["api_token"] for s in seeds}
-            from tasks import GreenApiInstance
+            from instances import GreenApiInstance
 
             await GreenApiInstance.aregister_type_and_schema()
             await asyncio.gather(*(register_instance(i, tokens[i], api_url=emulator_url, name=f"cost-{i}") for i in relayed.ids))

@@ -438,7 +438,7 @@ async def register_instance(id_instance: int, token: str | None = None, *, api_u
                             name: str | None = None) -> str:
     """A greenapi-instance block for the instance (the receiver and the sweep act only on registered ones);
     returns its name (``e2e-<id>`` unless given). The default apiUrl answers nothing."""
-    from tasks import GreenApiInstance
+    from instances import GreenApiInstance
 
     name = name or f"e2e-{id_instance}"
     await GreenApiInstance(api_url=api_url, id_instance=id_instance,

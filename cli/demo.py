@@ -68,7 +68,7 @@ def _tell_runs_the_emulators_windows() -> None:
 
 async def _run_all(server: EmulatorServer, cases: list[DemoCase]):
     from flows import handle_account_change
-    from tasks.blocks import GreenApiInstance
+    from instances.blocks import GreenApiInstance
 
     for case in cases:
         await GreenApiInstance(

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cli.instance_rows import InstanceRow, ParsedInstances, RowProblem, default_block_name
-from tasks.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
-from tasks.lookup import instance_documents
+from instances.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
+from instances.lookup import instance_documents
 
 # Blocks written at once. The server handles requests on one thread with a default PostgreSQL pool of 5
 # connections (its services use them too): more in flight only queue there or open overflow connections,

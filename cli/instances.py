@@ -67,7 +67,7 @@ def import_command(*, path: str | None, partner: bool, partner_block: str | None
 
 
 async def _from_partner(block: str | None, settings):
-    from tasks.lookup import resolve_partner
+    from instances.lookup import resolve_partner
     from cli.instance_rows import parse_partner_instances
 
     account = await resolve_partner(block, settings)

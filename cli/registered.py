@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from cli.importer import WRITES_IN_FLIGHT
 from greenapi import DEFAULT_API_URL
 from greenapi.errors import api_host
-from tasks.lookup import instance_documents
+from instances.lookup import instance_documents
 
 
 
@@ -38,7 +38,7 @@ async def list_instances() -> list[ListedInstance]:
     from prefect.client.orchestration import get_client
 
     from domain.changes import LastReset
-    from tasks.memory import held_back_many, last_resets, last_seen_many
+    from instances.memory import held_back_many, last_resets, last_seen_many
 
     async with get_client() as client:
         documents = await instance_documents(client, include_secrets=False)

@@ -32,7 +32,7 @@ def run_once(*, reason: Reason, block: str | None, clear_outgoing: bool | None, 
         # Fail before a flow run exists when the settings or the block cannot work: one line, exit 2
         # (and at once: Prefect is imported only when a block is to be read or the run starts).
         if block:
-            from tasks import resolve_credentials
+            from instances import resolve_credentials
 
             asyncio.run(resolve_credentials(block, settings))
         else:

@@ -20,8 +20,8 @@ from flows.models import QueueNotVerifiedEmpty, QueueResetReport
 from flows.naming import name_at_start, name_once_known
 from flows.runbook import reset_instance_queue
 from greenapi import ConfigurationError, get_settings, green_api_timings
-from tasks import resolve_credentials
-from tasks.locks import instance_lock
+from instances import resolve_credentials
+from instances.locks import instance_lock
 from tasks.results import InstanceInfo
 
 

@@ -56,7 +56,7 @@ def id_of(instance: str) -> int | None:
     try:
         from prefect.client.orchestration import get_client
 
-        from tasks.blocks import BLOCK_TYPE_SLUG
+        from instances.blocks import BLOCK_TYPE_SLUG
 
         with get_client(sync_client=True) as client:
             document = client.read_block_document_by_name(instance, BLOCK_TYPE_SLUG, include_secrets=False)

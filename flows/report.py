@@ -7,8 +7,8 @@ import logging
 from prefect.artifacts import acreate_markdown_artifact
 
 from flows.models import QueueResetReport, count_before_text, last_reset_of, removed_text
-from tasks.events import emit_step_event
-from tasks.memory import held_back, record_last_reset
+from instances.events import emit_step_event
+from instances.memory import held_back, record_last_reset
 
 
 def _cell(value: object) -> str:

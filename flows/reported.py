@@ -17,7 +17,7 @@ from prefect.events import emit_event
 from domain import Reason
 from flows.handle_account_change import handle_account_change
 from flows.naming import run_name, run_url
-from tasks.events import instance_resource
+from instances.events import instance_resource
 
 # The tags of the runs the receiver starts: how to find them on the Runs page (they belong to no deployment).
 RECEIVER_RUN_TAGS = ("greenapi", "receiver")

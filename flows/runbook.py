@@ -44,7 +44,7 @@ from tasks import (
 )
 from tasks import webhook as webhook_steps
 from tasks.connections import open_client
-from tasks.memory import next_clear_allowed_at, record_next_clear_allowed
+from instances.memory import next_clear_allowed_at, record_next_clear_allowed
 from tasks.results import InstanceInfo, Verification, utc_now
 from tasks.wait import WaitKind
 
@@ -79,7 +79,7 @@ async def reset_instance_queue(
     observed: InstanceInfo | None = None,
     http_client: httpx.AsyncClient | None = None,
 ) -> QueueResetReport:
-    """The runbook on one instance whose slot the caller holds (:func:`tasks.locks.instance_lock`): runs
+    """The runbook on one instance whose slot the caller holds (:func:`instances.locks.instance_lock`): runs
     for one instance take turns, so the second sees the first one's result, not a half-cleared queue.
 
     Args:

@@ -43,9 +43,9 @@ from flows.runbook import reset_instance_queue
 from greenapi import get_settings
 from tasks.connections import fleet_http, open_client
 from tasks.inspect import check_instances
-from tasks.locks import instance_lock, instances_locked_together
-from tasks.lookup import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
-from tasks.memory import last_resets, last_seen_many, record_seen
+from instances.locks import instance_lock, instances_locked_together
+from instances.lookup import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
+from instances.memory import last_resets, last_seen_many, record_seen
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"

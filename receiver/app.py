@@ -145,8 +145,8 @@ async def _record_held_back(emitter: Emitter, id_instance: int, count: int) -> N
 
     from prefect.events import Event
 
-    from tasks.events import instance_resource
-    from tasks.memory import add_held_back
+    from instances.events import instance_resource
+    from instances.memory import add_held_back
 
     total = await add_held_back(id_instance, count)
     await emitter.emit(Event(id=uuid4(), event="greenapi.relay.held-back", resource=instance_resource(id_instance),

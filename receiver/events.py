@@ -10,7 +10,7 @@ from prefect.events import Event
 
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from domain import Reason
-from tasks.events import instance_resource
+from instances.events import instance_resource
 
 EVENT_NAMES: dict[Reason, str] = {
     Reason.number_blocked: "greenapi.instance.number-blocked",

@@ -1,6 +1,6 @@
 """Which instances the receiver acts for: those registered as greenapi-instance blocks.
 
-The registered idInstances are read in one call (``tasks.lookup.registered_ids``, no secret is read)
+The registered idInstances are read in one call (``instances.lookup.registered_ids``, no secret is read)
 and a hit is answered from that set for ``ttl_seconds``. A miss is always answered from a read that started
 after the request arrived, so an instance registered a moment ago is never turned away; misses that arrive
 while a read is in flight share it, so a burst of reports for unknown instances costs few reads.
@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Awaitable, Callable, Protocol
 
-from tasks.lookup import registered_ids
+from instances.lookup import registered_ids
 
 
 class InstanceRegistry(Protocol):
@@ -59,7 +59,7 @@ class PrefectCredentials:
     """
 
     def __init__(self, *, miss_ttl_seconds: float = 30.0, lookup=None, clock: Callable[[], float] = time.monotonic) -> None:
-        from tasks.lookup import registered_instances
+        from instances.lookup import registered_instances
 
         self._lookup = lookup or registered_instances
         self._clock, self.miss_ttl_seconds = clock, miss_ttl_seconds

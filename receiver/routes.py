@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from receiver import models
 from receiver.service import Accepted, Decision, Ignored, ReportService, Unavailable, Unregistered
-from tasks.blocks import BLOCK_TYPE_SLUG
+from instances.blocks import BLOCK_TYPE_SLUG
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -24,9 +24,9 @@ from receiver.emitter import Emitter, EmitError
 from receiver.events import EVENT_NAMES, Delivery, account_check_key, build_event, event_id_for, request_key, webhook_key
 from receiver.models import STATE_INSTANCE_CHANGED, GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
-from tasks import memory
-from tasks.blocks import BLOCK_TYPE_SLUG
-from tasks.events import instance_resource
+from instances import memory
+from instances.blocks import BLOCK_TYPE_SLUG
+from instances.events import instance_resource
 
 logger = logging.getLogger("greenapi.receiver")
 
@@ -37,7 +37,7 @@ RELAY_ACCOUNT_CHANGED = "greenapi.relay.account-changed"
 
 @dataclass
 class WidStore:
-    """What the receiver remembers per instance, on the Prefect server by default (Variables, tasks.memory):
+    """What the receiver remembers per instance, on the Prefect server by default (Variables, instances.memory):
     the last account (wid), and the reports already handed over, so a re-delivery after a restart starts nothing."""
 
     last_seen: Callable[[int], Awaitable[str | None]] = memory.last_seen_wid

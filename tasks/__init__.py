@@ -1,8 +1,6 @@
 """Prefect tasks: one GREEN-API step each, typed results, never cached."""
 
-from tasks.blocks import GreenApiInstance, GreenApiPartner
 from tasks.inspect import inspect_instance
-from tasks.lookup import resolve_credentials
 from tasks.queue import (
     clear_notifications,
     clear_outgoing_messages,
@@ -18,8 +16,6 @@ from tasks.webhook import detach_webhook, restore_webhook, wait_webhook_detached
 __all__ = [
     "ClearAttempt",
     "CountResult",
-    "GreenApiInstance",
-    "GreenApiPartner",
     "InstanceInfo",
     "Verification",
     "WaitResult",
@@ -33,7 +29,6 @@ __all__ = [
     "detach_webhook",
     "inspect_instance",
     "peek_notification",
-    "resolve_credentials",
     "restore_webhook",
     "verify_empty",
     "wait_seconds",

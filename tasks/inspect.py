@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from greenapi import GreenAPIClient, GreenAPIError
-from tasks.events import emit_step_event
+from instances.events import emit_step_event
 from tasks.results import InstanceInfo
 
 

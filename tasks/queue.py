@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from greenapi import GreenAPIClient
-from tasks.events import emit_step_event
+from instances.events import emit_step_event
 from tasks.results import ClearAttempt, CountResult, Verification
 
 # Every step reads or changes live state: a cached answer would be a wrong answer.

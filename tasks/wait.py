@@ -8,7 +8,7 @@ from typing import Literal
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.events import emit_step_event
+from instances.events import emit_step_event
 from tasks.results import WaitResult
 
 WaitKind = Literal["left-time", "count-refresh", "clear-window", "refused"]

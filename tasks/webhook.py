@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from greenapi import GreenAPIClient
-from tasks.events import emit_step_event
+from instances.events import emit_step_event
 from tasks.results import WebhookApplied, WebhookDetach, WebhookRestore
 
 

@@ -145,7 +145,7 @@ async def register_seeded(seeded, emulator, name: str | None = None) -> str:
 async def register_instances(ids: Iterable[int], *, api_url: str = UNREACHABLE_API_URL, name_prefix: str = "e2e") -> None:
     """`register_instance` for each idInstance, with a random token. The block type is registered first:
     on a fresh server, concurrent first saves race to create it (409 Conflict)."""
-    from tasks import GreenApiInstance
+    from instances import GreenApiInstance
 
     await GreenApiInstance.aregister_type_and_schema()
     await asyncio.gather(*(register_instance(i, api_url=api_url, name=f"{name_prefix}-{i}") for i in ids))
@@ -156,7 +156,7 @@ async def clear_registry() -> None:
     instances are not emulated any more."""
     from prefect.client.orchestration import get_client
 
-    from tasks.lookup import instance_documents
+    from instances.lookup import instance_documents
 
     async with get_client() as client:
         for document in await instance_documents(client, include_secrets=False):

@@ -13,7 +13,7 @@ from prefect.client.orchestration import get_client
 
 from domain import Reason
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
-from tasks import GreenApiInstance
+from instances import GreenApiInstance
 from tests.helpers import HttpCatcher, run_flow, wait_until
 from bench.servers import CLI, stop_process
 

@@ -66,7 +66,7 @@ def test_a_sweep_across_a_postgres_restart_reports_only_what_it_verified(prefect
     script = textwrap.dedent("""
         import asyncio, json
         from flows import sweep_instances
-        from tasks import GreenApiInstance
+        from instances import GreenApiInstance
 
         async def main():
             {blocks}

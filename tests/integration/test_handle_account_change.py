@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows import Outcome, handle_account_change
-from tasks import GreenApiInstance
+from instances import GreenApiInstance
 from flows.limits import INSTANCE_LOCK_TIMEOUT_SECONDS
 from tests.conftest import TEST_CLEAR_WINDOW_SECONDS, TEST_COUNT_REFRESH_SECONDS
 from tests.helpers import await_until, every_log_record, methods_called, run_flow, slots_taken, task_runs_of
@@ -255,7 +255,7 @@ async def test_the_run_publishes_an_artifact_with_the_steps(emulator, seed_insta
 
 
 async def test_a_named_block_supplies_the_credentials(emulator, seed_instance, greenapi_env, monkeypatch):
-    from tasks import GreenApiInstance
+    from instances import GreenApiInstance
 
     instance = seed_instance(notifications=3)
     greenapi_env(instance)

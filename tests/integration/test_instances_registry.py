@@ -12,8 +12,8 @@ from prefect.variables import Variable
 
 from cli.instances import import_command
 from flows import sweep_instances
-from tasks import GreenApiInstance
-from tasks.memory import last_reset, last_reset_variable_name, record_wid
+from instances import GreenApiInstance
+from instances.memory import last_reset, last_reset_variable_name, record_wid
 from cli.importer import BlockWriter, ImportResult, block_type_and_schema, import_instances
 from cli.instance_rows import parse_instances_text
 from cli.registered import list_instances, remove_instances

@@ -1,4 +1,4 @@
-"""tasks.locks against the session's Prefect server: one slot per instance, taken through Prefect's concurrency."""
+"""instances.locks against the session's Prefect server: one slot per instance, taken through Prefect's concurrency."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import pytest
 from prefect.client.orchestration import get_client
 
-from tasks.locks import instance_lock
+from instances.locks import instance_lock
 from tests.helpers import instance_limit_name, slots_taken
 
 LEASE = 60.0
@@ -53,7 +53,7 @@ async def test_runs_racing_for_a_new_instance_take_turns(id_instance):
 
 
 async def test_a_batch_is_locked_together_and_released_together(prefect_server):
-    from tasks.locks import instances_locked_together
+    from instances.locks import instances_locked_together
 
     ids = [next(_ids) for _ in range(3)]
     async with instances_locked_together(ids, lease_seconds=LEASE) as locked:
@@ -63,7 +63,7 @@ async def test_a_batch_is_locked_together_and_released_together(prefect_server):
 
 
 async def test_one_busy_instance_leaves_each_of_the_batch_to_its_own_lock(prefect_server):
-    from tasks.locks import instances_locked_together
+    from instances.locks import instances_locked_together
 
     ids = [next(_ids) for _ in range(3)]
     async with instance_lock(ids[1], timeout_seconds=5, lease_seconds=LEASE):

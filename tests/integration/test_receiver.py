@@ -27,7 +27,7 @@ from receiver.dedup import TTLCache
 from receiver.emitter import EmitError, PrefectEventEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, ReceiverLimits, get_receiver_settings
-from tasks.memory import seen_variable_name
+from instances.memory import seen_variable_name
 from bench.servers import register_instance
 from tests.helpers import EVENT_ID_NAMESPACE, wait_until, where_in_database
 from bench.servers import free_port

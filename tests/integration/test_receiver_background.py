@@ -16,7 +16,7 @@ from receiver.app import create_app
 from tests.helpers import RecordingEmitter
 from receiver.dispatch import BackgroundDispatcher, DispatchError
 from receiver.settings import get_receiver_settings
-from tasks import GreenApiInstance
+from instances import GreenApiInstance
 
 SECRET = "CANARYbg" + "5a" * 16
 _ids = itertools.count(7_800_000_001)

@@ -19,8 +19,8 @@ import pytest
 from receiver.app import create_app
 from receiver.registry import PrefectInstanceRegistry
 from receiver.settings import get_receiver_settings
-from tasks import GreenApiInstance
-from tasks.lookup import registered_ids
+from instances import GreenApiInstance
+from instances.lookup import registered_ids
 from tests.helpers import MemoryRegistry, MemoryWidStore, RecordingEmitter
 
 SECRET = "CANARYex" + "3a" * 16

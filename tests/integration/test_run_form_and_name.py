@@ -15,7 +15,7 @@ from prefect.utilities.schema_tools import validate
 from deploy.project import runner_deployments
 from flows import handle_account_change
 from flows.handle_account_change import EMPTY_INSTANCE_MESSAGE
-from tasks import GreenApiInstance
+from instances import GreenApiInstance
 from tests.helpers import every_log_record, run_flow
 
 

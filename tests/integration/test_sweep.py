@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete, visible_lines
-from tasks.memory import last_seen_wid
+from instances.memory import last_seen_wid
 from tests.helpers import await_until, clear_registry, register_seeded, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -86,7 +86,7 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
 
 
 async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(emulator, seed_instance, greenapi_env):
-    from tasks.memory import record_wid
+    from instances.memory import record_wid
 
     greenapi_env(seed_instance())
     healthy = [seed_instance(notifications=3) for _ in range(3)]
@@ -119,7 +119,7 @@ async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(e
 
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):
-    from tasks.lookup import registered_instances
+    from instances.lookup import registered_instances
     from cli.importer import import_instances
     from cli.instance_rows import parse_instances_text
 

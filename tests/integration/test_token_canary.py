@@ -25,7 +25,7 @@ def every_log_line():
 
 
 async def test_canary_token_appears_nowhere(prefect_server, emulator, seed_instance, greenapi_env, capfd, every_log_line, monkeypatch):
-    from tasks import GreenApiInstance
+    from instances import GreenApiInstance
 
     scenarios = {
         "passes": dict(seed=dict(token=CANARY, notifications=5), settings={}),

@@ -1,4 +1,4 @@
-"""tasks.blocks: each Block, built in memory (no Prefect server), opens a client with get_client() that talks to
+"""instances.blocks: each Block, built in memory (no Prefect server), opens a client with get_client() that talks to
 the emulator over loopback with the block's credentials. No token in any error."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
 from greenapi import AuthenticationError, ClientConfig, ConfigurationError, PartnerAuthenticationError
-from tasks.blocks import GreenApiInstance, GreenApiPartner
+from instances.blocks import GreenApiInstance, GreenApiPartner
 
 TOKENS = {7105000041: "CANARYblock41" + "a" * 20, 7105000042: "CANARYblock42" + "b" * 20, 7105000043: "CANARYblock43" + "c" * 20}
 PARTNER = "CANARYblockpartner" + "7e" * 16

@@ -10,8 +10,8 @@ from cli.instances import import_command
 from cli.main import main
 from emulator import EmulatorConfig, EmulatorServer
 from greenapi import ConfigurationError, get_settings
-from tasks.blocks import GreenApiPartner
-from tasks.lookup import partner_fleet, resolve_partner
+from instances.blocks import GreenApiPartner
+from instances.lookup import partner_fleet, resolve_partner
 from cli.instance_rows import parse_partner_instances
 
 PARTNER = "CANARYunitpartner" + "42" * 16

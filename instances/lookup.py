@@ -1,7 +1,7 @@
 """How a run finds its instance(s): by block name, by idInstance or from the settings (resolve_credentials),
 every registered greenapi-instance block (the sweep's fleet), or a partner account's instances (partner_fleet).
 
-The Blocks themselves are in tasks/blocks.py; this module only reads them."""
+The Blocks themselves are in instances/blocks.py; this module only reads them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import BlockDocument
 from pydantic import ValidationError
 
 from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials
-from tasks.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
+from instances.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
 
 LIST_HINT = "greenapi-migrate instances list shows the registered ones"
 

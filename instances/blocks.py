@@ -12,7 +12,6 @@ from pydantic import Field, SecretStr
 
 from greenapi import DEFAULT_API_URL, ClientConfig, GreenAPIClient, InstanceCredentials, PartnerClient, get_settings
 from greenapi.credentials import ID_INSTANCE_MAX, ID_INSTANCE_MIN
-from tasks.connections import open_client
 
 BLOCK_TYPE_SLUG = "greenapi-instance"
 PARTNER_BLOCK_TYPE_SLUG = "greenapi-partner"
@@ -36,7 +35,7 @@ class GreenApiInstance(Block):
 
     def get_client(self, config: ClientConfig | None = None,
                    http_client: httpx.AsyncClient | None = None) -> GreenAPIClient:
-        """A client for this instance, as the runs open theirs (``tasks.connections.open_client``).
+        """A client for this instance (a run's steps open theirs through ``tasks.connections.open_client``).
 
         Args:
             config: timeouts and retries; by default GREEN_API_TIMEOUT_SECONDS and GREEN_API_MAX_RETRIES, read now.
@@ -46,7 +45,7 @@ class GreenApiInstance(Block):
         Returns:
             The client, to use as ``async with block.get_client() as client``.
         """
-        return open_client(self.credentials(), config or get_settings().client_config(), http_client)
+        return GreenAPIClient(self.credentials(), config or get_settings().client_config(), http_client=http_client)
 
 
 class GreenApiPartner(Block):

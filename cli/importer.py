@@ -42,10 +42,14 @@ class ImportResult:
 
 async def block_type_and_schema(client: Any) -> tuple[Any, Any]:
     """The ids of the greenapi-instance block type and of this code's schema of it, registered first if new."""
-    await GreenApiInstance.aregister_type_and_schema()
+    await GreenApiInstance.aregister_type_and_schema(client=client)
     block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
-    schema = await client.read_block_schema_by_checksum(GreenApiInstance._calculate_schema_checksum())
-    return block_type.id, schema.id
+    fields = GreenApiInstance.model_json_schema()  # what a schema of this code holds (Block.save registers it so)
+    newest = await client.get_most_recent_block_schema_for_block_type(block_type.id)
+    if newest is None or newest.fields != fields:  # another version of this code registered its schema since
+        newest = next(schema for schema in await client.read_block_schemas()
+                      if schema.block_type_id == block_type.id and schema.fields == fields)
+    return block_type.id, newest.id
 
 
 class BlockWriter:

@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockSchemaCreate
 from prefect.variables import Variable
 
 from cli.instances import import_command
@@ -82,6 +83,21 @@ async def _write(plan) -> ImportResult:
         block_type_id, schema_id = await block_type_and_schema(client)
         await BlockWriter(client, block_type_id, schema_id, result, progress=None).write_all(plan, in_flight=4)
     return result
+
+
+async def test_blocks_are_written_with_this_codes_schema_when_another_version_registered_one_since():
+    async with get_client() as client:
+        block_type_id, schema_id = await block_type_and_schema(client)
+        fields = GreenApiInstance.model_json_schema()
+        later = {**fields, "properties": {**fields["properties"], "label": {"title": "Label", "type": "string"}}}
+        other = await client.create_block_schema(BlockSchemaCreate(
+            block_type_id=block_type_id, fields=later, capabilities=[], version=GreenApiInstance.get_block_schema_version()))
+        assert (await client.get_most_recent_block_schema_for_block_type(block_type_id)).id == other.id
+
+        assert await block_type_and_schema(client) == (block_type_id, schema_id)
+        saved = await GreenApiInstance(id_instance=3_100_000_141, api_token_instance=secrets.token_hex(20)).asave(
+            "schema-probe", overwrite=True)  # Prefect's own save: the schema this code's blocks are written with
+        assert (await client.read_block_document(saved)).block_schema_id == schema_id
 
 
 async def test_a_create_the_server_refuses_is_a_refused_row_the_others_written_and_no_token_said():

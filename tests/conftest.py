@@ -46,8 +46,12 @@ class PrefectServerInfo:
     cluster: PostgresCluster | None = None
 
 
+# Prefect stores events in batches, by default every 5 s: the tests that read events wait a fraction of that.
+EVENT_FLUSH_SECONDS = "0.25"
+
+
 def serving(database_url: str | None, cluster: PostgresCluster | None = None):
-    with PrefectServer(database_url) as server:
+    with PrefectServer(database_url, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL=EVENT_FLUSH_SECONDS) as server:
         yield PrefectServerInfo(api_url=server.api_url, database_url=server.database_url, backend=server.backend,
                                 server=server, cluster=cluster)
 

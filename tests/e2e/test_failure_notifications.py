@@ -4,17 +4,18 @@ that name the instance or run and the outcome, and never carry a token. Every wa
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import subprocess
 
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
+from prefect.events import emit_event
 
 from domain import Reason
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
 from instances import GreenApiInstance
-from tests.helpers import HttpCatcher, run_flow, wait_until
+from tests.helpers import HttpCatcher, await_until, run_flow, wait_until
 from bench.servers import CLI, stop_process
 
 # SQLite only: the automations and the notification block do not depend on the back-end.
@@ -41,9 +42,23 @@ async def endpoint(prefect_server, real_prefect_server, tmp_path):
         done = _apply(real_prefect_server, tmp_path, f"custom-webhook/{NOTIFY_BLOCK}")
         assert done.returncode == 0, done.stderr
         assert all(name in done.stdout for name in NOTIFICATION_AUTOMATIONS), done.stdout
-        # The triggers service learns of new automations from a change feed: give it a moment.
-        await asyncio.sleep(2)
+        await notifications_are_live(catcher)
         yield catcher
+
+
+async def notifications_are_live(catcher: HttpCatcher) -> None:
+    """The triggers service learns of new automations from a change feed, a moment after they are created:
+    probe events (a queue reset failed on a made-up instance) until one of them is notified (bounded)."""
+    probes = itertools.count(2_999_100_001)
+
+    def probe_notified() -> bool:
+        id_instance = next(probes)
+        emit_event(event="greenapi.queue-reset.failed", payload={"outcome": "probe"},
+                   resource={"prefect.resource.id": f"greenapi.instance.{id_instance}", "greenapi.id-instance": str(id_instance)})
+        return any("queue reset failed (probe)" in body for body in catcher.bodies())
+
+    await await_until(probe_notified, timeout=NOTIFICATION_TIMEOUT_S, interval=1.0,
+                      message="the notification automations never acted on a probe event")
 
 
 async def test_a_failed_queue_reset_is_notified_naming_the_instance_and_the_outcome(endpoint, emulator, seed_instance, greenapi_env):

@@ -5,7 +5,6 @@ and the peek made while the count snapshot refreshes."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -171,7 +170,7 @@ async def test_a_crash_between_detach_and_restore_is_put_back_by_the_next_run(em
     credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
     async with GreenAPIClient(credentials, settings.client_config()) as client:
         detached = await detach_webhook(client)  # ... and the process dies here
-    await asyncio.sleep(1.0)  # the restart: another process, so GetSettings' 1/s limit is not this client's to pace
+    emulator.state.advance_clock(1.0)  # the restart, a second later: another process, so GetSettings' 1/s limit is not this client's to pace
     assert detached.detached and _webhook_of(emulator, instance.id_instance) == ("", HOOK_TOKEN)
     block = await Secret.aload(detached_webhook_block_name(instance.id_instance))
     assert block.get() == {"webhookUrl": HOOK_URL, "webhookUrlToken": HOOK_TOKEN}
@@ -193,7 +192,7 @@ async def test_a_webhook_url_set_since_the_crash_is_left_alone(emulator, seed_in
     credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
     async with GreenAPIClient(credentials, settings.client_config()) as client:
         await detach_webhook(client)
-    await asyncio.sleep(1.0)  # the restart (GetSettings' 1/s limit)
+    emulator.state.advance_clock(1.0)  # the restart, a second later (GetSettings' 1/s limit)
     emulator.state.patch_instance(instance.id_instance, {"webhook_url": "https://new.example/hook"})
 
     state, report = await run_flow(reason="number_blocked")

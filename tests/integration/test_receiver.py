@@ -234,7 +234,8 @@ def authorized(http: httpx.Client, instance: int, wid: str, timestamp: int) -> h
 
 
 def test_the_first_authorized_webhook_records_the_account_and_emits_nothing(http, instance, emitted):
-    assert ignored(authorized(http, instance, "71230000003@c.us", 1_700_000_001)) == "first account seen on this instance: recorded"
+    first = authorized(http, instance, "71230000003@c.us", 1_700_000_001)
+    assert ignored(first) == "first account seen on this instance: recorded" and set(first.json()) == {"status", "why"}
     assert Variable.get(seen_variable_name(instance))["wid"] == "71230000003@c.us"
     assert emitted(http, instance) == []
 
@@ -371,7 +372,7 @@ def test_malformed_json_says_so(http):
 def test_the_same_delivery_id_twice_is_one_event(http, instance, emitted):
     one = accepted(http.post(QUEUE_RESET, json={"idInstance": instance, "reason": "number_blocked", "deliveryId": "d-1"}))
     two = accepted(http.post(QUEUE_RESET, json={"deliveryId": "d-1", "reason": "number_blocked", "idInstance": instance}))
-    assert (one["duplicate"], two["duplicate"]) == (False, True) and one["eventId"] == two["eventId"]
+    assert (one["duplicate"], two["duplicate"]) == (False, True) and (one["eventId"], one["event"]) == (two["eventId"], two["event"])
     assert [str(e.id) for e in emitted(http, instance)] == [one["eventId"]]
 
 
@@ -379,14 +380,14 @@ def test_the_same_body_without_a_delivery_id_twice_is_one_event(http, instance, 
     one = accepted(http.post(QUEUE_RESET, json={"idInstance": instance, "reason": "account_changed", "source": "erp"}))
     reformatted = json.dumps({"source": "erp", "reason": "account_changed", "idInstance": instance}, indent=2).encode()
     two = accepted(http.post(QUEUE_RESET, content=reformatted))
-    assert (one["duplicate"], two["duplicate"]) == (False, True) and one["eventId"] == two["eventId"]
+    assert (one["duplicate"], two["duplicate"]) == (False, True) and (one["eventId"], one["event"]) == (two["eventId"], two["event"])
     assert [str(e.id) for e in emitted(http, instance)] == [one["eventId"]]
 
 
 def test_the_same_webhook_twice_is_one_event(http, instance, emitted):
     hook = webhook(instance, "blocked", timestamp=1_700_000_100)
     one, two = accepted(http.post(WEBHOOK, json=hook)), accepted(http.post(WEBHOOK, json=hook))
-    assert (one["duplicate"], two["duplicate"]) == (False, True) and one["eventId"] == two["eventId"]
+    assert (one["duplicate"], two["duplicate"]) == (False, True) and (one["eventId"], one["event"]) == (two["eventId"], two["event"])
     assert [str(e.id) for e in emitted(http, instance)] == [one["eventId"]]
 
 
@@ -412,20 +413,21 @@ def test_a_failed_emit_is_503_and_not_remembered_so_the_resent_report_is_emitted
         assert [str(e.id) for e in emitted(http, instance)] == [second["eventId"]]
 
 
-def test_with_prefect_unreachable_the_receiver_starts_and_answers_503_quickly(prefect_server, instance):
+def test_with_prefect_unreachable_the_receiver_starts_and_answers_503_quickly(prefect_server, instance, http, emitted):
     report = {"idInstance": instance, "reason": "number_blocked", "deliveryId": "x-1"}
     with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
-        with ReceiverServer(SETTINGS) as down, receiver_client(down.url) as http:
+        with ReceiverServer(SETTINGS) as down, receiver_client(down.url) as down_http:
             started = time.monotonic()
-            first = http.post(QUEUE_RESET, json=report)
+            first = down_http.post(QUEUE_RESET, json=report)
             assert time.monotonic() - started < 10
-            again = http.post(QUEUE_RESET, json=report)  # not remembered: still not emitted
-            hook = http.post(WEBHOOK, json=webhook(instance, "blocked"))
-            health = http.get("/health")
+            again = down_http.post(QUEUE_RESET, json=report)  # not remembered: still not emitted
+            hook = down_http.post(WEBHOOK, json=webhook(instance, "blocked"))
+            health = down_http.get("/health")
     for response in (first, again, hook):
         assert response.status_code == 503, response.text
         assert "re-send" in response.json()["detail"]
     assert health.status_code == 200 and health.json()["prefect_events"] == "disconnected"
+    assert emitted(http, instance) == []  # nothing reached the session's server either
 
 
 # ------------------------------------------------------------------------------ what needs no token

@@ -89,7 +89,7 @@ async def test_left_time_is_waited_exactly_then_the_clear_succeeds(emulator, see
 
 async def test_stale_zero_count_is_caught_by_the_peek(emulator, seed_instance, greenapi_env):
     instance = seed_instance(notifications=9, count_snapshot=0)
-    emulator.state.set_config(emulator.state.config.model_copy(update={"count_refresh_seconds": 30}))
+    emulator.state.set_config({"count_refresh_seconds": 30})
     greenapi_env(instance, count_refresh_seconds="1")
 
     state, report = await run_flow(reason="account_changed")

@@ -12,7 +12,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete, visible_lines
 from instances.memory import last_seen_wid
-from tests.helpers import await_until, clear_registry, register_seeded, task_runs_of
+from tests.helpers import clear_registry, register_seeded, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -147,21 +147,16 @@ async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_
     def calls(seeded) -> int:
         return len(emulator.state.calls(instance=seeded.id_instance))
 
-    async def next_schedule() -> None:
-        """Sweeps come a schedule apart, not back to back: wait out GREEN-API's once a second on the last checks."""
-        def last_check() -> float:
-            checks = [c["finished_at"] for seeded in (number, refused) for c in emulator.state.calls(instance=seeded.id_instance)
-                      if c["method"] in ("getStateInstance", "getSettings")]
-            return max(checks, default=0.0)
-
-        await await_until(lambda: emulator.state.clock.wall() - last_check() >= 1.0, timeout=5, interval=0.05,
-                          message="a second since the last check")
+    def next_schedule() -> None:
+        """Sweeps come a schedule apart, not back to back: the emulator's clock moves past GREEN-API's once a
+        second on the last checks."""
+        emulator.state.advance_clock(1.0)
 
     first = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     assert first.is_failed()  # the refused instance's reset failed
     emulator.state.patch_instance(number.id_instance, {"state": "blocked", "add_notifications": 3, "add_outgoing": 2})
 
-    await next_schedule()
+    next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     assert state.is_failed()
     after_block_calls = calls(number)
@@ -169,7 +164,7 @@ async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_
     assert (inst["queue_length"], inst["outgoing_messages"]) == (0, 0)  # outgoing cleared too, after a block
 
     refused_calls = calls(refused)
-    await next_schedule()
+    next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     report = await _artifact("sweep-report")
     number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance}<br>"))
@@ -178,7 +173,7 @@ async def test_the_sweep_acts_on_changes_only(emulator, seed_instance, greenapi_
     assert [c["method"] for c in emulator.state.calls(instance=refused.id_instance)][refused_calls:].count("clearWebhooksQueue") >= 1
 
     emulator.state.patch_instance(number.id_instance, {"state": "authorized", "wid": "79222222222@c.us", "add_notifications": 1})
-    await next_schedule()
+    next_schedule()
     state = await sweep_instances(max_concurrency=4, handle="inline", return_state=True)
     report = await _artifact("sweep-report")
     number_row = next(line for line in report.data.splitlines() if line.startswith(f"| {number.id_instance}<br>"))

@@ -8,17 +8,19 @@ import asyncio
 import pytest
 
 from receiver.appclient import AppClient, AppUnreachable
+from tests.helpers import await_until
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class RawApp:
     """A loopback server that answers each request it reads with ``answer`` (after ``delay`` seconds), and
-    keeps what it read; ``close_after`` closes the connection after answering."""
+    keeps what it read; ``close_after`` closes the connection after answering; ``ended`` counts the connections
+    it is done with."""
 
     def __init__(self, answer: bytes = OK, *, close_after: bool = False, delay: float = 0.0) -> None:
         self.answer, self.close_after, self.delay = answer, close_after, delay
-        self.connections, self.requests = 0, []
+        self.connections, self.ended, self.requests = 0, 0, []
         self.writers: list[asyncio.StreamWriter] = []
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -38,6 +40,7 @@ class RawApp:
             pass
         finally:
             writer.close()
+            self.ended += 1
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -77,7 +80,7 @@ async def test_a_keep_alive_connection_the_app_dropped_while_idle_is_replaced():
         await client.post(b"{}", [], key=1)
         for writer in app.writers:  # the app drops the idle connection without a word
             writer.transport.abort()
-        await asyncio.sleep(0.05)
+        await await_until(lambda: app.ended == 1, timeout=5, interval=0.01, message="the app never finished with the dropped connection")
         status = await client.post(b"{}", [], key=1)
     assert status == 200 and app.connections == 2 and len(app.requests) == 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from emulator import EmulatorControl, EmulatorState
+from emulator import EmulatorControl
 
 TOKEN = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4a1"
 ID, OTHER = 1104000001, 1104000002
@@ -54,10 +54,10 @@ def test_reset_and_clear_calls_zero_the_counts(ctl, server):
     assert ctl.counts()["total"] == 0
 
 
-def test_the_log_keeps_the_newest_calls_up_to_its_cap():
-    state = EmulatorState({"call_log_limit": 2})
-    for n in range(4):
-        state.records.record_call(instance=ID, method="getSettings", verb="GET", status=200, started_at=n, finished_at=n,
-                          token_ok=True, fault=None, body_summary=None)
-    assert [c["seq"] for c in state.calls()] == [3, 4]
-    assert state.counts()["by_instance_method"] == {str(ID): {"getSettings": 4}}
+def test_the_log_keeps_the_newest_calls_up_to_its_cap(ctl, server):
+    ctl.seed_instance(id_instance=ID, api_token=TOKEN)
+    with httpx.Client(base_url=server.url, timeout=5) as api:
+        for _ in range(CAP + 2):
+            assert api.get(f"/waInstance{ID}/getSettings/{TOKEN}").status_code == 200
+    assert [c["seq"] for c in ctl.calls()] == list(range(3, CAP + 3))
+    assert ctl.counts()["by_instance_method"] == {str(ID): {"getSettings": CAP + 2}}

@@ -97,6 +97,29 @@ def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[fl
                           transport=httpx.MockTransport(handler), sleep=sleep or record, clock=clock)
 
 
+# ------------------------------------------------------------------------------ GREEN-API's client, on the emulator
+
+
+def settings_client():
+    """A GreenAPIClient for the instance the GREEN_API_* settings name (``greenapi_env``), configured by them."""
+    from greenapi import GreenAPIClient, get_settings
+
+    settings = get_settings()
+    return GreenAPIClient(settings.credentials(), settings.client_config())
+
+
+async def detach_then_die(emulator):
+    """What a run that died between detaching the webhook and putting it back leaves: the detach step alone, on
+    a client of its own (``settings_client``); then the emulator's clock moves a second, as the next run's
+    process starts (GetSettings' 1/s limit is not the dead client's to pace). Returns detach_webhook's answer."""
+    from tasks.webhook import detach_webhook
+
+    async with settings_client() as client:
+        detached = await detach_webhook(client)
+    emulator.state.advance_clock(1.0)
+    return detached
+
+
 # ------------------------------------------------------------------------------ the emulator
 
 
@@ -126,12 +149,12 @@ def _left_time_check(emulator, id_instance: int, process, log: Path | None):
 def wait_for_left_time(emulator, id_instance: int, *, timeout: float = 60, process=None, log: Path | None = None) -> None:
     """Until a run on the instance is in its leftTime wait; fails early when ``process`` (its runner) exits."""
     wait_until(_left_time_check(emulator, id_instance, process, log), timeout=timeout, interval=0.1,
-               message=lambda: f"the run never reached its leftTime wait" + (f":\n{log.read_text()[-2000:]}" if log else ""))
+               message=lambda: "the run never reached its leftTime wait" + (f":\n{log.read_text()[-2000:]}" if log else ""))
 
 
 async def await_left_time(emulator, id_instance: int, *, timeout: float = 60, process=None, log: Path | None = None) -> None:
     await await_until(_left_time_check(emulator, id_instance, process, log), timeout=timeout, interval=0.1,
-                      message=lambda: f"the run never reached its leftTime wait" + (f":\n{log.read_text()[-2000:]}" if log else ""))
+                      message=lambda: "the run never reached its leftTime wait" + (f":\n{log.read_text()[-2000:]}" if log else ""))
 
 
 # ------------------------------------------------------------------------------ the registry of instances

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from greenapi import GreenAPIClient, InstanceCredentials, get_settings
-from tasks.webhook import detach_webhook
-from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, register_seeded, run_flow
+from tests.helpers import database_dump_text, detach_then_die, every_log_record, flush_runs_to_server, register_seeded, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -124,12 +122,9 @@ async def test_no_trace_of_the_tokens_after_a_crash_between_detach_and_restore_a
         prefect_server, emulator, seed_instance, canary_env, capfd, every_log_line):
     crashed = seed_instance(token=CANARY, notifications=2, **HOOK)
     canary_env(crashed)
-    async with GreenAPIClient(InstanceCredentials(api_url=emulator.url, id_instance=crashed.id_instance, api_token_instance=CANARY),
-                              get_settings().client_config()) as client:
-        assert (await detach_webhook(client)).detached
+    assert (await detach_then_die(emulator)).detached
     # The remembered webhookUrlToken waits in a Secret block, encrypted, for the next run.
     assert HOOK_CANARY not in database_dump_text(prefect_server)
-    emulator.state.advance_clock(1.0)  # the restart, a second later (GetSettings' 1/s limit)
 
     state, report = await run_flow(reason="number_blocked")
 

@@ -11,10 +11,9 @@ import pytest
 from prefect.blocks.system import Secret
 
 from flows import Outcome
-from greenapi import GreenAPIClient, InstanceCredentials, get_settings
-from tasks.webhook import detach_webhook, detached_webhook_block_name, remembered_webhook
+from tasks.webhook import detached_webhook_block_name, remembered_webhook
 from tests.conftest import TEST_COUNT_REFRESH_SECONDS
-from tests.helpers import methods_called, run_flow
+from tests.helpers import detach_then_die, methods_called, run_flow, settings_client
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -137,14 +136,12 @@ async def test_detach_webhook_that_never_applies_gives_up_and_still_puts_it_back
     assert "did not apply" in state.message and "clearWebhooksQueue" not in methods_called(emulator, instance.id_instance)
     assert report.webhook_restored is True and await remembered_webhook(instance.id_instance) is None
     emulator.state.advance_clock(61)  # both SetSettings apply, in order: the original values stand
-    await _any_call(instance)
+    await _any_call()
     assert _webhook_of(emulator, instance.id_instance) == (HOOK_URL, HOOK_TOKEN)
 
 
-async def _any_call(instance):
-    settings = get_settings()
-    async with GreenAPIClient(InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance,
-                                                  api_token_instance=instance.token), settings.client_config()) as client:
+async def _any_call():
+    async with settings_client() as client:
         await client.get_settings()
 
 
@@ -166,11 +163,7 @@ async def test_detach_webhook_puts_it_back_after_a_failure_in_between(emulator, 
 async def test_a_crash_between_detach_and_restore_is_put_back_by_the_next_run(emulator, seed_instance, greenapi_env):
     instance = _seed_with_webhook(seed_instance, notifications=5)
     greenapi_env(instance)
-    settings = get_settings()
-    credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
-    async with GreenAPIClient(credentials, settings.client_config()) as client:
-        detached = await detach_webhook(client)  # ... and the process dies here
-    emulator.state.advance_clock(1.0)  # the restart, a second later: another process, so GetSettings' 1/s limit is not this client's to pace
+    detached = await detach_then_die(emulator)
     assert detached.detached and _webhook_of(emulator, instance.id_instance) == ("", HOOK_TOKEN)
     block = await Secret.aload(detached_webhook_block_name(instance.id_instance))
     assert block.get() == {"webhookUrl": HOOK_URL, "webhookUrlToken": HOOK_TOKEN}
@@ -188,11 +181,7 @@ async def test_a_crash_between_detach_and_restore_is_put_back_by_the_next_run(em
 async def test_a_webhook_url_set_since_the_crash_is_left_alone(emulator, seed_instance, greenapi_env):
     instance = _seed_with_webhook(seed_instance, notifications=2)
     greenapi_env(instance)
-    settings = get_settings()
-    credentials = InstanceCredentials(api_url=settings.api_url, id_instance=instance.id_instance, api_token_instance=instance.token)
-    async with GreenAPIClient(credentials, settings.client_config()) as client:
-        await detach_webhook(client)
-    emulator.state.advance_clock(1.0)  # the restart, a second later (GetSettings' 1/s limit)
+    await detach_then_die(emulator)
     emulator.state.patch_instance(instance.id_instance, {"webhook_url": "https://new.example/hook"})
 
     state, report = await run_flow(reason="number_blocked")

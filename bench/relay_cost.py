@@ -141,10 +141,10 @@ async def measure(emulator_url: str, prefect: PrefectHandle, workdir: Path, *, i
     result: dict = {"backend": backend(), "instances_per_mode": instances, "targets": TARGETS}
     with AppStub(secrets.token_hex(16), name="direct") as direct_app, AppStub(secrets.token_hex(16), name="relayed") as relay_app:
         port = free_port()
-        env = {**prefect.env, **GREEN_API_ENV, "GREEN_API_RECEIVER_SECRET": secret, "GREEN_API_RECEIVER_DISPATCH": "background",
+        env = {**prefect.env, **GREEN_API_ENV, "GREEN_API_RECEIVER_SECRET": secret,
                "GREEN_API_RECEIVER_FORWARD_URL": relay_app.url, "GREEN_API_RECEIVER_FORWARD_TOKEN": relay_app.token,
                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "task-storage")}
-        relay = Receiver.start(env, workdir, "--port", str(port), timeout=90)
+        relay = Receiver.start(env, workdir, "--port", str(port), "--dispatch", "background", timeout=90)
         relay_url = f"http://127.0.0.1:{port}"
         try:
             base = 3_400_000_001 + secrets.randbelow(1000) * 1000

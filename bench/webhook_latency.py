@@ -43,11 +43,10 @@ def run(events: int, dispatch: str = "background") -> dict:
         httpx.post(f"{emulator_url}/_emulator/instances", json=instances, timeout=30).raise_for_status()
         register(env, emulator_url, instances, {i["id_instance"]: "" for i in instances})
         port = free_port()
-        serve_env = {**env, "GREEN_API_RECEIVER_SECRET": secret, "GREEN_API_RECEIVER_PORT": str(port),
-                     "GREEN_API_RECEIVER_DISPATCH": dispatch}
+        serve_env = {**env, "GREEN_API_RECEIVER_SECRET": secret, "GREEN_API_RECEIVER_PORT": str(port)}
         log = open(Path(env["PREFECT_HOME"]) / "serve.log", "w")
         launched = time.monotonic()
-        served = subprocess.Popen([str(BIN / "greenapi-migrate"), "serve"], env=serve_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        served = subprocess.Popen([str(BIN / "greenapi-migrate"), "serve", "--dispatch", dispatch], env=serve_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             _wait_ready(env, Path(log.name), served)
             ready_seconds = time.monotonic() - launched

@@ -9,12 +9,18 @@ import sys
 EXIT_OK, EXIT_CONFIG = 0, 2
 
 
-def apply_command() -> int:
-    """Apply the automations (deploy/automations.py); exit 2, after one line, when GREEN_API_NOTIFY_BLOCK is
-    set but cannot be used (the other automations are applied all the same)."""
+def apply_command(notify_block: str | None) -> int:
+    """Apply the automations (deploy/automations.py) as the command line declares them.
+
+    Args:
+        notify_block: ``--notify-block``, the notification block failures go through (block-type-slug/block-name).
+
+    Returns:
+        0 when applied; 2, after one line, when the block cannot be used (the rest is applied all the same).
+    """
     from deploy.automations import apply_automations
 
-    applied = asyncio.run(apply_automations(log_problem=False))
+    applied = asyncio.run(apply_automations(notify_block))
     for change in applied.changes:
         print(change)
     if applied.problem:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from cli.serve import DEFAULT_POLL_SECONDS
+from cli.serve import DEFAULT_POLL_SECONDS, add_dispatch_argument
 from domain import Reason
 
 
@@ -80,6 +80,7 @@ def _add_serve_and_worker(commands) -> None:
                        help=f"how often to look for scheduled runs (default {DEFAULT_POLL_SECONDS:g} s)")
     serve.add_argument("--task-limit", type=int, default=50,
                        help="reports from the receiver handled at once by this process's task worker (default 50)")
+    add_dispatch_argument(serve, default="background")
 
     worker = commands.add_parser(
         "task-worker", help="handle the reports the receiver hands over (a Prefect task worker; run any number)",
@@ -106,22 +107,36 @@ def _add_automations(commands) -> None:
     automations = commands.add_parser(
         "automations", help="apply the project's Prefect automations (needed after `prefect deploy --all`)",
         description="The project's automations, declared in deploy/automations.py: greenapi-crashed-runs, and the "
-                    "failure notifications through the block GREEN_API_NOTIFY_BLOCK names. `serve` and `task-worker` "
-                    "apply them; `prefect deploy --all` does not.",
+                    "failure notifications through a Prefect notification block. `serve` and `task-worker` apply "
+                    "greenapi-crashed-runs; `prefect deploy --all` applies none.",
     )
     automations_sub = automations.add_subparsers(dest="automations_command", required=True, metavar="ACTION")
-    automations_sub.add_parser(
-        "apply", help="create or update them by name (idempotent); remove the notification ones when "
-                      "GREEN_API_NOTIFY_BLOCK is unset or names no block",
-        description="Create or update, by name, greenapi-crashed-runs and (with GREEN_API_NOTIFY_BLOCK=block-type-slug/"
-                    "block-name naming a notification block) greenapi-notify-queue-reset-failed and "
-                    "greenapi-notify-sweep-failed; without a usable block the notification ones are removed. Prints what "
-                    "it did. Exit 0: applied; 2: GREEN_API_NOTIFY_BLOCK set but unusable (one line on stderr; the "
-                    "rest applied).",
+    apply = automations_sub.add_parser(
+        "apply", help="create or update them by name (idempotent); the failure notifications only with --notify-block",
+        description="Create or update, by name, greenapi-crashed-runs and (with --notify-block naming a notification "
+                    "block) greenapi-notify-queue-reset-failed and greenapi-notify-sweep-failed; without a usable block "
+                    "the notification ones are removed. Prints what it did. Exit 0: applied; 2: the block named cannot "
+                    "be used (one line on stderr; the rest applied).",
     )
+    apply.add_argument("--notify-block", metavar="SLUG/NAME",
+                       help="the Prefect notification block failures go through, as block-type-slug/block-name "
+                            "(e.g. slack-webhook/ops); without it, no failure notifications")
 
 
 TEMPORARY_SERVER_START_SECONDS = 120
+# Settings that became command-line options, and what replaces each: said in one line rather than silently ignored.
+REMOVED_SETTINGS = {
+    "GREEN_API_NOTIFY_BLOCK": "`greenapi-migrate automations apply --notify-block SLUG/NAME`",
+    "GREEN_API_RECEIVER_DISPATCH": "the --dispatch option of `greenapi-migrate receiver` and `serve`",
+}
+
+
+def _removed_setting_in_environment() -> str | None:
+    """One line naming a removed setting still set in the environment and its replacement, or None."""
+    for name, replacement in REMOVED_SETTINGS.items():
+        if name in os.environ:
+            return f"greenapi-migrate: {name} is no longer read: use {replacement} instead, and unset it"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         from cli.emulator import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
+    if problem := _removed_setting_in_environment():
+        print(problem, file=sys.stderr)
+        return 2
     if argv[:1] == ["receiver"]:
         from cli.receiver import run_receiver
 
@@ -154,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cli.serve import serve_all
 
         return serve_all(with_receiver=not args.no_receiver, limit=args.limit, poll_seconds=args.poll_seconds,
-                         task_limit=args.task_limit)
+                         task_limit=args.task_limit, dispatch=args.dispatch)
     if args.command == "local":
         from cli.local import run_local
 
@@ -166,7 +184,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "automations":
         from cli.automations import apply_command
 
-        return apply_command()
+        return apply_command(args.notify_block)
     if args.command == "task-worker":
         from cli.task_worker import run_task_worker
 

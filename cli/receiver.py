@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from receiver.settings import ReceiverConfigurationError, ReceiverSettings, get_receiver_settings
+from cli.serve import add_dispatch_argument, dispatcher_for
 from serving import serve_until_signalled
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="interface to listen on (default: GREEN_API_RECEIVER_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: GREEN_API_RECEIVER_PORT or 8787; 0 picks a free port)")
+    add_dispatch_argument(p, default="trigger")
     p.add_argument("--forward-to", metavar="URL", dest="forward_url",
                    help="relay: the app's webhook URL (default: GREEN_API_RECEIVER_FORWARD_URL). Every GREEN-API body goes on "
                         "to it unchanged; GREEN-API hears 200 only once the app answered 2xx; notifications of an account no "
@@ -61,7 +63,7 @@ def run_receiver(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     from receiver.server import ReceiverServer
 
-    server = ReceiverServer(settings, port=settings.port)
+    server = ReceiverServer(settings, port=settings.port, dispatcher=dispatcher_for(args.dispatch))
     try:
         server.start()
     except RuntimeError as exc:

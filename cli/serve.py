@@ -7,14 +7,32 @@ runner, without a work pool; runs a Prefect task worker for the reports the rece
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
+from typing import Any
 
 # How often Prefect's runner looks for scheduled runs of the deployments (its own default is 10 s).
 DEFAULT_POLL_SECONDS = 1.0
 
 
-def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, task_limit: int = 50) -> int:
+def add_dispatch_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--dispatch``, how the receiver's reports become runs (``receiver`` and ``serve``, each its own default)."""
+    parser.add_argument("--dispatch", choices=("trigger", "background"), default=default,
+                        help="how a report becomes a run: trigger (the deployment's event trigger starts it, on a runner "
+                             "or a worker) or background (a task worker runs it: serve's own or a `greenapi-migrate "
+                             f"task-worker`) (default: {default})")
+
+
+def dispatcher_for(dispatch: str) -> Any:
+    """The receiver's ``dispatcher`` for ``--dispatch``: a BackgroundDispatcher, or None when the trigger starts runs."""
+    from receiver.dispatch import BackgroundDispatcher
+
+    return BackgroundDispatcher() if dispatch == "background" else None
+
+
+def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, task_limit: int = 50,
+              dispatch: str = "background") -> int:
     from prefect.settings import PREFECT_API_URL
 
     from deploy.project import runner_deployments
@@ -33,18 +51,15 @@ def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, ta
 
         try:
             settings = get_receiver_settings()
-            if "dispatch" not in settings.model_fields_set:
-                # A task worker runs right here, so the receiver hands its reports to it.
-                settings = get_receiver_settings(dispatch="background")
             settings.require_secret()
         except ReceiverConfigurationError as exc:  # no secret, bad port...: one line, nothing started
             print(f"greenapi-migrate serve: receiver: configuration error: {exc}", file=sys.stderr)
             return 2
-        receiver = ReceiverServer(settings, port=settings.port)
-        receiver.start()
-        print(f"receiver listening on {receiver.url}", flush=True)
         from cli.receiver import relay_line
 
+        receiver = ReceiverServer(settings, port=settings.port, dispatcher=dispatcher_for(dispatch))
+        receiver.start()
+        print(f"receiver listening on {receiver.url}", flush=True)
         print(relay_line(settings), flush=True)
     try:
         asyncio.run(_serve(runner_deployments(), limit=limit, poll_seconds=poll_seconds, task_limit=task_limit))

@@ -16,10 +16,10 @@ async def serve_reports(*, limit: int) -> None:
     """Serve ``handle-reported-change`` until cancelled, at most ``limit`` at once."""
     from prefect.task_worker import serve
 
-    from deploy.automations import apply_automations
+    from deploy.automations import apply_crashed_runs
     from flows.reported import handle_reported_change
 
-    await apply_automations()
+    await apply_crashed_runs()  # the failure notifications are `automations apply`'s alone
     await serve(handle_reported_change, limit=limit)
 
 

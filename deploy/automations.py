@@ -2,7 +2,7 @@
 
 - ``greenapi-crashed-runs``: a run whose heartbeats stop before it ends is marked Crashed.
 - ``greenapi-notify-queue-reset-failed`` and ``greenapi-notify-sweep-failed``: a notification through the
-  Prefect notification block named in ``GREEN_API_NOTIFY_BLOCK``; they exist only while that block does.
+  Prefect notification block ``greenapi-migrate automations apply --notify-block`` names; without one, none.
 """
 
 from __future__ import annotations
@@ -17,21 +17,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
-from prefect.logging import get_logger
 
 from flows.cancellation import HEARTBEAT_EVENT, HEARTBEAT_SECONDS
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-class NotifySettings(BaseSettings):
-    """The one Prefect-side setting, from the environment or a ``.env`` file; read when automations are applied."""
-
-    model_config = SettingsConfigDict(env_prefix="GREEN_API_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      hide_input_in_errors=True)
-
-    notify_block: str | None = Field(default=None, description="Prefect notification block that failure notifications go "
-                                     "through, as block-type-slug/block-name (e.g. slack-webhook/ops); unset: none.")
-
 
 CRASHED_RUNS = "greenapi-crashed-runs"
 NOTIFY_QUEUE_RESET_FAILED = "greenapi-notify-queue-reset-failed"
@@ -96,7 +83,7 @@ def queue_reset_failed_automation(block_document_id: UUID) -> Automation:
     """Every ``greenapi.queue-reset.failed`` event becomes a notification naming the instance and the outcome."""
     return Automation(
         name=NOTIFY_QUEUE_RESET_FAILED,
-        description="Notifies (GREEN_API_NOTIFY_BLOCK) when a queue reset ends not verified empty.",
+        description="Notifies (through the block of `automations apply --notify-block`) when a queue reset ends not verified empty.",
         trigger=EventTrigger(
             match={"prefect.resource.id": "greenapi.instance.*"},
             expect={"greenapi.queue-reset.failed"},
@@ -112,7 +99,7 @@ def sweep_failed_automation(block_document_id: UUID) -> Automation:
     """A sweep-instances run that ends Failed or Crashed becomes a notification naming the run and the outcome."""
     return Automation(
         name=NOTIFY_SWEEP_FAILED,
-        description="Notifies (GREEN_API_NOTIFY_BLOCK) when a sweep-instances run ends Failed or Crashed.",
+        description="Notifies (through the block of `automations apply --notify-block`) when a sweep-instances run ends Failed or Crashed.",
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": SWEEP_FLOW},
@@ -134,29 +121,30 @@ class AppliedAutomations:
     problem: str | None = None
 
 
-async def apply_automations(*, log_problem: bool = True) -> AppliedAutomations:
-    """Create the project's automations, or bring existing ones (same names) up to date.
+async def apply_crashed_runs() -> str:
+    """Create greenapi-crashed-runs, or bring it up to date (``serve`` and ``task-worker`` do as they start)."""
+    return await _apply(crashed_runs_automation())
 
-    The notification automations follow ``GREEN_API_NOTIFY_BLOCK``: applied while it names an existing
-    notification block, removed otherwise (unset, or the block deleted or renamed), so none points at a
-    block that is not there. A problem with it is one warning line (unless ``log_problem`` is false: the
-    caller reports it); the other automations are applied all the same.
+
+async def apply_automations(notify_block: str | None) -> AppliedAutomations:
+    """Make the project's automations on the server what ``greenapi-migrate automations apply`` declares.
+
+    Args:
+        notify_block: the notification block failures go through, as block-type-slug/block-name; None: none.
+
+    Returns:
+        What changed. The notification automations are applied while ``notify_block`` names a notification
+        block and removed otherwise, so none points at a block that is not there; why a named block cannot be
+        used is ``problem``, and greenapi-crashed-runs is applied all the same.
     """
-    applied = AppliedAutomations(changes=[await _apply(crashed_runs_automation())])
-    try:
-        name = NotifySettings().notify_block
-    except ValidationError:  # what the operator wants cannot be told: leave them as they are
-        applied.problem = "invalid setting GREEN_API_NOTIFY_BLOCK; failure notifications left as they are"
+    applied = AppliedAutomations(changes=[await apply_crashed_runs()])
+    block_id, applied.problem = await _notification_block(notify_block) if notify_block else (None, None)
+    if block_id is not None:
+        for wanted in (queue_reset_failed_automation(block_id), sweep_failed_automation(block_id)):
+            applied.changes.append(await _apply(wanted))
     else:
-        block_id, applied.problem = await _notification_block(name) if name else (None, None)
-        if block_id is not None:
-            for wanted in (queue_reset_failed_automation(block_id), sweep_failed_automation(block_id)):
-                applied.changes.append(await _apply(wanted))
-        else:
-            for stale in NOTIFICATION_AUTOMATIONS:
-                applied.changes.extend(await _remove(stale))
-    if applied.problem and log_problem:
-        get_logger("greenapi.automations").warning(applied.problem)
+        for stale in NOTIFICATION_AUTOMATIONS:
+            applied.changes.extend(await _remove(stale))
     return applied
 
 
@@ -164,17 +152,17 @@ async def _notification_block(name: str) -> tuple[UUID | None, str | None]:
     """The id of the notification block ``name`` (block-type-slug/block-name) names, or None and why not."""
     slug, _, block_name = name.strip().partition("/")
     if not slug or not block_name:
-        return None, (f"GREEN_API_NOTIFY_BLOCK={name!r} is not block-type-slug/block-name (e.g. slack-webhook/ops, "
+        return None, (f"--notify-block {name!r} is not block-type-slug/block-name (e.g. slack-webhook/ops, "
                       "custom-webhook/ops): failure notifications are off")
     try:
         async with get_client() as client:
             document = await client.read_block_document_by_name(block_name, slug, include_secrets=False)
     except ObjectNotFound:
-        return None, (f"GREEN_API_NOTIFY_BLOCK: no {slug} block named {block_name!r} on the Prefect server: failure "
-                      "notifications are off (create it, then run `greenapi-migrate automations apply`)")
+        return None, (f"--notify-block: no {slug} block named {block_name!r} on the Prefect server: failure "
+                      "notifications are off (create it, then apply again)")
     schema = document.block_schema
     if schema is not None and "notify" not in schema.capabilities:
-        return None, f"GREEN_API_NOTIFY_BLOCK: {slug}/{block_name} is not a notification block: failure notifications are off"
+        return None, f"--notify-block: {slug}/{block_name} is not a notification block: failure notifications are off"
     return document.id, None
 
 

@@ -51,8 +51,8 @@ def create_app(
 
     ``emitter`` defaults to a :class:`PrefectEventEmitter` (opened in the lifespan, using the
     PREFECT_API_URL in effect); ``wid_store`` to Prefect Variables; ``clock`` (monotonic seconds)
-    drives the duplicate cache's expiry. With ``settings.dispatch == "background"``, ``dispatcher``
-    (default: a :class:`BackgroundDispatcher`) hands each report to a task worker. ``registry`` says which
+    drives the duplicate cache's expiry. ``dispatcher`` (``--dispatch background``) hands each report to a task
+    worker; without one the event alone is emitted and the deployment's trigger starts the run. ``registry`` says which
     instances are registered (default: the greenapi-instance blocks on the Prefect server, cached for
     ``limits.registry_ttl_seconds``); reports for any other instance start nothing.
 
@@ -62,10 +62,6 @@ def create_app(
     """
     settings.require_secret()
     emitter = emitter if emitter is not None else PrefectEventEmitter()
-    if settings.dispatch != "background":
-        dispatcher = None
-    elif dispatcher is None:
-        dispatcher = BackgroundDispatcher()
     service = ReportService(
         emitter=emitter,
         wids=wid_store or WidStore(),

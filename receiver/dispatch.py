@@ -1,6 +1,6 @@
-"""Hands a report to a Prefect task worker (``dispatch = "background"``).
+"""Hands a report to a Prefect task worker (``--dispatch background``).
 
-Why: with ``dispatch = "trigger"`` the run is created by the deployment's event trigger and started by
+Why: with ``--dispatch trigger`` the run is created by the deployment's event trigger and started by
 Prefect's runner in a new process (about 2 s here). A background task is picked up by a task worker
 that is already running, within a fraction of a second (bench/NOTES.md).
 """

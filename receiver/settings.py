@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,12 +55,6 @@ class ReceiverSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", min_length=1, description="Interface the receiver listens on (0.0.0.0: all).")
     port: int = Field(default=8787, ge=0, le=65535, description="Port the receiver listens on (0 picks a free one).")
-
-    dispatch: Literal["trigger", "background"] = Field(
-        default="trigger",
-        description="How a report becomes a run: `trigger` (the deployment's event trigger starts it) or `background` (a "
-        "task worker runs it; `serve`'s default).",
-    )
 
     forward_url: str | None = Field(
         default=None,

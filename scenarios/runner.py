@@ -5,7 +5,7 @@ Wirings (one app stub each, long-lived; each scenario gets new instances):
 - **W0** nothing installed: the app holds the webhookUrl.
 - **W1** the sweep only: the app holds the webhookUrl; ``flows.sweep_instances`` (``handle="inline"``) runs
   in this process every few seconds, over the W1 instances only.
-- **W2** the receiver without forwarding (``dispatch=background``, a ``greenapi-migrate task-worker`` runs
+- **W2** the receiver without forwarding (``--dispatch background``, a ``greenapi-migrate task-worker`` runs
   the handle-account-change runs); the app holds the webhookUrl and forwards stateInstanceChanged bodies to
   the receiver before answering (wiring (b)).
 - **W3** the relay: the webhookUrl is the receiver's ``/webhooks/greenapi`` with ``GREEN_API_RECEIVER_FORWARD_URL``
@@ -219,12 +219,12 @@ class Stack:
     def _start_receiver(self, port: int, name: str, *, forward_to: str | None = None, forward_token: str | None = None):
         from bench.servers import Receiver
 
-        extra = {"GREEN_API_RECEIVER_SECRET": self.secret, "GREEN_API_RECEIVER_DISPATCH": "background"}
+        extra = {"GREEN_API_RECEIVER_SECRET": self.secret}
         if forward_to:
             extra.update(GREEN_API_RECEIVER_FORWARD_URL=forward_to, GREEN_API_RECEIVER_FORWARD_TOKEN=forward_token or "")
         home = self.workdir / name
         home.mkdir(exist_ok=True)
-        receiver = Receiver.start(self._env(**extra), home, "--port", str(port), timeout=90)
+        receiver = Receiver.start(self._env(**extra), home, "--port", str(port), "--dispatch", "background", timeout=90)
         receiver.name, receiver.extra_env = name, extra
         self._stack.callback(self._stop_receiver, receiver)
         return receiver
@@ -242,7 +242,8 @@ class Stack:
         began = time.monotonic()
         self._stop_receiver(old)
         home = self.workdir / old.name
-        new = Receiver.start(self._env(**old.extra_env), home, "--port", str(self.relay_ports[index]), timeout=90)
+        new = Receiver.start(self._env(**old.extra_env), home, "--port", str(self.relay_ports[index]), "--dispatch",
+                             "background", timeout=90)
         new.name, new.extra_env = old.name, old.extra_env
         self.relay_procs[index] = new
         self._stack.callback(self._stop_receiver, new)

@@ -1,4 +1,4 @@
-"""Failures reach people: with GREEN_API_NOTIFY_BLOCK naming a Prefect notification block, a failed queue
+"""Failures reach people: with `automations apply --notify-block` naming a Prefect notification block, a failed queue
 reset and a failed sweep become notifications (here a custom-webhook block posting to a loopback endpoint)
 that name the instance or run and the outcome, and never carry a token. Every wait is bounded."""
 
@@ -28,8 +28,8 @@ NOTIFICATION_TIMEOUT_S = 60
 
 def _apply(real_prefect_server, tmp_path, notify_block: str) -> subprocess.CompletedProcess:
     """`greenapi-migrate automations apply`, the documented path after `prefect deploy --all`."""
-    env = {**real_prefect_server, "GREEN_API_NOTIFY_BLOCK": notify_block}
-    return subprocess.run([CLI, "automations", "apply"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return subprocess.run([CLI, "automations", "apply", "--notify-block", notify_block], env=real_prefect_server,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ async def test_a_notify_block_that_does_not_exist_is_one_line_and_the_rest_still
 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "greenapi-migrate automations apply: GREEN_API_NOTIFY_BLOCK: no custom-webhook block named 'no-such-block' on "
-        "the Prefect server: failure notifications are off (create it, then run `greenapi-migrate automations apply`)"
+        "greenapi-migrate automations apply: --notify-block: no custom-webhook block named 'no-such-block' on "
+        "the Prefect server: failure notifications are off (create it, then apply again)"
     ]
     async with get_client() as client:
         assert await client.read_automations_by_name(CRASHED_RUNS)
@@ -108,22 +108,19 @@ async def test_a_notify_block_that_does_not_exist_is_one_line_and_the_rest_still
             assert not await client.read_automations_by_name(name)
 
 
-def test_a_task_worker_with_a_missing_notify_block_warns_once_and_starts(prefect_server, real_prefect_server, tmp_path):
-    """`task-worker` and `serve` apply the automations through the same call (cli.task_worker.serve_reports)."""
+async def test_a_task_worker_leaves_the_failure_notifications_as_automations_apply_set_them(endpoint, real_prefect_server, tmp_path):
+    """`task-worker` and `serve` apply greenapi-crashed-runs as they start (cli.task_worker.serve_reports), and only it."""
     log = tmp_path / "task-worker.log"
-    env = {**real_prefect_server, "GREEN_API_NOTIFY_BLOCK": "custom-webhook/no-such-block"}
     with log.open("w") as out:
-        process = subprocess.Popen([CLI, "task-worker"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        process = subprocess.Popen([CLI, "task-worker"], env=real_prefect_server, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         def started_or_exited() -> bool:
             assert process.poll() is None, f"task-worker exited {process.returncode}:\n{log.read_text()[-3000:]}"
             return "Starting task worker" in log.read_text()
 
         wait_until(started_or_exited, timeout=60, message=lambda: f"task-worker did not start:\n{log.read_text()[-3000:]}")
-        started = log.read_text()
     finally:
         stop_process(process)
-    # What it said up to starting (its SIGTERM shutdown is another matter).
-    warnings = [line for line in started.splitlines() if "GREEN_API_NOTIFY_BLOCK" in line]
-    assert len(warnings) == 1 and "no custom-webhook block named 'no-such-block'" in warnings[0], started
-    assert "Traceback" not in started, started
+    async with get_client() as client:
+        for name in (CRASHED_RUNS, *NOTIFICATION_AUTOMATIONS):
+            assert await client.read_automations_by_name(name), name

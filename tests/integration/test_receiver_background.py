@@ -38,7 +38,7 @@ class RecordingDispatcher:
 
 def _receiver(dispatcher) -> tuple[httpx.AsyncClient, RecordingEmitter]:
     emitter = RecordingEmitter()
-    settings = get_receiver_settings(_env_file=None, secret=SECRET, dispatch="background")
+    settings = get_receiver_settings(_env_file=None, secret=SECRET)
     app = create_app(settings, emitter=emitter, dispatcher=dispatcher)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver",
                                headers={"Authorization": f"Bearer {SECRET}"})

@@ -8,7 +8,7 @@ from cli.main import main
 
 COMMANDS = [
     [], ["demo"], ["run"], ["serve"], ["task-worker"], ["instances"], ["instances", "import"], ["instances", "list"],
-    ["instances", "remove"], ["emulator"], ["receiver"],
+    ["instances", "remove"], ["emulator"], ["receiver"], ["automations", "apply"],
 ]
 
 
@@ -35,3 +35,15 @@ def test_the_emulator_help_names_its_seed_format_and_where_it_is_documented(caps
         main(["emulator", "--help"])
     out = capsys.readouterr().out
     assert "--seed" in out and '"instances"' in out and "id_instance" in out and "emulator/README.md" in out
+
+
+@pytest.mark.parametrize("removed, replacement", [
+    ("GREEN_API_NOTIFY_BLOCK", "automations apply --notify-block"),
+    ("GREEN_API_RECEIVER_DISPATCH", "--dispatch"),
+])
+@pytest.mark.parametrize("command", [["automations", "apply"], ["receiver"]])
+def test_a_removed_setting_still_set_is_one_line_naming_its_replacement(monkeypatch, capsys, removed, replacement, command):
+    monkeypatch.setenv(removed, "slack-webhook/ops")
+    assert main(command) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"greenapi-migrate: {removed} is no longer read: use ") and replacement in line, line

@@ -1,6 +1,7 @@
-"""The one home of the plain helpers the test modules share: bounded waits, what the emulator and the
-Prefect server saw (runs, events, the database's text for canary searches), the registry of instances,
-GREEN-API's client on a mock transport, and in-process stand-ins for the receiver's collaborators.
+"""The one home of the plain helpers and constants the test modules share: bounded waits, GREEN-API's client
+on a mock transport or on the emulator, every text of an exception (for canary searches), what the emulator and
+the Prefect server saw (runs, events, the database's text for canary searches), instances files and the
+registry of instances, and in-process stand-ins for the receiver's collaborators.
 
 Fixtures live in the conftests (tests/conftest.py, tests/e2e/conftest.py, tests/unit/conftest.py);
 real processes (the Prefect server, PostgreSQL, the receiver subprocess, ports, environments) in
@@ -97,6 +98,20 @@ def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[fl
                           transport=httpx.MockTransport(handler), sleep=sleep or record, clock=clock)
 
 
+def exception_text(exc: BaseException) -> str:
+    """Everything an exception can show: str, repr, args, vars, its traceback and each exception it was raised
+    from or during (a canary searched here is searched wherever the exception would be printed or logged)."""
+    import traceback
+
+    parts = ["".join(traceback.format_exception(exc))]
+    seen, link = set(), exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        parts += [str(link), repr(link), repr(getattr(link, "args", ())), repr(getattr(link, "__dict__", {}))]
+        link = link.__cause__ or link.__context__
+    return "\n".join(parts)
+
+
 # ------------------------------------------------------------------------------ GREEN-API's client, on the emulator
 
 
@@ -184,6 +199,35 @@ async def clear_registry() -> None:
     async with get_client() as client:
         for document in await instance_documents(client, include_secrets=False):
             await client.delete_block_document(document.id)
+
+
+# ------------------------------------------------------------------------------ instances files and the import's plan
+
+
+# The columns of an instances file (docs: register a fleet).
+INSTANCES_HEADER = "idInstance,apiTokenInstance,apiUrl,name"
+# The block schema an import's plan writes with, in the tests of the plan.
+IMPORT_SCHEMA = "schema-1"
+
+
+def instances_csv(*rows: str, header: str = INSTANCES_HEADER) -> str:
+    """An instances file's text: the header, then one line a row."""
+    return "\n".join([header, *rows]) + "\n"
+
+
+def import_rows(*rows: str):
+    """The rows of an instances file (``instances_csv``) as `instances import` reads them; apiUrl defaults to http://h."""
+    from cli.instance_rows import parse_instances_text
+
+    return parse_instances_text(instances_csv(*rows), default_api_url="http://h").rows
+
+
+def block_document(name: str, id_instance: int, token: str, api_url: str = "http://h", schema: str = IMPORT_SCHEMA):
+    """A greenapi-instance block document as the import's plan reads it: name, id, schema id and data."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, id=f"id-{name}", block_schema_id=schema,
+                           data={"api_url": api_url, "id_instance": id_instance, "api_token_instance": token})
 
 
 # ------------------------------------------------------------------------------ flow runs and locks

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import socket
-import traceback
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from greenapi import (
     QuotaExceededError,
     RateLimitError,
 )
-from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, mock_client
+from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, exception_text, mock_client
 
 URL_WITH_TOKEN = f"https://api.green-api.com/waInstance{MOCK_ID_INSTANCE}/getSettings/{TOKEN_CANARY}"
 
@@ -58,20 +57,8 @@ def raising(exc_type):
     return handler
 
 
-def texts_of(exc: BaseException) -> list[str]:
-    out = [str(exc), repr(exc), repr(exc.args), "".join(traceback.format_exception(exc)), repr(vars(exc))]
-    seen = set()
-    link = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        out += [str(link), repr(link), repr(getattr(link, "args", ()))]
-        link = link.__cause__ or link.__context__
-    return out
-
-
 def assert_secret_kept(exc: GreenAPIError, caplog) -> None:
-    for text in texts_of(exc):
-        assert TOKEN_CANARY not in text
+    assert TOKEN_CANARY not in exception_text(exc)
     assert exc.__cause__ is None
     assert exc.__context__ is None
     data = pickle.dumps(exc)

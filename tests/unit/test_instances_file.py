@@ -7,16 +7,13 @@ import json
 import pytest
 
 from cli.instance_rows import InstancesFileError, normalise_block_name, parse_instances_file, parse_instances_text
+from tests.helpers import instances_csv
 
 TOKEN = "CANARYparser" + "9f" * 20
 
 
-def _csv(*rows: str, header: str = "idInstance,apiTokenInstance,apiUrl,name") -> str:
-    return "\n".join([header, *rows]) + "\n"
-
-
 def test_csv_rows_with_defaults_and_normalised_names():
-    parsed = parse_instances_text(_csv(f"1101,{TOKEN},,", f"1102,{TOKEN},https://7105.api.greenapi.com/,My Shop #1"),
+    parsed = parse_instances_text(instances_csv(f"1101,{TOKEN},,", f"1102,{TOKEN},https://7105.api.greenapi.com/,My Shop #1"),
                                   default_api_url="http://127.0.0.1:9")
     assert not parsed.refused and not parsed.skipped
     first, second = parsed.rows
@@ -27,7 +24,7 @@ def test_csv_rows_with_defaults_and_normalised_names():
 
 
 def test_csv_with_only_the_required_columns():
-    parsed = parse_instances_text(_csv(f"7,{TOKEN}", header="idInstance,apiTokenInstance"))
+    parsed = parse_instances_text(instances_csv(f"7,{TOKEN}", header="idInstance,apiTokenInstance"))
     assert [r.credentials.id_instance for r in parsed.rows] == [7]
 
 
@@ -43,7 +40,7 @@ def test_csv_with_only_the_required_columns():
     (f"1103,{TOKEN},,,extra", "row"),
 ])
 def test_a_bad_row_is_refused_by_line_and_field_and_the_others_kept(row, field):
-    parsed = parse_instances_text(_csv(f"1101,{TOKEN},,", row, f"1102,{TOKEN},,"))
+    parsed = parse_instances_text(instances_csv(f"1101,{TOKEN},,", row, f"1102,{TOKEN},,"))
     assert [r.credentials.id_instance for r in parsed.rows] == [1101, 1102]
     [problem] = parsed.refused
     assert (problem.line, problem.field) == (3, field)
@@ -52,7 +49,7 @@ def test_a_bad_row_is_refused_by_line_and_field_and_the_others_kept(row, field):
 
 
 def test_duplicates_are_refused_on_the_later_line():
-    parsed = parse_instances_text(_csv(f"1101,{TOKEN},,a", f"1101,{TOKEN},,b", f"1102,{TOKEN},,a"))
+    parsed = parse_instances_text(instances_csv(f"1101,{TOKEN},,a", f"1101,{TOKEN},,b", f"1102,{TOKEN},,a"))
     assert [r.line for r in parsed.rows] == [2]
     assert [(p.line, p.field) for p in parsed.refused] == [(3, "idInstance"), (4, "name")]
     assert "line 2" in parsed.refused[0].message
@@ -64,7 +61,7 @@ def test_duplicates_are_refused_on_the_later_line():
 ])
 def test_a_bad_header_refuses_the_file(header, expected):
     with pytest.raises(InstancesFileError, match=r"line 1: header: .*" + expected.replace("(", r"\(").replace(")", r"\)")):
-        parse_instances_text(_csv(f"1101,{TOKEN}", header=header))
+        parse_instances_text(instances_csv(f"1101,{TOKEN}", header=header))
 
 
 def test_json_in_the_partner_shape_skips_deleted_and_expired_and_names_lines(tmp_path):

@@ -8,25 +8,13 @@ from types import SimpleNamespace
 import cli.instances as instances_cli
 import cli.importer as importer
 from cli.importer import ImportResult, plan_import
-from cli.instance_rows import parse_instances_text
-
-SCHEMA = "schema-1"
-
-
-def _rows(*lines: str):
-    return parse_instances_text("idInstance,apiTokenInstance,apiUrl,name\n" + "\n".join(lines) + "\n",
-                                default_api_url="http://h").rows
-
-
-def _doc(name: str, id_instance: int, token: str):
-    return SimpleNamespace(name=name, id=f"id-{name}", block_schema_id=SCHEMA,
-                           data={"api_url": "http://h", "id_instance": id_instance, "api_token_instance": token})
+from tests.helpers import IMPORT_SCHEMA, block_document, import_rows
 
 
 def test_the_plan_records_the_block_each_row_goes_to():
     result = ImportResult()
-    plan_import(_rows("7105000003,t3-new,,", "7105000004,t4,,", "7105000005,t5,,", "7105000006,t6,,own"),
-                [_doc("shop-main", 7105000003, "t3"), _doc("shop-two", 7105000004, "t4")], SCHEMA, result)
+    plan_import(import_rows("7105000003,t3-new,,", "7105000004,t4,,", "7105000005,t5,,", "7105000006,t6,,own"),
+                [block_document("shop-main", 7105000003, "t3"), block_document("shop-two", 7105000004, "t4")], IMPORT_SCHEMA, result)
     assert result.blocks == {7105000003: "shop-main", 7105000004: "shop-two", 7105000005: "greenapi-7105000005",
                              7105000006: "own"}
     assert result.elsewhere == {7105000003, 7105000004}

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import traceback
-
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from greenapi import DEFAULT_API_URL, ClientConfig, ConfigurationError, GreenAPISettings, InstanceCredentials, get_settings
 from greenapi.timings import EMULATOR_TIMINGS_ENV, GreenApiTimings, green_api_timings
-
-CANARY = "CANARY0123456789abcdef"
-
-
-def all_text(exc: BaseException) -> str:
-    parts = [str(exc), repr(exc), repr(exc.args), "".join(traceback.format_exception(exc))]
-    link = exc.__cause__ or exc.__context__
-    while link is not None:
-        parts += [str(link), repr(link)]
-        link = link.__cause__ or link.__context__
-    return "\n".join(parts)
+from tests.helpers import TOKEN_CANARY, exception_text
 
 
 def test_env_prefix(monkeypatch):
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "1101000001")
-    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
+    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", TOKEN_CANARY)
     monkeypatch.setenv("GREEN_API_API_URL", "https://7105.api.greenapi.com")
     monkeypatch.setenv("GREEN_API_TIMEOUT_SECONDS", "2.5")
     monkeypatch.setenv("GREEN_API_MAX_RETRIES", "5")
@@ -33,7 +21,7 @@ def test_env_prefix(monkeypatch):
     creds = settings.credentials()
     assert isinstance(creds, InstanceCredentials)
     assert (creds.api_url, creds.id_instance) == ("https://7105.api.greenapi.com", 1101000001)
-    assert creds.api_token_instance.get_secret_value() == CANARY
+    assert creds.api_token_instance.get_secret_value() == TOKEN_CANARY
     config = settings.client_config()
     # A timeout below the connect timeout limits the connect too: no request waits longer than the setting says.
     assert (config.timeout_seconds, config.connect_timeout_seconds, config.max_retries) == (2.5, 2.5, 5)
@@ -41,13 +29,13 @@ def test_env_prefix(monkeypatch):
 
 def test_dotenv_file(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text(
-        f"GREEN_API_ID_INSTANCE=777\nGREEN_API_API_TOKEN_INSTANCE={CANARY}\nGREEN_API_MAX_RETRIES=1\nOTHER=x\n", encoding="utf-8"
+        f"GREEN_API_ID_INSTANCE=777\nGREEN_API_API_TOKEN_INSTANCE={TOKEN_CANARY}\nGREEN_API_MAX_RETRIES=1\nOTHER=x\n", encoding="utf-8"
     )
     monkeypatch.chdir(tmp_path)
     settings = get_settings()
     assert settings.id_instance == 777
     assert settings.client_config().max_retries == 1
-    assert settings.credentials().api_token_instance.get_secret_value() == CANARY
+    assert settings.credentials().api_token_instance.get_secret_value() == TOKEN_CANARY
 
 
 def test_environment_beats_dotenv(tmp_path, monkeypatch):
@@ -67,7 +55,7 @@ def test_overrides_beat_environment(monkeypatch):
     [
         ({}, ["GREEN_API_ID_INSTANCE", "GREEN_API_API_TOKEN_INSTANCE"]),
         ({"GREEN_API_ID_INSTANCE": "5"}, ["GREEN_API_API_TOKEN_INSTANCE"]),
-        ({"GREEN_API_API_TOKEN_INSTANCE": CANARY}, ["GREEN_API_ID_INSTANCE"]),
+        ({"GREEN_API_API_TOKEN_INSTANCE": TOKEN_CANARY}, ["GREEN_API_ID_INSTANCE"]),
     ],
 )
 def test_credentials_names_missing_vars(monkeypatch, env, missing):
@@ -81,7 +69,7 @@ def test_credentials_names_missing_vars(monkeypatch, env, missing):
         assert name in message
     for name in {"GREEN_API_ID_INSTANCE", "GREEN_API_API_TOKEN_INSTANCE"} - set(missing):
         assert name not in message
-    assert CANARY not in all_text(info.value)
+    assert TOKEN_CANARY not in exception_text(info.value)
     assert isinstance(info.value, ValueError)
 
 
@@ -97,7 +85,7 @@ def test_credentials_names_missing_vars(monkeypatch, env, missing):
     ],
 )
 def test_invalid_values_give_one_line_configuration_error_naming_the_variable(monkeypatch, key, value):
-    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
+    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", TOKEN_CANARY)
     monkeypatch.setenv(key, value)
     with pytest.raises(ConfigurationError) as info:
         get_settings()
@@ -105,7 +93,7 @@ def test_invalid_values_give_one_line_configuration_error_naming_the_variable(mo
     assert "\n" not in message
     assert message.startswith(f"invalid setting {key}: ")
     assert value not in message
-    assert CANARY not in all_text(info.value)
+    assert TOKEN_CANARY not in exception_text(info.value)
     assert info.value.__cause__ is None
 
 
@@ -118,23 +106,23 @@ def test_a_client_config_with_a_backoff_cap_below_its_start_is_refused():
 def test_api_url_trailing_slash_stripped(monkeypatch, url):
     monkeypatch.setenv("GREEN_API_API_URL", url)
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "9")
-    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
+    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", TOKEN_CANARY)
     creds = get_settings().credentials()
     assert creds.api_url == url.strip().rstrip("/")
     assert not creds.api_url.endswith("/")
-    assert InstanceCredentials(api_url=url, id_instance=9, api_token_instance=CANARY).api_url == creds.api_url
+    assert InstanceCredentials(api_url=url, id_instance=9, api_token_instance=TOKEN_CANARY).api_url == creds.api_url
 
 
 def test_api_url_scheme_is_checked(monkeypatch):
     monkeypatch.setenv("GREEN_API_API_URL", "ftp://api.green-api.com")
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "9")
-    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", CANARY)
+    monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", TOKEN_CANARY)
     with pytest.raises(ConfigurationError, match="GREEN_API_API_URL: ") as info:
         get_settings().credentials()
-    assert CANARY not in all_text(info.value)
+    assert TOKEN_CANARY not in exception_text(info.value)
 
 
-@pytest.mark.parametrize("bad", [f"{CANARY}/extra", f"{CANARY}?x=1", f"{CANARY}#frag", f"{CANARY} x", ""])
+@pytest.mark.parametrize("bad", [f"{TOKEN_CANARY}/extra", f"{TOKEN_CANARY}?x=1", f"{TOKEN_CANARY}#frag", f"{TOKEN_CANARY} x", ""])
 def test_token_with_separator_rejected_via_settings_without_echo(monkeypatch, bad):
     monkeypatch.setenv("GREEN_API_ID_INSTANCE", "9")
     monkeypatch.setenv("GREEN_API_API_TOKEN_INSTANCE", bad)
@@ -142,36 +130,36 @@ def test_token_with_separator_rejected_via_settings_without_echo(monkeypatch, ba
     with pytest.raises(ConfigurationError, match="GREEN_API_API_TOKEN_INSTANCE: ") as info:
         settings.credentials()
     assert "\n" not in str(info.value)
-    assert CANARY not in all_text(info.value)
+    assert TOKEN_CANARY not in exception_text(info.value)
 
 
-@pytest.mark.parametrize("bad", [f"{CANARY}/extra", f"{CANARY}?x=1", f"{CANARY}\tx"])
+@pytest.mark.parametrize("bad", [f"{TOKEN_CANARY}/extra", f"{TOKEN_CANARY}?x=1", f"{TOKEN_CANARY}\tx"])
 @pytest.mark.parametrize("as_secret", [False, True])
 def test_token_with_separator_rejected_directly_without_echo(bad, as_secret):
     token = SecretStr(bad) if as_secret else bad
     with pytest.raises(ValidationError) as info:
         InstanceCredentials(id_instance=9, api_token_instance=token)
     assert "api_token_instance" in str(info.value)
-    assert CANARY not in all_text(info.value)
+    assert TOKEN_CANARY not in exception_text(info.value)
 
 
 @pytest.mark.parametrize("id_instance", [0, -1, 10_000_000_000])
 def test_credentials_id_instance_range(id_instance):
     with pytest.raises(ValidationError):
-        InstanceCredentials(id_instance=id_instance, api_token_instance=CANARY)
+        InstanceCredentials(id_instance=id_instance, api_token_instance=TOKEN_CANARY)
 
 
 def test_credentials_are_frozen_and_masked():
-    creds = InstanceCredentials(id_instance=1, api_token_instance=CANARY)
+    creds = InstanceCredentials(id_instance=1, api_token_instance=TOKEN_CANARY)
     assert creds.api_url == DEFAULT_API_URL
     with pytest.raises(ValidationError):
         creds.id_instance = 2  # type: ignore[misc]
-    assert CANARY not in repr(creds) and CANARY not in str(creds) and CANARY not in creds.model_dump_json()
+    assert TOKEN_CANARY not in repr(creds) and TOKEN_CANARY not in str(creds) and TOKEN_CANARY not in creds.model_dump_json()
 
 
 def test_settings_repr_masks_token():
-    settings = GreenAPISettings(_env_file=None, id_instance=1, api_token_instance=CANARY)
-    assert CANARY not in repr(settings) and CANARY not in str(settings) and CANARY not in settings.model_dump_json()
+    settings = GreenAPISettings(_env_file=None, id_instance=1, api_token_instance=TOKEN_CANARY)
+    assert TOKEN_CANARY not in repr(settings) and TOKEN_CANARY not in str(settings) and TOKEN_CANARY not in settings.model_dump_json()
 
 
 def test_greenapis_own_timings_unless_the_tests_or_the_demo_hand_in_the_emulators(monkeypatch):

@@ -17,6 +17,7 @@ import http.server
 import inspect
 import io
 import logging
+import subprocess
 import threading
 import time
 import uuid
@@ -110,6 +111,14 @@ def exception_text(exc: BaseException) -> str:
         parts += [str(link), repr(link), repr(getattr(link, "args", ())), repr(getattr(link, "__dict__", {}))]
         link = link.__cause__ or link.__context__
     return "\n".join(parts)
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``greenapi-migrate ARGS`` (the installed command) run to its end in ``cwd`` with only ``env``, bounded by
+    ``timeout`` seconds: its exit code and text output."""
+    from bench.servers import CLI
+
+    return subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 # ------------------------------------------------------------------------------ GREEN-API's client, on the emulator

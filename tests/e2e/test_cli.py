@@ -7,13 +7,12 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import on_sqlite_only
-from tests.helpers import wait_until
+from tests.helpers import run_cli, wait_until
 from bench.servers import CLI, FAST_GREEN_API, ROOT, clean_env, client_env, foreign_http_server, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
@@ -31,16 +30,12 @@ def cli_env(prefect_server, emulator, tmp_path):
     )
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
 @on_sqlite_only
 def test_run_json_prints_one_result_object_and_exits_zero_when_verified(cli_env, seed_instance, tmp_path):
     instance = seed_instance(token=CANARY, state="blocked", notifications=7)
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
 
-    done = _run(["run", "--reason", "number_blocked", "--json"], cli_env, tmp_path)
+    done = run_cli(["run", "--reason", "number_blocked", "--json"], cli_env, tmp_path)
 
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)  # stdout is exactly one JSON object; logs go to stderr
@@ -55,7 +50,7 @@ def test_run_exits_one_when_the_queue_is_not_verified_empty(cli_env, seed_instan
     instance = seed_instance(token=CANARY, notifications=3, refuse_clears={"reason": "temporarily unavailable"})
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
 
-    done = _run(["run", "--reason", "account_changed", "--json"], cli_env, tmp_path)
+    done = run_cli(["run", "--reason", "account_changed", "--json"], cli_env, tmp_path)
 
     assert done.returncode == 1
     result = json.loads(done.stdout)
@@ -78,7 +73,7 @@ def test_wrong_token_exits_one_with_one_line_naming_the_instance(cli_env, seed_i
     instance = seed_instance(notifications=3)
     cli_env.update(GREEN_API_ID_INSTANCE=str(instance.id_instance), GREEN_API_API_TOKEN_INSTANCE=CANARY)
 
-    done = _run(["run", "--reason", "account_changed"], cli_env, tmp_path)
+    done = run_cli(["run", "--reason", "account_changed"], cli_env, tmp_path)
 
     assert done.returncode == 1
     assert re.search(rf"instance {instance.id_instance}: api_error: .*401 unauthorized", done.stdout)
@@ -102,7 +97,7 @@ def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_pa
             expected = f"the answer from {url.removeprefix('http://')} does not look like GREEN-API's"
         cli_env["GREEN_API_API_URL"] = url
 
-        done = _run(["run", "--reason", "number_blocked"], cli_env, tmp_path)
+        done = run_cli(["run", "--reason", "number_blocked"], cli_env, tmp_path)
 
     assert done.returncode == 1, done.stderr[-2000:]
     line = _the_error_line(done)
@@ -123,7 +118,7 @@ def test_a_wrong_api_url_exits_one_with_one_line_naming_the_host(cli_env, tmp_pa
 def test_configuration_errors_are_one_line_without_a_traceback(cli_env, tmp_path, settings, expected):
     cli_env.update(settings)
 
-    done = _run(["run", "--reason", "number_blocked"], cli_env, tmp_path, timeout=60)
+    done = run_cli(["run", "--reason", "number_blocked"], cli_env, tmp_path, timeout=60)
 
     assert done.returncode == 2
     assert done.stdout == ""
@@ -143,7 +138,7 @@ def test_a_configuration_error_is_reported_before_prefect_is_imported(tmp_path):
 
 @on_sqlite_only
 def test_unknown_reason_is_rejected_by_the_parser(cli_env, tmp_path):
-    done = _run(["run", "--reason", "phone_lost"], cli_env, tmp_path, timeout=60)
+    done = run_cli(["run", "--reason", "phone_lost"], cli_env, tmp_path, timeout=60)
     assert done.returncode == 2 and "invalid choice: 'phone_lost'" in done.stderr
 
 
@@ -153,7 +148,7 @@ def test_unknown_reason_is_rejected_by_the_parser(cli_env, tmp_path):
     ("7990000002", "no greenapi-instance block registered for idInstance 7990000002"),
 ])
 def test_a_wrong_block_name_or_idinstance_exits_two_with_one_line(cli_env, tmp_path, block, expected):
-    done = _run(["run", "--reason", "number_blocked", "--block", block], cli_env, tmp_path)
+    done = run_cli(["run", "--reason", "number_blocked", "--block", block], cli_env, tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     line = _the_error_line(done)
     assert line.startswith("greenapi-migrate: configuration error:") and expected in line
@@ -162,7 +157,7 @@ def test_a_wrong_block_name_or_idinstance_exits_two_with_one_line(cli_env, tmp_p
 
 @on_sqlite_only
 def test_demo_runs_three_instances_and_shows_the_left_time_path(prefect_server, tmp_path):
-    done = _run(["demo"], client_env(prefect_server.api_url, tmp_path / "home"), tmp_path, timeout=180)
+    done = run_cli(["demo"], client_env(prefect_server.api_url, tmp_path / "home"), tmp_path, timeout=180)
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("COMPLETED: cleared") == 3

@@ -15,7 +15,7 @@ from prefect.events import emit_event
 from domain import Reason
 from deploy.automations import CRASHED_RUNS, NOTIFICATION_AUTOMATIONS
 from instances import GreenApiInstance
-from tests.helpers import HttpCatcher, await_until, run_flow, wait_until
+from tests.helpers import HttpCatcher, await_until, run_cli, run_flow, wait_until
 from bench.servers import CLI, stop_process
 
 # SQLite only: the automations and the notification block do not depend on the back-end.
@@ -28,8 +28,7 @@ NOTIFICATION_TIMEOUT_S = 60
 
 def _apply(real_prefect_server, tmp_path, notify_block: str) -> subprocess.CompletedProcess:
     """`greenapi-migrate automations apply`, the documented path after `prefect deploy --all`."""
-    return subprocess.run([CLI, "automations", "apply", "--notify-block", notify_block], env=real_prefect_server,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return run_cli(["automations", "apply", "--notify-block", notify_block], real_prefect_server, tmp_path)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import on_sqlite_only
-from tests.helpers import register_instances
-from bench.servers import CLI, Receiver, client_env
+from tests.helpers import register_instances, run_cli
+from bench.servers import Receiver, client_env
 
 pytestmark = [pytest.mark.e2e, on_sqlite_only]
 
@@ -25,12 +23,8 @@ def receiver_env(prefect_server, tmp_path):
     return client_env(prefect_server.api_url, tmp_path / "prefect-home")
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, "receiver", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
 def test_without_a_secret_it_exits_2_with_one_line(receiver_env, tmp_path):
-    done = _run([], receiver_env, tmp_path)
+    done = run_cli(["receiver"], receiver_env, tmp_path, timeout=60)
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -43,7 +37,7 @@ def test_without_a_secret_it_exits_2_with_one_line(receiver_env, tmp_path):
 ])
 def test_a_bad_setting_exits_2_with_one_line_and_no_secret(receiver_env, tmp_path, setting, value, args):
     receiver_env.update(GREEN_API_RECEIVER_SECRET=CANARY, **({setting: value} if value else {}))
-    done = _run(args, receiver_env, tmp_path)
+    done = run_cli(["receiver", *args], receiver_env, tmp_path, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and setting in lines[0], done.stderr

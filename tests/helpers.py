@@ -147,6 +147,24 @@ async def detach_then_die(emulator):
 # ------------------------------------------------------------------------------ the emulator
 
 
+# The emulated instances of the emulator's own tests (tests/unit/test_emulator*.py), and a token in GREEN-API's shape.
+EMULATED_ID, EMULATED_OTHER_ID = 1101000001, 1101000002
+EMULATED_TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
+
+
+def method_path(method: str, extra: str | None = None, *, id_instance: int = EMULATED_ID, token: str = EMULATED_TOKEN,
+                prefix: str = "") -> str:
+    """A GREEN-API method's path: ``{prefix}/waInstance{id}/{method}/{token}``, then ``/{extra}`` (a receiptId)."""
+    path = f"{prefix}/waInstance{id_instance}/{method}/{token}"
+    return f"{path}/{extra}" if extra is not None else path
+
+
+def seed_emulated(control, **fields) -> dict:
+    """An instance seeded through the control API (``EmulatorControl``), EMULATED_ID with EMULATED_TOKEN unless
+    ``fields`` say otherwise; its view."""
+    return control.seed_instance(**{"id_instance": EMULATED_ID, "api_token": EMULATED_TOKEN, **fields})
+
+
 def methods_called(emulator, id_instance: int) -> list[str]:
     """The GREEN-API methods the instance was called with, in order."""
     return [call["method"] for call in emulator.state.calls(instance=id_instance)]

@@ -10,10 +10,7 @@ import httpx
 import pytest
 
 from emulator import EmulatorControl
-from tests.helpers import wait_until
-
-TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
-ID = 1101000001
+from tests.helpers import EMULATED_ID as ID, EMULATED_TOKEN as TOKEN, method_path as u, seed_emulated as seed, wait_until
 
 
 @pytest.fixture
@@ -21,17 +18,6 @@ def ctl(server):
     with EmulatorControl(server.url) as control:
         control.reset({"clear_window_seconds": 2, "count_refresh_seconds": 10})
         yield control
-
-
-def u(method: str, extra: str | None = None, *, id_instance: int = ID, token: str = TOKEN) -> str:
-    path = f"/waInstance{id_instance}/{method}/{token}"
-    return f"{path}/{extra}" if extra is not None else path
-
-
-def seed(ctl: EmulatorControl, **fields):
-    fields.setdefault("id_instance", ID)
-    fields.setdefault("api_token", TOKEN)
-    return ctl.seed_instance(**fields)
 
 
 # ------------------------------------------------------------------ routing and auth

@@ -8,9 +8,8 @@ import pytest
 
 from emulator import EmulatorControl
 from emulator.config import DOCUMENTED_SETTINGS, WEBHOOK_URL_CLEAR_REASON, InstanceSeed
-
-TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
-ID, OTHER = 1101000001, 1101000002
+from tests.helpers import EMULATED_ID as ID, EMULATED_OTHER_ID as OTHER, EMULATED_TOKEN as TOKEN, method_path as u
+from tests.helpers import seed_emulated as seed
 
 
 @pytest.fixture
@@ -18,17 +17,6 @@ def ctl(server):
     with EmulatorControl(server.url) as control:
         control.reset({"clear_window_seconds": 60, "count_refresh_seconds": 0})
         yield control
-
-
-def u(method: str, extra: str | None = None, *, id_instance: int = ID, prefix: str = "") -> str:
-    path = f"{prefix}/waInstance{id_instance}/{method}/{TOKEN}"
-    return f"{path}/{extra}" if extra is not None else path
-
-
-def seed(ctl: EmulatorControl, **fields):
-    fields.setdefault("id_instance", ID)
-    fields.setdefault("api_token", TOKEN)
-    return ctl.seed_instance(**fields)
 
 
 def count(api, id_instance: int = ID) -> int:

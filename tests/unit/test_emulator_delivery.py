@@ -16,11 +16,9 @@ import httpx
 import pytest
 
 from emulator import EmulatorConfig, EmulatorControl, EmulatorServer
-from tests.helpers import wait_until
+from tests.helpers import EMULATED_ID as ID, EMULATED_OTHER_ID as OTHER, EMULATED_TOKEN as TOKEN, seed_emulated, wait_until
 
-TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
 HOOK_TOKEN = "hook-secret-" + "9f" * 10
-ID, OTHER = 1101000001, 1101000002
 WID_A, WID_B = "79001112233@c.us", "79004445566@c.us"
 # The delivery timeout leaves a loaded machine time to answer a POST; the timeout test's server sleeps longer.
 FAST = {"redelivery_pause_seconds": 0.3, "delivery_timeout_seconds": 1.0, "clear_window_seconds": 0}
@@ -112,10 +110,7 @@ def path(request) -> str:
 
 
 def seed(ctl: EmulatorControl, **fields: Any) -> dict[str, Any]:
-    fields.setdefault("id_instance", ID)
-    fields.setdefault("api_token", TOKEN)
-    fields.setdefault("wid", WID_A)
-    return ctl.seed_instance(**fields)
+    return seed_emulated(ctl, **{"wid": WID_A, **fields})
 
 
 def closed_port_url() -> str:

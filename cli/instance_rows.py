@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from pydantic import SecretStr
 
@@ -142,64 +142,91 @@ def _json_items(text: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _validate(items: list[tuple[int, Any]], default_api_url: str, unit: str = "line") -> ParsedInstances:
+    """Each item read as a row; the rows that repeat an idInstance or a block name of an earlier one refused."""
     parsed = ParsedInstances()
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
     for line, item in items:
-        def refuse(field_name: str, message: str, id_instance: int | None = None) -> None:
-            parsed.refused.append(RowProblem(line, field_name, message, id_instance, unit))
-
-        if not isinstance(item, dict):
-            refuse("row", f"expected an object, got a JSON {type(item).__name__}")
+        row = _read_row(line, item, default_api_url, unit, parsed)
+        if row is None:
             continue
-        if item.get(None):  # csv: more cells than columns
-            refuse("row", f"{len(item[None])} cell(s) more than the header's columns")
-            continue
-        raw_id = item.get("idInstance")
-        id_instance = _as_id(raw_id)
-        if id_instance is None:
-            refuse("idInstance", "missing" if raw_id in (None, "") else "must be an integer of 1 to 10 digits")
-            continue
-        if _truthy(item.get("deleted")) or _truthy(item.get("isExpired")):
-            why = "deleted" if _truthy(item.get("deleted")) else "isExpired"
-            parsed.skipped.append(RowProblem(line, why, f"instance {id_instance} is {'deleted' if why == 'deleted' else 'expired'}: skipped", id_instance, unit))
-            continue
-        token = item.get("apiTokenInstance")
-        token = token if isinstance(token, SecretStr) else SecretStr(token.strip()) if isinstance(token, str) else None
-        if token is None or not token.get_secret_value():
-            refuse("apiTokenInstance", "missing", id_instance)
-            continue
-        api_url = item.get("apiUrl")
-        api_url = api_url.strip() if isinstance(api_url, str) and api_url.strip() else default_api_url
-        try:
-            credentials = InstanceCredentials(api_url=api_url, id_instance=id_instance, api_token_instance=token)
-        except ValueError as exc:
-            first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ("row",), "msg": str(exc)}
-            where = {"api_url": "apiUrl", "api_token_instance": "apiTokenInstance", "id_instance": "idInstance"}.get(
-                str(first["loc"][0]) if first.get("loc") else "", "row")
-            refuse(where, str(first["msg"]).removeprefix("Value error, "), id_instance)
-            continue
-        given = item.get("name")
-        given = given.strip() if isinstance(given, str) else ""
-        note = ""
-        if given:
-            block_name = normalise_block_name(given)
-            if not block_name:
-                refuse("name", f"{given!r} has no letter or digit to make a block name of", id_instance)
-                continue
-            if block_name != given:
-                note = f"name {given!r} stored as block {block_name!r} (block names: lowercase letters, digits, dashes)"
-        else:
-            block_name = default_block_name(id_instance)
+        id_instance = row.credentials.id_instance
         if id_instance in seen_ids:
-            refuse("idInstance", f"{id_instance} already on {unit} {seen_ids[id_instance]}", id_instance)
-            continue
-        if block_name in seen_names:
-            refuse("name", f"block name {block_name!r} already used on {unit} {seen_names[block_name]}", id_instance)
-            continue
-        seen_ids[id_instance], seen_names[block_name] = line, block_name and line
-        parsed.rows.append(InstanceRow(line, block_name, credentials, note, unit))
+            parsed.refused.append(RowProblem(line, "idInstance", f"{id_instance} already on {unit} {seen_ids[id_instance]}",
+                                             id_instance, unit))
+        elif row.block_name in seen_names:
+            parsed.refused.append(RowProblem(line, "name", f"block name {row.block_name!r} already used on {unit} "
+                                             f"{seen_names[row.block_name]}", id_instance, unit))
+        else:
+            seen_ids[id_instance], seen_names[row.block_name] = line, line
+            parsed.rows.append(row)
     return parsed
+
+
+class _Wrong(NamedTuple):
+    """A field of a row, and what is wrong with it (never its value)."""
+
+    field: str
+    message: str
+
+
+def _read_row(line: int, item: Any, default_api_url: str, unit: str, parsed: ParsedInstances) -> InstanceRow | None:
+    """One item as a row to import; None once why not is in ``parsed`` (refused, or skipped: deleted or expired)."""
+    def refuse(field_name: str, message: str, id_instance: int | None = None) -> None:
+        parsed.refused.append(RowProblem(line, field_name, message, id_instance, unit))
+
+    if not isinstance(item, dict):
+        return refuse("row", f"expected an object, got a JSON {type(item).__name__}")
+    if item.get(None):  # csv: more cells than columns
+        return refuse("row", f"{len(item[None])} cell(s) more than the header's columns")
+    raw_id = item.get("idInstance")
+    id_instance = _as_id(raw_id)
+    if id_instance is None:
+        return refuse("idInstance", "missing" if raw_id in (None, "") else "must be an integer of 1 to 10 digits")
+    if _truthy(item.get("deleted")) or _truthy(item.get("isExpired")):
+        why = "deleted" if _truthy(item.get("deleted")) else "isExpired"
+        parsed.skipped.append(RowProblem(line, why, f"instance {id_instance} is {'deleted' if why == 'deleted' else 'expired'}: "
+                                         "skipped", id_instance, unit))
+        return None
+    credentials = _credentials(item, id_instance, default_api_url)
+    if isinstance(credentials, _Wrong):
+        return refuse(*credentials, id_instance)
+    named = _block_name(item, id_instance)
+    if isinstance(named, _Wrong):
+        return refuse(*named, id_instance)
+    block_name, note = named
+    return InstanceRow(line, block_name, credentials, note, unit)
+
+
+def _credentials(item: dict[str, Any], id_instance: int, default_api_url: str) -> InstanceCredentials | _Wrong:
+    """The row's credentials (its apiUrl, or the default one), or which field is wrong."""
+    token = item.get("apiTokenInstance")
+    token = token if isinstance(token, SecretStr) else SecretStr(token.strip()) if isinstance(token, str) else None
+    if token is None or not token.get_secret_value():
+        return _Wrong("apiTokenInstance", "missing")
+    api_url = item.get("apiUrl")
+    api_url = api_url.strip() if isinstance(api_url, str) and api_url.strip() else default_api_url
+    try:
+        return InstanceCredentials(api_url=api_url, id_instance=id_instance, api_token_instance=token)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ("row",), "msg": str(exc)}
+        where = {"api_url": "apiUrl", "api_token_instance": "apiTokenInstance", "id_instance": "idInstance"}.get(
+            str(first["loc"][0]) if first.get("loc") else "", "row")
+        return _Wrong(where, str(first["msg"]).removeprefix("Value error, "))
+
+
+def _block_name(item: dict[str, Any], id_instance: int) -> tuple[str, str] | _Wrong:
+    """The block the row goes to (its name normalised, or greenapi-<id>) and how its name was normalised ("" if not)."""
+    given = item.get("name")
+    given = given.strip() if isinstance(given, str) else ""
+    if not given:
+        return default_block_name(id_instance), ""
+    block_name = normalise_block_name(given)
+    if not block_name:
+        return _Wrong("name", f"{given!r} has no letter or digit to make a block name of")
+    if block_name == given:
+        return block_name, ""
+    return block_name, f"name {given!r} stored as block {block_name!r} (block names: lowercase letters, digits, dashes)"
 
 
 def _as_id(value: Any) -> int | None:

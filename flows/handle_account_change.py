@@ -7,7 +7,8 @@ queue is verified empty; otherwise it ends Failed with the report's one line, th
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Awaitable, Callable
 
 from prefect import flow
 from prefect.states import Failed
@@ -19,7 +20,7 @@ from flows.limits import CANCEL_CHECK_SECONDS, INSTANCE_LOCK_LEASE_SECONDS, INST
 from flows.models import QueueNotVerifiedEmpty, QueueResetReport
 from flows.naming import name_at_start, name_once_known
 from flows.runbook import reset_instance_queue
-from greenapi import ConfigurationError, get_settings, green_api_timings
+from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials, get_settings, green_api_timings
 from instances import resolve_credentials
 from instances.locks import instance_lock
 from tasks.results import InstanceInfo
@@ -63,22 +64,28 @@ async def handle_account_change(
     limits = RunLimits().overridden(max_clear_attempts=max_clear_attempts, max_total_wait_seconds=max_total_wait_seconds)
     try:
         settings, timings = get_settings(), green_api_timings()
-        if not (instance or "").strip() and (settings.id_instance is None or settings.api_token_instance is None):
-            raise ConfigurationError(EMPTY_INSTANCE_MESSAGE)
-        credentials = await resolve_credentials(instance, settings)
+        credentials = await _credentials(instance, settings)
         await name_once_known(reason, credentials.id_instance)
-
-        async def holding_the_instance() -> QueueResetReport:
-            async with instance_lock(credentials.id_instance, timeout_seconds=INSTANCE_LOCK_TIMEOUT_SECONDS,
-                                     lease_seconds=INSTANCE_LOCK_LEASE_SECONDS):
-                return await reset_instance_queue(reason, credentials, settings.client_config(), limits=limits, timings=timings,
-                                                  clear_outgoing=clear_outgoing, detach_webhook=detach_webhook,
-                                                  observed=observed)
-
+        runbook = partial(reset_instance_queue, reason, credentials, settings.client_config(), limits=limits, timings=timings,
+                          clear_outgoing=clear_outgoing, detach_webhook=detach_webhook, observed=observed)
         # Cancelled from the UI while it waits for the instance or works on it: it stops, the slot released.
-        return await stop_when_cancelled(holding_the_instance(), poll_seconds=CANCEL_CHECK_SECONDS)
+        return await stop_when_cancelled(_holding_the_instance(credentials.id_instance, runbook),
+                                         poll_seconds=CANCEL_CHECK_SECONDS)
     except (ConfigurationError, QueueNotVerifiedEmpty) as expected:
         # Expected outcomes, already one line each: returned as the final state, Prefect logs that line once
         # instead of a traceback. The exception is the state's data, so callers still get the report from
         # it (state.result(raise_on_failure=False)), and a direct call still raises it. Bugs still raise.
         return Failed(message=str(expected), data=expected)
+
+
+async def _credentials(instance: str, settings: GreenAPISettings) -> InstanceCredentials:
+    """The instance's credentials: the block ``instance`` names, or this worker's settings when it is empty."""
+    if not (instance or "").strip() and (settings.id_instance is None or settings.api_token_instance is None):
+        raise ConfigurationError(EMPTY_INSTANCE_MESSAGE)
+    return await resolve_credentials(instance, settings)
+
+
+async def _holding_the_instance(id_instance: int, runbook: Callable[[], Awaitable[QueueResetReport]]) -> QueueResetReport:
+    """The runbook once this run holds the instance's slot: runs for one instance take turns."""
+    async with instance_lock(id_instance, timeout_seconds=INSTANCE_LOCK_TIMEOUT_SECONDS, lease_seconds=INSTANCE_LOCK_LEASE_SECONDS):
+        return await runbook()

@@ -104,15 +104,13 @@ async def reset_instance_queue(
     report = QueueResetReport(id_instance=credentials.id_instance, reason=reason, started_at=utc_now())
     async with open_client(credentials, config, http_client) as client:
         runbook = _Runbook(client, limits, timings or green_api_timings(), report)
-        try:
-            await runbook.run(clear_outgoing, detach_webhook, observed)
-        except _Stop as stop:
-            report.outcome, report.message = stop.outcome, stop.message
-        except GreenAPIError as exc:
-            report.outcome, report.message = Outcome.api_error, f"{runbook.current_step()} step failed: {exc}"
-        finally:  # a crash skips this: the Secret block survives, and the next run puts the webhook back
-            await runbook.put_webhook_back()
-    account_removed(report, stopped_at=runbook.current_step())
+        await runbook.run_to_an_outcome(clear_outgoing, detach_webhook, observed)
+    return await _conclude(report, stopped_at=runbook.current_step())
+
+
+async def _conclude(report: QueueResetReport, *, stopped_at: str) -> QueueResetReport:
+    """Say what was removed, publish the report; the report when the queue is verified empty, else raise."""
+    account_removed(report, stopped_at=stopped_at)
     report.verified_empty = report.outcome in VERIFIED_OUTCOMES
     report.finished_at = utc_now()
     await publish_report(report)
@@ -136,6 +134,17 @@ class _Runbook:
         """The step that failed (a wait run beside a failed peek may have finished after it), else the last one."""
         failed = [step.step for step in self.report.steps if step.failed]
         return failed[-1] if failed else self.report.steps[-1].step if self.report.steps else "start"
+
+    async def run_to_an_outcome(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
+        """The steps until one decides the outcome (in the report); a detached webhookUrl put back whatever happened."""
+        try:
+            await self.run(clear_outgoing, detach_webhook, observed)
+        except _Stop as stop:
+            self.report.outcome, self.report.message = stop.outcome, stop.message
+        except GreenAPIError as exc:
+            self.report.outcome, self.report.message = Outcome.api_error, f"{self.current_step()} step failed: {exc}"
+        finally:  # a crash skips this: the Secret block survives, and the next run puts the webhook back
+            await self.put_webhook_back()
 
     async def run(self, clear_outgoing: bool, detach_webhook: bool, observed: InstanceInfo | None) -> None:
         report = self.report

@@ -68,6 +68,23 @@ def measure(enqueued: list[Enqueued], receipts: list[Receipt], *, old_wid: str, 
     old = [e for e in enqueued if new_wid is not None and e.wid == old_wid]
     result.fresh_enqueued, result.old_enqueued = len(fresh), len(old)
 
+    got_first = _tally_receipts(result, receipts, by_id, old_wid=old_wid, new_wid=new_wid, changed_at=changed_at)
+    result.fresh_got = sum(1 for i in fresh_ids if i in got_first)
+    result.fresh_lost = result.fresh_enqueued - result.fresh_got
+    if old:
+        result.old_got_before_change = sum(1 for e in old if e.id_message in got_first
+                                           and (changed_at is None or got_first[e.id_message].at < changed_at))
+        result.old_never_got = sum(1 for e in old if e.id_message not in got_first)
+
+    result.out_of_order = _out_of_order(sorted((got_first[i] for i in fresh_ids if i in got_first), key=lambda r: r.at), by_id)
+    result.order_kept = result.out_of_order == 0
+    return result
+
+
+def _tally_receipts(result: CellResult, receipts: list[Receipt], by_id: dict[str, Enqueued], *, old_wid: str,
+                    new_wid: str | None, changed_at: float | None) -> dict[str, Receipt]:
+    """Count what the app got into ``result`` (refused, state webhooks, unknown, duplicates, stale); the first
+    receipt of each known message, by id."""
     got_first: dict[str, Receipt] = {}
     for r in sorted(receipts, key=lambda r: r.at):
         if not r.authorized:
@@ -87,20 +104,15 @@ def measure(enqueued: list[Enqueued], receipts: list[Receipt], *, old_wid: str, 
             got_first[r.id_message] = r
         if new_wid is not None and changed_at is not None and r.wid == old_wid and r.at >= changed_at:
             result.stale_got += 1
+    return got_first
 
-    result.fresh_got = sum(1 for i in fresh_ids if i in got_first)
-    result.fresh_lost = result.fresh_enqueued - result.fresh_got
-    if old:
-        result.old_got_before_change = sum(1 for e in old if e.id_message in got_first
-                                           and (changed_at is None or got_first[e.id_message].at < changed_at))
-        result.old_never_got = sum(1 for e in old if e.id_message not in got_first)
 
-    received = sorted((got_first[i] for i in fresh_ids if i in got_first), key=lambda r: r.at)
-    highest = -1
+def _out_of_order(received: list[Receipt], by_id: dict[str, Enqueued]) -> int:
+    """Receipts, in the order the app got them, of a message enqueued before one it already got."""
+    out_of_order, highest = 0, -1
     for r in received:
         seq = by_id[r.id_message].seq
         if seq < highest:
-            result.out_of_order += 1
+            out_of_order += 1
         highest = max(highest, seq)
-    result.order_kept = result.out_of_order == 0
-    return result
+    return out_of_order

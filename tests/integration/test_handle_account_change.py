@@ -159,22 +159,21 @@ async def test_a_run_started_long_after_the_sweeps_inspection_inspects_again(emu
     assert report.wid == "79990002222@c.us"  # what GREEN-API said now, not the sweep's 79990001111@c.us
 
 
-async def test_outgoing_is_cleared_after_a_block_unless_turned_off(emulator, seed_instance, greenapi_env):
-    outcomes = {}
-    for reason, clear_outgoing in (("number_blocked", None), ("number_blocked", False), ("account_changed", None)):
-        instance = seed_instance(notifications=3, outgoing_messages=4)
-        greenapi_env(instance)
-        parameters = {} if clear_outgoing is None else {"clear_outgoing": clear_outgoing}
-        state, report = await run_flow(reason=reason, **parameters)
-        assert state.is_completed(), state.message
-        outcomes[(reason, clear_outgoing)] = (report.outgoing_count, report.outgoing_cleared,
-                                              emulator.state.instance(instance.id_instance)["outgoing_messages"])
+@pytest.mark.parametrize(("reason", "parameters", "outgoing"), [
+    ("number_blocked", {}, (4, True, 0)),  # GREEN-API advises it after a block
+    ("number_blocked", {"clear_outgoing": False}, (4, False, 4)),
+    ("account_changed", {}, (4, False, 4)),
+], ids=["after-a-block", "after-a-block-turned-off", "after-an-account-change"])
+async def test_outgoing_is_cleared_after_a_block_unless_turned_off(emulator, seed_instance, greenapi_env, reason, parameters, outgoing):
+    """``outgoing``: the count the run saw, whether it cleared them, and what the instance holds after."""
+    instance = seed_instance(notifications=3, outgoing_messages=4)
+    greenapi_env(instance)
 
-    assert outcomes == {
-        ("number_blocked", None): (4, True, 0),  # GREEN-API advises it after a block
-        ("number_blocked", False): (4, False, 4),
-        ("account_changed", None): (4, False, 4),
-    }
+    state, report = await run_flow(reason=reason, **parameters)
+
+    assert state.is_completed(), state.message
+    left = emulator.state.instance(instance.id_instance)["outgoing_messages"]
+    assert (report.outgoing_count, report.outgoing_cleared, left) == outgoing
 
 
 async def test_refused_clear_fails_with_the_reason(emulator, seed_instance, greenapi_env):

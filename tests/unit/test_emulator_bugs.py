@@ -144,14 +144,20 @@ def test_set_settings_changes_the_settings_it_is_given_and_only_those(ctl, api):
     assert ctl.instance(ID)["webhook_url"] == "https://hook.example/in"  # receiveNotification and the bugs see it
 
 
-def test_set_settings_refuses_empty_unknown_read_only_and_mistyped_fields_without_echoing_values(ctl, api):
+@pytest.mark.parametrize("body", [b"", b"{}", b"[]", b"not json", b'{"wid": "1@c.us"}', b'{"noSuchField": "VALUEmarker42"}',
+                                  b'{"stateWebhook": 1}', b'{"delaySendMessagesMilliseconds": "VALUEmarker42"}',
+                                  b'{"stateWebhook": true}'])
+def test_set_settings_refuses_empty_unknown_read_only_and_mistyped_fields_without_echoing_values(ctl, api, body):
     seed(ctl)
-    for body in (b"", b"{}", b"[]", b"not json", b'{"wid": "1@c.us"}', b'{"noSuchField": "VALUEmarker42"}',
-                 b'{"stateWebhook": 1}', b'{"delaySendMessagesMilliseconds": "VALUEmarker42"}', b'{"stateWebhook": true}'):
-        response = api.post(u("setSettings"), content=body, headers={"Content-Type": "application/json"})
-        assert response.status_code == 400, (body, response.text)
-        assert "VALUEmarker42" not in response.text
-    assert api.get(u("setSettings")).status_code == 404  # POST only
+    response = api.post(u("setSettings"), content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "VALUEmarker42" not in response.text
+    assert ctl.instance(ID)["settings_saved"] == 0
+
+
+def test_set_settings_is_post_only(ctl, api):
+    seed(ctl)
+    assert api.get(u("setSettings")).status_code == 404
     assert ctl.instance(ID)["settings_saved"] == 0
 
 

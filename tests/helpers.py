@@ -147,6 +147,9 @@ async def detach_then_die(emulator):
 # ------------------------------------------------------------------------------ the emulator
 
 
+# A 502 page as nginx in front of GREEN-API sends it: HTML where JSON was expected.
+NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+
 # The emulated instances of the emulator's own tests (tests/unit/test_emulator*.py), and a token in GREEN-API's shape.
 EMULATED_ID, EMULATED_OTHER_ID = 1101000001, 1101000002
 EMULATED_TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef01"
@@ -226,6 +229,16 @@ async def clear_registry() -> None:
     async with get_client() as client:
         for document in await instance_documents(client, include_secrets=False):
             await client.delete_block_document(document.id)
+
+
+# ------------------------------------------------------------------------------ the documentation
+
+
+def doc_pages() -> list[Path]:
+    """The documentation a user reads: README.md, then docs/*.md."""
+    from bench.servers import ROOT
+
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 # ------------------------------------------------------------------------------ instances files and the import's plan

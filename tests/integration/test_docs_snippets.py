@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from bench.servers import ROOT
+from tests.helpers import doc_pages
+
+DOCS = doc_pages()
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 NOT_RUN = re.compile(r"<!-- not run: (?P<why>[^>]+?) -->\s*$")
 SHELL_NAMES = {"sh", "shell", "console", "zsh", "py", "python3", "pycon"}  # to be written as bash or python

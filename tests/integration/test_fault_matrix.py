@@ -18,7 +18,7 @@ import time
 import pytest
 
 from flows import Outcome
-from tests.helpers import database_dump_text, every_log_record, flush_runs_to_server, run_flow
+from tests.helpers import NGINX_502, database_dump_text, every_log_record, flush_runs_to_server, run_flow
 from bench.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "matrix_log")
@@ -38,7 +38,6 @@ STEPS = {
     "verify": ("getWebhooksCount", 1),
 }
 
-NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
 
 # fault -> (emulator fault, retried by the client?, text the failure message must contain)
 FAULTS = {

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+from bench.servers import ROOT
+from tests.helpers import doc_pages
+
 REFERENCE = ROOT / "docs" / "reference.md"
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = doc_pages()
 GENERATED = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
 HELP_COLUMNS = "110"  # argparse wraps --help to the terminal's width: the reference is written at this one
 

@@ -9,12 +9,10 @@ import httpx
 import pytest
 
 from emulator import EmulatorControl
-from tests.helpers import wait_until
+from tests.helpers import NGINX_502, wait_until
 
 TOKEN = "fedcba9876543210fedcba9876543210fedcba9876543210fe"
 ID = 7105000042
-
-NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
 
 
 @pytest.fixture

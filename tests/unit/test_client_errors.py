@@ -279,12 +279,13 @@ async def test_an_answer_that_is_not_greenapis_says_so_naming_the_host(logs, sta
     assert_secret_kept(info.value, logs)
 
 
-async def test_greenapis_own_answers_are_not_called_foreign():
-    for status, content in ((401, b"Unauthorized"), (200, b"null"), (429, b""), (502, NGINX_502)):
-        async with mock_client(answer(status, content), max_retries=0) as client:
-            with pytest.raises(GreenAPIError) as info:
-                await client.get_state_instance()
-        assert "does not look like" not in str(info.value), (status, str(info.value))
+@pytest.mark.parametrize(("status", "content"), [(401, b"Unauthorized"), (200, b"null"), (429, b""), (502, NGINX_502)],
+                         ids=["401", "null", "429", "nginx-502"])
+async def test_greenapis_own_answers_are_not_called_foreign(status, content):
+    async with mock_client(answer(status, content), max_retries=0) as client:
+        with pytest.raises(GreenAPIError) as info:
+            await client.get_state_instance()
+    assert "does not look like" not in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize(("api_url", "host"), [

@@ -8,7 +8,6 @@ import asyncio
 import functools
 import uuid
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -99,53 +98,63 @@ def test_a_flow_runs_through_the_server_on_its_database(prefect_server):
 
 
 def _answers_with_the_database(server: PrefectServer, deadline_s: float = 60) -> None:
-    """Bounded wait until the server answers /api/health and a query that reads the database."""
+    """Bounded wait until the server answers Prefect's health check and a query that reads the database (read
+    with Prefect's client, which retries nothing here: each try is one request)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
     last = None
 
     def answers() -> bool:
         nonlocal last
-        try:
-            health = httpx.get(f"{server.api_url}/health", timeout=5)
-            flows = httpx.post(f"{server.api_url}/flows/filter", json={"limit": 1}, timeout=10)
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-            return False
-        last = f"health {health.status_code}, flows/filter {flows.status_code}: {flows.text[:200]}"
-        return health.status_code == 200 and flows.status_code == 200
+        with get_client(sync_client=True) as client:
+            last = client.api_healthcheck()
+            if last is None:
+                try:
+                    client.read_flows(limit=1)
+                except Exception as exc:
+                    last = exc
+        return last is None
 
-    wait_until(answers, timeout=deadline_s, interval=0.5,
-               message=lambda: f"the server did not answer ({last}); log:\n{server.log_text()[-3000:]}")
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        wait_until(answers, timeout=deadline_s, interval=0.5,
+                   message=lambda: f"the server did not answer ({last!r}); log:\n{server.log_text()[-3000:]}")
 
 
-def _create_flow(server: PrefectServer) -> str:
+def _create_flow() -> str:
+    """A flow of a new name, created on the server with Prefect's client."""
+    from prefect.client.orchestration import get_client
+
     name = f"restart-probe-{uuid.uuid4().hex[:8]}"
-    response = httpx.post(f"{server.api_url}/flows/", json={"name": name}, timeout=10)
-    assert response.status_code in (200, 201), response.text
+    with get_client(sync_client=True) as client:
+        client.create_flow_from_name(name)
     return name
 
 
-def _flow_exists(server: PrefectServer, name: str) -> bool:
-    response = httpx.get(f"{server.api_url}/flows/name/{name}", timeout=10)
-    return response.status_code == 200
+def _flow_exists(name: str) -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_by_name(name).name == name
 
 
 # The session's own server and cluster: the worker's next tests meet them restarted, as a real deployment would.
 def test_the_prefect_server_restarts_on_the_same_port_and_database(prefect_server):
     server = prefect_server.server
-    name = _create_flow(server)
+    name = _create_flow()
     port, url = server.port, server.api_url
     server.restart()
     assert (server.port, server.api_url) == (port, url)
     _answers_with_the_database(server)
-    assert _flow_exists(server, name)  # same database
+    assert _flow_exists(name)  # same database
 
 
 @on_postgres_only
 def test_the_postgres_cluster_restarts_under_a_running_server(prefect_server):
     server = prefect_server.server
-    name = _create_flow(server)
+    name = _create_flow()
     process = server.process
     prefect_server.cluster.restart()
     _answers_with_the_database(server)  # the server's pool reconnects (pre-ping) ...
-    assert _flow_exists(server, name)  # ... to the same data
+    assert _flow_exists(name)  # ... to the same data
     assert server.process is process and process.poll() is None  # the same process, never restarted

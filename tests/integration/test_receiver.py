@@ -124,7 +124,9 @@ def registered(prefect_server) -> Iterator[int]:
 
 @pytest.fixture
 def instance(registered) -> int:
-    return next(registered)
+    id_instance = next(registered, None)
+    assert id_instance is not None, f"more of the module's tests take an instance than the {REGISTERED} registered: raise REGISTERED"
+    return id_instance
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,13 @@ def run_receiver(argv: Sequence[str] | None = None) -> int:
     except ReceiverConfigurationError as exc:
         print(f"greenapi-migrate receiver: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from prefect.logging.configuration import setup_logging
+
     from receiver.server import ReceiverServer
 
+    # Prefect sets up its logging (PREFECT_LOGGING_*) when its flow and task API is first imported; the receiver
+    # imports none of it, so its log lines would go nowhere.
+    setup_logging()
     server = ReceiverServer(settings, port=settings.port, dispatcher=dispatcher_for(args.dispatch))
     try:
         server.start()

@@ -26,9 +26,12 @@ def add_dispatch_argument(parser: argparse.ArgumentParser, default: str) -> None
 
 def dispatcher_for(dispatch: str) -> Any:
     """The receiver's ``dispatcher`` for ``--dispatch``: a BackgroundDispatcher, or None when the trigger starts runs."""
+    if dispatch != "background":
+        return None
+    from flows.reported import handle_reported_change
     from receiver.dispatch import BackgroundDispatcher
 
-    return BackgroundDispatcher() if dispatch == "background" else None
+    return BackgroundDispatcher(handle_reported_change)
 
 
 def serve_all(*, with_receiver: bool, limit: int | None, poll_seconds: float, task_limit: int = 50,

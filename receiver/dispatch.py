@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 from uuid import UUID
 
 from domain import Reason
@@ -21,19 +22,18 @@ class DispatchError(RuntimeError):
 
 
 class BackgroundDispatcher:
-    """Submits ``flows.reported.handle_reported_change`` for a task worker to run."""
+    """Submits the background task that handles a report (``flows.reported.handle_reported_change``, handed in
+    by the command that starts the receiver) for a task worker to run."""
 
-    def __init__(self, *, timeout_seconds: float = 15.0) -> None:
-        self.timeout_seconds = timeout_seconds
+    def __init__(self, task: Any, *, timeout_seconds: float = 15.0) -> None:
+        self.task, self.timeout_seconds = task, timeout_seconds
 
     async def dispatch(self, *, event_id: UUID, id_instance: int, reason: Reason) -> UUID:
         """The task run's id; DispatchError when Prefect did not take it."""
-        from flows.reported import handle_reported_change
-
         try:
             # .delay() is synchronous: in a thread, so the receiver's event loop keeps serving meanwhile.
             future = await asyncio.wait_for(
-                asyncio.to_thread(handle_reported_change.delay, id_instance, reason, str(event_id)), self.timeout_seconds
+                asyncio.to_thread(self.task.delay, id_instance, reason, str(event_id)), self.timeout_seconds
             )
         except Exception as exc:
             raise DispatchError(f"Prefect did not take the report: {type(exc).__name__}") from None

@@ -12,6 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from domain import Reason
+from flows.reported import handle_reported_change
 from receiver.app import create_app
 from tests.helpers import RecordingEmitter
 from receiver.dispatch import BackgroundDispatcher, DispatchError
@@ -94,7 +95,7 @@ async def test_a_failed_hand_over_answers_503_and_the_re_sent_report_is_handed_o
 async def test_the_hand_over_is_a_deferred_task_run_for_a_task_worker(id_instance):
     event_id = uuid.uuid4()
 
-    task_run_id = await BackgroundDispatcher().dispatch(event_id=event_id, id_instance=id_instance, reason=Reason.number_blocked)
+    task_run_id = await BackgroundDispatcher(handle_reported_change).dispatch(event_id=event_id, id_instance=id_instance, reason=Reason.number_blocked)
 
     async with get_client() as client:
         task_run = await client.read_task_run(task_run_id)

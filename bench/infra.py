@@ -21,6 +21,13 @@ def backend() -> str:
 @contextlib.contextmanager
 def prefect_server(**server_settings: str) -> Iterator[dict[str, str]]:
     """`prefect server start` on a fresh database of ``backend()``; yields the env that points clients at it."""
+    with prefect_server_process(**server_settings) as server:
+        yield server.client_env
+
+
+@contextlib.contextmanager
+def prefect_server_process(**server_settings: str) -> Iterator[PrefectServer]:
+    """The same server, yielded itself (for a benchmark that reads its process's CPU)."""
     # Prefect's default repossessor loop (15 s) unless told: the numbers stay comparable with earlier runs.
     server_settings.setdefault("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "15")
     with contextlib.ExitStack() as stack:
@@ -29,8 +36,7 @@ def prefect_server(**server_settings: str) -> Iterator[dict[str, str]]:
             server_settings["PREFECT_SERVER_ENCRYPTION_KEY"] = os.environ["BENCH_ENCRYPTION_KEY"]
         elif backend() == "postgres":
             database_url = stack.enter_context(PostgresCluster()).create_database("bench")
-        server = stack.enter_context(PrefectServer(database_url, **server_settings))
-        yield server.client_env
+        yield stack.enter_context(PrefectServer(database_url, **server_settings))
 
 
 def kept_database() -> str | None:

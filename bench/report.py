@@ -197,12 +197,18 @@ def main() -> None:
               "local server: all created, the same file again (all unchanged: nothing written), every token changed (all updated). "
               "Targets: 1,000 created within 30 s; 10,000 created within 3 minutes on PostgreSQL "
               "(`python -m bench.import_instances --backend postgres --instances 10000`).", "",
-              "| back-end | instances | import | wall | blocks/s | created | updated | unchanged |", "|---|---|---|---|---|---|---|---|"]
+              "*Server CPU*: what the Prefect server's process used, per block, during that import (its one process "
+              "writes every block: the floor, bench/NOTES.md session 8); *busy*: that CPU over the wall time; *load*: the "
+              "machine's 1-minute load average before and after.", "",
+              "| back-end | instances | import | wall | blocks/s | server CPU | busy | CLI CPU | load | created | updated | unchanged |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for instances, backend in IMPORT_RUNS:
         found = _load(f"import-instances-{instances}-{backend}.json")
         for row in (found or {}).get("rows", []):
+            cpu = (f"{row['server_cpu_ms_per_block']:.1f} ms | {row['server_busy']:.0%} | {row['client_cpu_ms_per_block']:.1f} ms | "
+                   f"{row['load_average_before']:.1f} -> {row['load_average']:.1f}") if "server_busy" in row else "— | — | — | —"
             lines.append(f"| {BACKEND_NAMES[backend]} | {found['count']} | {row['import']} | {row['seconds']:.2f} s | "
-                         f"{row['blocks_per_second']:.1f} | {row['created']} | {row['updated']} | {row['unchanged']} |")
+                         f"{row['blocks_per_second']:.1f} | {cpu} | {row['created']} | {row['updated']} | {row['unchanged']} |")
     lines += ["", *_delivery_section()]
     lines += _worker_pull_section(small)
     lines.append("")

@@ -15,9 +15,9 @@ from cli.instance_rows import InstanceRow, ParsedInstances, RowProblem, default_
 from instances.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
 from instances.lookup import instance_documents
 
-# Blocks written at once. The server handles requests on one thread with a default PostgreSQL pool of 5
-# connections (its services use them too): more in flight only queue there or open overflow connections,
-# and past the client's 8 kept-alive connections each write opens a new one. 4 beat 16 on both back-ends.
+# Blocks written at once. Prefect's server writes every block in its one process (15-24 ms of its CPU each, the
+# import's floor): on PostgreSQL 1, 2, 4, 8 and 16 in flight cost it the same per block and 4 was never slower;
+# past the client's 8 kept-alive connections each write would open a new one (bench/NOTES.md, session 8).
 WRITES_IN_FLIGHT = 4
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Awaitable, Callable, Literal, TypeVar
 
 import httpx
 from prefect import flow, get_run_logger
@@ -55,6 +56,9 @@ BATCHES_IN_FLIGHT = 4
 # requests never queue inside its connection pool, where each one rescans the whole queue (bench/NOTES.md).
 READS_IN_FLIGHT = 8
 ERROR_CELL_CHARS = 80
+# Pauses between tries of the sweep's own Prefect writes while the server answers 5xx (about a minute in all).
+PREFECT_RETRY_PAUSES = (1, 2, 4, 8, 15, 30)
+T = TypeVar("T")
 
 
 class InstanceFinding(BaseModel):
@@ -99,7 +103,14 @@ class _Progress:
         now = time.monotonic()
         if self.done == self.total or now - self._sent_at >= PROGRESS_EVERY_SECONDS:
             self._sent_at = now
-            await aupdate_progress_artifact(self.artifact_id, round(100.0 * self.done / self.total, 1))
+            await self.send(round(100.0 * self.done / self.total, 1))
+
+    async def send(self, percent: float) -> None:
+        """A progress the server could not take is left out (the next one, or the report, says more)."""
+        try:
+            await aupdate_progress_artifact(self.artifact_id, percent)
+        except httpx.HTTPError as exc:
+            get_run_logger().warning("Progress not updated: %s", _http_error(exc))
 
 
 @flow(name="sweep-instances", flow_run_name=lambda: f"sweep-{utc_now():%Y%m%d-%H%M%S}")
@@ -148,12 +159,14 @@ async def sweep_instances(
                 "partner" if fleet == "partner" else "registered", max_concurrency)
     sweep = _Sweep(settings, max_concurrency, check_timeout_seconds,
                    _HandOver(start_runs, handle, deployment_name, clear_outgoing_after_block))
-    sweep.progress = _Progress(
-        await acreate_progress_artifact(0.0, key="sweep-progress", description="Instances checked, in percent"),
-        len(instances),
-    )
+    sweep.progress = _Progress(await _prefect_write("creating the progress artifact", lambda: acreate_progress_artifact(
+        0.0, key="sweep-progress", description="Instances checked, in percent")), len(instances))
     report = await sweep.run(instances)
-    await acreate_markdown_artifact(key="sweep-report", markdown=_render(report), description="What the sweep found and did")
+    await _prefect_write("creating the sweep report", lambda: acreate_markdown_artifact(
+        key="sweep-report", markdown=_render(report), description="What the sweep found and did"))
+    # The run's final state is written by Prefect's engine right after this returns: first wait (bounded) until the
+    # server answers again, should its database be restarting.
+    await _prefect_write("reading this run", _read_own_run)
     logger.info("Sweep done: %d checked, %d could not be checked; %d affected, %d blocked and already handled",
                 report.checked, report.not_checked, report.affected, report.already_handled)
     problems = [f"{report.not_checked} of {len(report.findings)} instance(s) could not be checked"
@@ -163,6 +176,29 @@ async def sweep_instances(
     if problems:
         raise SweepIncomplete("; ".join(problems) + "; see the sweep-report artifact")
     return report
+
+
+async def _prefect_write(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, tried again after a pause while the Prefect server answers 5xx: it answers 500 (which Prefect's
+    client does not retry, unlike 503) while its PostgreSQL restarts. Bounded: the last error is raised."""
+    for pause in (*PREFECT_RETRY_PAUSES, None):
+        try:
+            return await call()
+        except httpx.HTTPStatusError as exc:
+            if pause is None or exc.response.status_code < 500:
+                raise
+            get_run_logger().warning("Prefect answered %s while %s: trying again in %s s", _http_error(exc), what, pause)
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _http_error(exc: httpx.HTTPError) -> str:
+    return f"HTTP {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else type(exc).__name__
+
+
+async def _read_own_run() -> None:
+    async with get_client() as client:
+        await client.read_flow_run(flow_run.id)
 
 
 def _ids(findings, shown: int = 10) -> str:
@@ -208,7 +244,7 @@ class _Sweep:
                 findings.extend(batch_findings)
             await asyncio.gather(*self.hand_overs)
         if not instances and self.progress:
-            await aupdate_progress_artifact(self.progress.artifact_id, 100.0)
+            await self.progress.send(100.0)
         return SweepReport(
             checked=sum(1 for f in findings if f.error is None),
             not_checked=sum(1 for f in findings if f.error is not None),
@@ -238,7 +274,8 @@ class _Sweep:
         # Recorded after the batch's hand-overs have started: no hand-over waits behind a write.
         now = utc_now()
         changes = [(f.id_instance, next_seen(f.seen_before, f.state_instance, f.wid, now)) for f in findings if f.error is None]
-        await asyncio.gather(*(record_seen(i, changed) for i, changed in changes if changed is not None))
+        await asyncio.gather(*(_prefect_write(f"recording what instance {i} showed", functools.partial(record_seen, i, changed))
+                               for i, changed in changes if changed is not None))
         if self.progress:
             await self.progress.advance(len(batch))
         return findings
@@ -276,10 +313,16 @@ class _Sweep:
         (named <step>-<idInstance>), not subflows, since a subflow per instance costs the Prefect server a
         dozen more writes (bench/NOTES.md). The batch's instances are locked together when all are free (one
         write to take their slots, one to release them); otherwise each takes its own lock."""
-        async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
-                                             lease_seconds=INSTANCE_LOCK_LEASE_SECONDS) as locked:
-            await asyncio.gather(*(self.handle_one_inline(finding, registered, info, locked_with_batch=locked)
-                                   for finding, registered, info in batch))
+        try:
+            async with instances_locked_together([registered.id_instance for _, registered, _ in batch],
+                                                 lease_seconds=INSTANCE_LOCK_LEASE_SECONDS) as locked:
+                await asyncio.gather(*(self.handle_one_inline(finding, registered, info, locked_with_batch=locked)
+                                       for finding, registered, info in batch))
+        except Exception as exc:  # taking or giving back the lock: the batch's others are reported, the sweep goes on
+            for finding, _, _ in batch:
+                finding.handled_by = "inline"
+                finding.outcome = finding.outcome or RunOutcome(handling=Handling.failed, error=type(exc).__name__)
+            get_run_logger().error("Instances %s: the lock failed: %s", _ids(f for f, _, _ in batch), type(exc).__name__)
 
     async def handle_one_inline(self, finding: InstanceFinding, registered: RegisteredInstance, info: InstanceInfo,
                                 *, locked_with_batch: bool) -> None:

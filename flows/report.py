@@ -26,6 +26,22 @@ def _removed(report: QueueResetReport) -> str:
     return f"{report.removed} notification(s)" if report.removed is not None else removed_text(report)
 
 
+def _facts(report: QueueResetReport) -> list[tuple[str, str]]:
+    webhook = None if report.webhook_url_set is None else ("set" if report.webhook_url_set else "empty")
+    return [
+        ("reason", report.reason.value),
+        ("state", _cell(report.state_instance)),
+        ("account (wid)", _cell(report.wid)),
+        ("webhookUrl", _cell(webhook)),
+        ("count before the clear", "unknown" if report.count_before is None else str(report.count_before)),
+        ("count after", _cell(report.count_after)),
+        ("verified by", _cell(report.verified_by)),
+        ("clear calls", str(report.clear_attempts)),
+        ("waited", f"{report.waited_seconds:.1f} s"),
+        ("outgoing messages", _cell(report.outgoing_count) + (" (cleared)" if report.outgoing_cleared else "")),
+    ]
+
+
 def render_markdown(report: QueueResetReport) -> str:
     verdict = "verified empty" if report.verified_empty else "NOT verified empty"
     lines = [
@@ -40,21 +56,10 @@ def render_markdown(report: QueueResetReport) -> str:
         *([f"**webhookUrl:** {_webhook_summary(report)}", ""] if report.webhook_detached or report.webhook_restored is not None else []),
         *([f"**Held back by the relay:** {report.held_back_by_relay} notification(s) of an account no longer on the "
            "instance never reached the app", ""] if report.held_back_by_relay else []),
-        "| reason | state | account (wid) | webhookUrl | before | after | verified by | clear calls | waited | outgoing |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} s | {}{} |".format(
-            report.reason.value,
-            _cell(report.state_instance),
-            _cell(report.wid),
-            _cell(None if report.webhook_url_set is None else ("set" if report.webhook_url_set else "empty")),
-            "unknown" if report.count_before is None else report.count_before,
-            _cell(report.count_after),
-            _cell(report.verified_by),
-            report.clear_attempts,
-            report.waited_seconds,
-            _cell(report.outgoing_count),
-            " (cleared)" if report.outgoing_cleared else "",
-        ),
+        # Two columns: a row per fact stays readable in the UI's artifact pane (ten columns ran off its right edge).
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in _facts(report)),
         "",
         "## Steps",
         "",

@@ -57,3 +57,13 @@ def test_a_clear_without_an_answer_may_have_removed_them():
     account_removed(report, stopped_at="clear")
     assert report.removed is None
     assert removed_text(report) == "unknown (the clear call failed without an answer and may have gone through; 6 were counted before it)"
+
+
+def test_the_artifact_gives_one_fact_per_row_so_none_runs_off_the_pane():
+    report = _report(("count", "3 queued"), ("clear", "cleared"), count_before=3)
+    report.clear_attempts, report.waited_seconds, report.wid = 2, 12.25, "79001234567@c.us"
+    markdown = render_markdown(report)
+    facts = markdown[markdown.index("| | |"):markdown.index("## Steps")].strip().splitlines()[2:]
+    assert all(row.count("|") == 3 for row in facts), facts
+    assert {"| clear calls | 2 |", "| waited | 12.2 s |", "| account (wid) | 79001234567@c.us |",
+            "| count before the clear | 3 |", "| reason | number_blocked |"} <= set(facts)

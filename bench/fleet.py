@@ -13,7 +13,9 @@ Counted per run, from the emulator's call counts (`GET /_emulator/counts`, not c
 per healthy and per affected instance, every instance the run reported as could not be checked and, of those,
 the ones whose two check calls the emulator had answered; from the emulator's instance views: affected
 instances actually cleared (queue empty, a clear done); from the run's own report: affected found, verified.
-Peak memory: each process's own VmHWM (bench/memory.py).
+Peak memory: each process's own VmHWM (bench/memory.py). CPU-seconds each process used during each side's run
+(``cpu_seconds``: the measured script, the emulator, the Prefect server and, with BENCH_DATABASE_URL, PostgreSQL;
+bench/cpu.py), with the load average at its end: on a shared machine compare CPU, not only wall time.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections import defaultdict
 
 import httpx
 
-from bench.infra import backend, emulator, prefect_server
+from bench.cpu import CpuMeter, find_roots
+from bench.infra import backend, emulator, kept_database, prefect_server
 from bench.servers import ROOT
 
 MAX_CONCURRENCY = 20
@@ -217,11 +222,17 @@ async def _count_task_runs() -> int:
         return int(response.json())
 
 
-def _run_script(args: list[str], env: dict | None = None) -> dict:
+def _run_script(args: list[str], meter: CpuMeter, env: dict | None = None) -> dict:
+    """The script's JSON line, with the CPU-seconds it and each benchmark process used meanwhile (``cpu_seconds``)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter.start()
     done = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    cpu = meter.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    cpu["measured_process"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_seconds": cpu}
 
 
 def run_size(size: int, rounds: int = 1, register_only: bool = False) -> dict | None:
@@ -236,18 +247,19 @@ def run_size(size: int, rounds: int = 1, register_only: bool = False) -> dict | 
             return None
         if registered < size:  # a kept database (BENCH_DATABASE_URL): what an earlier run's sweep wrote is put back
             _with_prefect(env, _put_back, affected, recorded)
+        meter = CpuMeter(find_roots(_postgres_port()))
         spec = _dump({"api_url": emulator_url, "instances": instances, "recorded_wids": recorded, "max_concurrency": MAX_CONCURRENCY})
         for number in range(rounds):
             if number:
                 _with_prefect(env, _put_back, affected, recorded)
             seed_emulator(emulator_url, instances)
             started = time.time()
-            baseline = _run_script(["bench.baseline", spec])
+            baseline = _run_script(["bench.baseline", spec], meter)
             baseline.update(measure(emulator_url, instances, affected, baseline, started), started_at=started)
 
             seed_emulator(emulator_url, instances)  # fresh windows and queues for the product
             tasks_before, started = _with_prefect(env, _count_task_runs), time.time()
-            product = _run_script(["bench.sweep_runner", str(MAX_CONCURRENCY)], env=env)
+            product = _run_script(["bench.sweep_runner", str(MAX_CONCURRENCY)], meter, env=env)
             product.update(measure(emulator_url, instances, affected, product, started), started_at=started)
             product["task_runs_created"] = _with_prefect(env, _count_task_runs) - tasks_before
             for side in (baseline, product):  # the ids are in the counts above; the file stays readable
@@ -263,6 +275,12 @@ def run_size(size: int, rounds: int = 1, register_only: bool = False) -> dict | 
         "target_ratio": TARGET_RATIO.get(backend()), "register_seconds": round(register_seconds, 1),
         "registered": registered, "rounds": results,
     }
+
+
+def _postgres_port() -> int | None:
+    """The kept database's port (BENCH_DATABASE_URL), whose postmaster's CPU is then measured too."""
+    url = kept_database()
+    return urllib.parse.urlsplit(url).port if url else None
 
 
 def _dump(value) -> str:

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from cli.prefect_logging import set_up_prefect_logging
 from greenapi import ConfigurationError, PartnerAPIError, get_settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -198,6 +199,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args) -> int:
+    set_up_prefect_logging()
     if args.instances_command == "import":
         if args.partner_block and not args.partner:
             _err("--partner-block goes with --partner")

@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from receiver.settings import ReceiverConfigurationError, ReceiverSettings, get_receiver_settings
+from cli.prefect_logging import set_up_prefect_logging
 from cli.serve import add_dispatch_argument, dispatcher_for
 from serving import serve_until_signalled
 
@@ -61,13 +62,9 @@ def run_receiver(argv: Sequence[str] | None = None) -> int:
     except ReceiverConfigurationError as exc:
         print(f"greenapi-migrate receiver: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from prefect.logging.configuration import setup_logging
-
     from receiver.server import ReceiverServer
 
-    # Prefect sets up its logging (PREFECT_LOGGING_*) when its flow and task API is first imported; the receiver
-    # imports none of it, so its log lines would go nowhere.
-    setup_logging()
+    set_up_prefect_logging()
     server = ReceiverServer(settings, port=settings.port, dispatcher=dispatcher_for(args.dispatch))
     try:
         server.start()

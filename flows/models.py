@@ -60,6 +60,16 @@ def removed_text(report: QueueResetReport) -> str:
     return _known(report.removed, report.removed_unknown)
 
 
+WRONG_ZERO_COUNT = "the count said 0, but a peek found notifications before the clear (GREEN-API's count was wrong)"
+
+
+def count_was_wrong_zero(report: QueueResetReport) -> bool:
+    """The count before the clear said 0, yet a peek before the first clear found a notification."""
+    first_clear = next((n for n, step in enumerate(report.steps) if step.step == "clear"), len(report.steps))
+    return report.count_before == 0 and any(step.step == "peek" and step.result == "found one"
+                                            for step in report.steps[:first_clear])
+
+
 def count_before_text(report: QueueResetReport) -> str:
     """The count before the clear, in words: a number, or "unknown" and why."""
     return _known(report.count_before, report.count_before_unknown)

@@ -28,7 +28,7 @@ from prefect import get_run_logger
 from domain import VERIFIED_OUTCOMES, Outcome, Reason
 from domain.changes import clear_outgoing_for, observation_stands
 from flows.limits import RunLimits
-from flows.models import QueueNotVerifiedEmpty, QueueResetReport
+from flows.models import WRONG_ZERO_COUNT, QueueNotVerifiedEmpty, QueueResetReport, count_was_wrong_zero
 from flows.report import publish_report
 from flows.steps import record_step
 from greenapi import ClientConfig, GreenAPIClient, GreenAPIError, GreenApiTimings, InstanceCredentials, green_api_timings
@@ -265,9 +265,11 @@ class _Runbook:
         report.count_after, report.verified_by = check.count_after, check.method
         if check.empty:
             report.caveat = "" if self.can_peek else COUNT_ONLY_CAVEAT
-            before = "unknown" if report.count_before is None else report.count_before
-            raise _Stop(Outcome.cleared, f"queue cleared and verified empty by {check.method} (removed: {before}, the "
-                        f"count before the clear; clear calls: {report.clear_attempts})" + (f"; {report.caveat}" if report.caveat else ""))
+            before = ("unknown" if report.count_before is None
+                      else "unknown: the count said 0, a peek found some" if count_was_wrong_zero(report)
+                      else f"{report.count_before}, the count before the clear")
+            raise _Stop(Outcome.cleared, f"queue cleared and verified empty by {check.method} (removed: {before}; "
+                        f"clear calls: {report.clear_attempts})" + (f"; {report.caveat}" if report.caveat else ""))
         get_run_logger().warning(
             "Instance %s: still %d notification(s) counted after the clear (peek %s); clearing again when the window allows",
             self.client.id_instance, check.count_after, {True: "empty", False: "found one", None: "not possible"}[check.peeked_empty],
@@ -328,7 +330,9 @@ def account_removed(report: QueueResetReport, *, stopped_at: str) -> None:
     if report.count_before is None and not report.count_before_unknown:
         report.count_before_unknown = f"not counted: the run stopped at the {stopped_at} step"
     clears = [step for step in report.steps if step.step == "clear"]
-    if any(step.result == "cleared" for step in clears):
+    if any(step.result == "cleared" for step in clears) and count_was_wrong_zero(report):
+        report.removed, report.removed_unknown = None, WRONG_ZERO_COUNT
+    elif any(step.result == "cleared" for step in clears):
         report.removed = report.count_before
         report.removed_unknown = "" if report.count_before is not None else f"a clear went through; count before {report.count_before_unknown}"
     elif any(step.failed for step in clears):  # no answer: the clear may have gone through

@@ -67,3 +67,17 @@ def test_the_artifact_gives_one_fact_per_row_so_none_runs_off_the_pane():
     assert all(row.count("|") == 3 for row in facts), facts
     assert {"| clear calls | 2 |", "| waited | 12.2 s |", "| account (wid) | 79001234567@c.us |",
             "| count before the clear | 3 |", "| reason | number_blocked |"} <= set(facts)
+
+
+def test_a_zero_count_that_a_peek_contradicted_leaves_the_removed_number_unknown():
+    report = _report(("count", "0 queued"), ("peek", "found one"), ("clear", "cleared"), ("verify", "count 0, peek empty: empty"),
+                     count_before=0)
+    account_removed(report, stopped_at="verify")
+    assert report.removed is None
+    assert removed_text(report) == "unknown (the count said 0, but a peek found notifications before the clear (GREEN-API's count was wrong))"
+
+
+def test_a_peek_after_the_clear_does_not_contradict_a_zero_count():
+    report = _report(("count", "0 queued"), ("peek", "nothing queued"), ("clear", "cleared"), ("peek", "found one"), count_before=0)
+    account_removed(report, stopped_at="verify")
+    assert report.removed == 0

@@ -144,17 +144,7 @@ async def sweep_instances(
     """
     logger = get_run_logger()
     settings = get_settings()
-    if handle == "deployment" and start_runs and fleet == "blocks" and not await _deployment_exists(deployment_name):
-        # Called as a plain flow (Prefect's temporary server, nothing deployed): the runbook runs here instead.
-        logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
-        handle = "inline"
-    if fleet == "partner":
-        instances = await partner_fleet(await resolve_partner(partner_block, settings))
-        if handle == "deployment" and start_runs:
-            logger.info("Partner fleet: affected instances are handled inside this run (no block holds their tokens)")
-        handle = "inline"
-    else:
-        instances = await registered_instances()
+    instances, handle = await _fleet_and_handling(fleet, partner_block, settings, handle, start_runs, deployment_name)
     logger.info("Sweeping %d %s instance(s), %d request(s) in flight at most", len(instances),
                 "partner" if fleet == "partner" else "registered", max_concurrency)
     sweep = _Sweep(settings, max_concurrency, check_timeout_seconds,
@@ -169,13 +159,35 @@ async def sweep_instances(
     await _prefect_write("reading this run", _read_own_run)
     logger.info("Sweep done: %d checked, %d could not be checked; %d affected, %d blocked and already handled",
                 report.checked, report.not_checked, report.affected, report.already_handled)
+    _raise_if_incomplete(report)
+    return report
+
+
+async def _fleet_and_handling(fleet: str, partner_block: str | None, settings, handle: str, start_runs: bool,
+                              deployment_name: str) -> tuple[list[RegisteredInstance], str]:
+    """The instances to sweep, and how affected ones are handled: inline when nothing is deployed (a plain flow
+    on Prefect's temporary server) and for a partner fleet (no block holds their tokens)."""
+    logger = get_run_logger()
+    starts_deployments = handle == "deployment" and start_runs
+    if starts_deployments and fleet == "blocks" and not await _deployment_exists(deployment_name):
+        logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
+        handle = "inline"
+    if fleet != "partner":
+        return await registered_instances(), handle
+    instances = await partner_fleet(await resolve_partner(partner_block, settings))
+    if starts_deployments:
+        logger.info("Partner fleet: affected instances are handled inside this run (no block holds their tokens)")
+    return instances, "inline"
+
+
+def _raise_if_incomplete(report: SweepReport) -> None:
+    """SweepIncomplete naming the instances not checked and those not handled, when there are any."""
     problems = [f"{report.not_checked} of {len(report.findings)} instance(s) could not be checked"
                 f" ({_ids(f for f in report.findings if f.error)})"] if report.not_checked else []
     problems += [f"{report.failed_handling} could not be handled ({_ids(f for f in report.findings if f.error is None and f.failed)})"
                  ] if report.failed_handling else []
     if problems:
         raise SweepIncomplete("; ".join(problems) + "; see the sweep-report artifact")
-    return report
 
 
 async def _prefect_write(what: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -100,8 +100,10 @@ async def describe_holder(id_instance: int) -> str:
 
 
 # How long a batch whose slots were all free when read waits for them (another run may take one in between)
-# before each instance takes its own lock instead.
-BATCH_LOCK_WAIT_SECONDS = 1.0
+# before each instance takes its own lock instead. Not 1 s: a busy server (SQLite answers racing writes 503, and
+# Prefect's client backs off 2, 4, 8 s) made free slots time out, and an acquisition given up while its request
+# was in flight could still be granted, holding the slots until the lease ran out (bench/NOTES.md, session 8).
+BATCH_LOCK_WAIT_SECONDS = 15.0
 
 
 @contextlib.asynccontextmanager

@@ -330,9 +330,10 @@ def account_removed(report: QueueResetReport, *, stopped_at: str) -> None:
     if report.count_before is None and not report.count_before_unknown:
         report.count_before_unknown = f"not counted: the run stopped at the {stopped_at} step"
     clears = [step for step in report.steps if step.step == "clear"]
-    if any(step.result == "cleared" for step in clears) and count_was_wrong_zero(report):
+    went_through = any(step.result == "cleared" for step in clears)
+    if went_through and count_was_wrong_zero(report):
         report.removed, report.removed_unknown = None, WRONG_ZERO_COUNT
-    elif any(step.result == "cleared" for step in clears):
+    elif went_through:
         report.removed = report.count_before
         report.removed_unknown = "" if report.count_before is not None else f"a clear went through; count before {report.count_before_unknown}"
     elif any(step.failed for step in clears):  # no answer: the clear may have gone through

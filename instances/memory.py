@@ -16,6 +16,10 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 from pydantic import BaseModel, ValidationError
 
@@ -51,6 +55,26 @@ def held_back_variable_name(id_instance: int) -> str:
     return f"greenapi-held-back-{id_instance}"
 
 
+async def _write(name: str, value: Any, tag: str) -> None:
+    """Set Variable ``name`` to ``value``: one request when it exists (an update), two when it does not yet.
+
+    ``Variable.aset(overwrite=True)`` reads the Variable before and after updating it: three requests per write,
+    made by every affected instance's runbook and by the sweep for every change it saw (bench/NOTES.md, session 12).
+    """
+    tags = ["greenapi", tag]
+    async with get_client() as client:
+        try:
+            await client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+            return
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+        try:
+            await client.create_variable(VariableCreate(name=name, value=value, tags=tags))
+        except ObjectAlreadyExists:  # created by another writer since the update found none: the last write wins
+            await client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+
+
 async def held_back(id_instance: int) -> dict | None:
     """How many notifications the relay held back on the instance (``total``), and when it last did (``last_at``)."""
     value = await Variable.aget(held_back_variable_name(id_instance), default=None)
@@ -64,15 +88,13 @@ async def held_back_many(ids: Iterable[int]) -> dict[int, dict]:
 async def add_held_back(id_instance: int, count: int) -> int:
     """Add ``count`` to the instance's held-back total (written by the relay in batches); the new total."""
     total = ((await held_back(id_instance)) or {}).get("total", 0) + count
-    await Variable.aset(held_back_variable_name(id_instance), {"total": total, "last_at": datetime.now(timezone.utc).isoformat()},
-                        overwrite=True, tags=["greenapi", "held-back"])
+    await _write(held_back_variable_name(id_instance), {"total": total, "last_at": datetime.now(timezone.utc).isoformat()}, "held-back")
     return total
 
 
 async def record_last_reset(id_instance: int, record: LastReset) -> None:
     """Remember how the instance's last queue reset ended (written by the runbook at its end)."""
-    await Variable.aset(last_reset_variable_name(id_instance), record.model_dump(mode="json"), overwrite=True,
-                        tags=["greenapi", "last-reset"])
+    await _write(last_reset_variable_name(id_instance), record.model_dump(mode="json"), "last-reset")
 
 
 async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]],
@@ -116,7 +138,7 @@ async def last_seen_many(ids: Iterable[int], slots: asyncio.Semaphore | None = N
 
 
 async def record_seen(id_instance: int, seen: SeenAccount) -> None:
-    await Variable.aset(seen_variable_name(id_instance), seen.model_dump(mode="json"), overwrite=True, tags=["greenapi", "seen"])
+    await _write(seen_variable_name(id_instance), seen.model_dump(mode="json"), "seen")
 
 
 async def last_seen_wid(id_instance: int) -> str | None:
@@ -140,7 +162,7 @@ async def next_clear_allowed_at(id_instance: int) -> datetime | None:
 
 async def record_next_clear_allowed(id_instance: int, at: datetime) -> None:
     """Remember a window (opened by a clear, or announced by leftTime), so no run on any worker clears inside it."""
-    await Variable.aset(next_clear_variable_name(id_instance), at.isoformat(), overwrite=True, tags=["greenapi", "clear-window"])
+    await _write(next_clear_variable_name(id_instance), at.isoformat(), "clear-window")
 
 
 async def _reports(id_instance: int) -> dict[str, str]:
@@ -162,11 +184,11 @@ async def remember_report(id_instance: int, report_id: str) -> None:
     }
     kept[report_id] = now.isoformat()
     newest = dict(sorted(kept.items(), key=lambda item: item[1])[-REPORTS_KEPT:])
-    await Variable.aset(reports_variable_name(id_instance), newest, overwrite=True, tags=["greenapi", "reports"])
+    await _write(reports_variable_name(id_instance), newest, "reports")
 
 
 async def forget_report(id_instance: int, report_id: str) -> None:
     """Undo :func:`remember_report` when the run could not be handed over after all (the sender re-sends)."""
     kept = await _reports(id_instance)
     if kept.pop(report_id, None) is not None:
-        await Variable.aset(reports_variable_name(id_instance), kept, overwrite=True, tags=["greenapi", "reports"])
+        await _write(reports_variable_name(id_instance), kept, "reports")

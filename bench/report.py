@@ -122,7 +122,8 @@ def _worker_pull_section(small: bool) -> list[str]:
              "`python -m bench.worker_pull`: a worker from a fresh virtualenv with only prefect (docs/deploy.md), Prefect's "
              f"default polling; each sweep-instances run (one instance) created {LEAD_SECONDS} s before its scheduled time, one after the "
              "other. Each run clones the branch and runs `pip install -r requirements.lock` (the pull steps) before the flow; "
-             "the first on the fresh worker installs the lock.", "",
+             "the first on the fresh worker installs the lock. A time below zero: Prefect's worker submits a run up to its "
+             "`--prefetch-seconds` (10 by default) before the scheduled time, so a warm worker can be Running before it.", "",
              "| back-end | run | worker | scheduled -> first GREEN-API call | scheduled -> Running | pull steps | Running -> first call | state |",
              "|---|---|---|---|---|---|---|---|"]
     for backend in BACKENDS:

@@ -282,12 +282,14 @@ class _Sweep:
         findings = [InstanceFinding(id_instance=r.id_instance, block_name=r.block_name, seen_before=seen.get(r.id_instance))
                     for r in batch]
         await self.decide(findings, results)
-        self.start_hand_overs(findings, batch, results)
-        # Recorded after the batch's hand-overs have started: no hand-over waits behind a write.
+        # Recorded before the batch's hand-overs start, while the server is not yet busy with their runbooks: a
+        # write racing them was answered 503 on SQLite and retried after Prefect's client backed off 2, 4, 8, 16 s,
+        # which kept a sweep waiting long after its last runbook (bench/NOTES.md, session 12).
         now = utc_now()
         changes = [(f.id_instance, next_seen(f.seen_before, f.state_instance, f.wid, now)) for f in findings if f.error is None]
         await asyncio.gather(*(_prefect_write(f"recording what instance {i} showed", functools.partial(record_seen, i, changed))
                                for i, changed in changes if changed is not None))
+        self.start_hand_overs(findings, batch, results)
         if self.progress:
             await self.progress.advance(len(batch))
         return findings

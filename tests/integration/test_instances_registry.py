@@ -3,8 +3,10 @@ list joins what the runs recorded, remove deletes; the partner account as a sour
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -14,7 +16,9 @@ from prefect.variables import Variable
 from cli.instances import import_command
 from flows import sweep_instances
 from instances import GreenApiInstance
-from instances.memory import last_reset, last_reset_variable_name, record_wid
+from instances.memory import (
+    last_reset, last_reset_variable_name, next_clear_allowed_at, next_clear_variable_name, record_next_clear_allowed, record_wid,
+)
 from cli.importer import BlockWriter, ImportResult, block_type_and_schema, import_instances
 from cli.instance_rows import parse_instances_text
 from cli.registered import list_instances, remove_instances
@@ -151,6 +155,20 @@ async def test_list_shows_what_the_runs_recorded_and_remove_deletes():
     removed = await remove_instances([ids[0], 3_100_000_299])
     assert removed.removed == {ids[0]: [f"greenapi-{ids[0]}"]} and removed.not_found == [3_100_000_299]
     assert [item.id_instance for item in await list_instances()] == [ids[1]]
+
+
+async def test_writers_racing_to_create_a_record_all_succeed_and_a_later_write_overwrites_it():
+    """A record is updated in place, else created: writers that find none at once all create it, and those that
+    lose that race update it instead of failing."""
+    id_instance = 3_100_000_301
+    await Variable.aunset(next_clear_variable_name(id_instance))
+    moments = [datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=n) for n in range(8)]
+    await asyncio.gather(*(record_next_clear_allowed(id_instance, at) for at in moments))
+    assert await next_clear_allowed_at(id_instance) in moments
+
+    later = moments[-1] + timedelta(minutes=1)
+    await record_next_clear_allowed(id_instance, later)
+    assert await next_clear_allowed_at(id_instance) == later
 
 
 async def test_import_from_the_partner_account_and_its_errors(emulator, seed_instance, greenapi_env, capsys, monkeypatch):

@@ -210,6 +210,10 @@ def _interrupted(signum, frame):  # SIGTERM stops it as Ctrl-C does
 def run_local(*, prefect_port: int = 4200, receiver_port: int = 8787, emulator_port: int = 8080) -> int:
     """Start the loop, say how to block a number, run until Ctrl-C (0) or a part exits (1); 2 when a part cannot start."""
     signal.signal(signal.SIGTERM, _interrupted)
+    # Ctrl-C stops it even when started with SIGINT ignored or blocked (a background job, or a parent that had it so):
+    # Python installs its KeyboardInterrupt handler only where SIGINT was not ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     loop = LocalLoop()
     try:
         api_url = loop.start_prefect(prefect_port)

@@ -29,9 +29,11 @@ def _answers(url: str) -> bool:
 def test_local_runs_the_whole_loop_and_stops_on_ctrl_c(tmp_path):
     out = tmp_path / "local.out"
     with out.open("w") as sink:
+        # Started with SIGINT ignored, as a background job is: Ctrl-C must still stop it.
         process = subprocess.Popen([CLI, "local", "--prefect-port", "0", "--receiver-port", "0", "--emulator-port", "0"],
                                    env=clean_env(PREFECT_HOME=str(tmp_path / "home")), cwd=tmp_path, stdout=sink,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         curl = wait_until(lambda: process.poll() is None and re.search(r"^  (curl .*/webhooks/greenapi .*)$", out.read_text(), re.M),
                           timeout=120, message=lambda: f"no curl line (exit {process.poll()}): {out.read_text()[-3000:]}").group(1)

@@ -61,18 +61,18 @@ async def _write(name: str, value: Any, tag: str) -> None:
     ``Variable.aset(overwrite=True)`` reads the Variable before and after updating it: three requests per write,
     made by every affected instance's runbook and by the sweep for every change it saw (bench/NOTES.md, session 12).
     """
-    tags = ["greenapi", tag]
+    update = VariableUpdate(name=name, value=value, tags=["greenapi", tag])
     async with get_client() as client:
         try:
-            await client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+            await client.update_variable(update)
             return
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 404:
                 raise
         try:
-            await client.create_variable(VariableCreate(name=name, value=value, tags=tags))
+            await client.create_variable(VariableCreate(name=name, value=value, tags=update.tags))
         except ObjectAlreadyExists:  # created by another writer since the update found none: the last write wins
-            await client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+            await client.update_variable(update)
 
 
 async def held_back(id_instance: int) -> dict | None:

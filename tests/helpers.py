@@ -99,6 +99,12 @@ def mock_client(handler: Callable, *, api_url: str | None = None, slept: list[fl
                           transport=httpx.MockTransport(handler), sleep=sleep or record, clock=clock)
 
 
+def mock_instance_request_logs(records: list) -> list:
+    """httpx's request log records for MOCK_ID_INSTANCE's calls; other httpx lines in the same capture (a Prefect
+    log handler an earlier test left in the process, posting its batch) are not the client's."""
+    return [r for r in records if r.name == "httpx" and f"/waInstance{MOCK_ID_INSTANCE}/" in r.getMessage()]
+
+
 def exception_text(exc: BaseException) -> str:
     """Everything an exception can show: str, repr, args, vars, its traceback and each exception it was raised
     from or during (a canary searched here is searched wherever the exception would be printed or logged)."""

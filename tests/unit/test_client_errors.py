@@ -22,7 +22,7 @@ from greenapi import (
     QuotaExceededError,
     RateLimitError,
 )
-from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, exception_text, mock_client
+from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, exception_text, mock_client, mock_instance_request_logs
 
 URL_WITH_TOKEN = f"https://api.green-api.com/waInstance{MOCK_ID_INSTANCE}/getSettings/{TOKEN_CANARY}"
 
@@ -109,7 +109,7 @@ async def test_status_errors(logs, status, body, headers, error_type, retried):
     assert "getSettings" in str(error) and str(MOCK_ID_INSTANCE) in str(error)
     assert len(handler.calls) == (3 if retried else 1)
     # httpx logged every exchange, with the token redacted
-    httpx_lines = [r.getMessage() for r in logs.records if r.name == "httpx"]
+    httpx_lines = [r.getMessage() for r in mock_instance_request_logs(logs.records)]
     assert len(httpx_lines) == len(handler.calls)
     assert all(f"/waInstance{MOCK_ID_INSTANCE}/getSettings/***" in line for line in httpx_lines)
     retry_lines = [r.getMessage() for r in logs.records if r.name == "greenapi.client"]

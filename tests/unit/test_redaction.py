@@ -9,7 +9,7 @@ import pytest
 
 from greenapi import GreenAPISettings, InstanceCredentials, get_settings
 from greenapi.redaction import RedactTokenFilter, install_log_redaction, redact_url_text
-from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, mock_client
+from tests.helpers import MOCK_ID_INSTANCE, TOKEN_CANARY, mock_client, mock_instance_request_logs
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -53,7 +53,7 @@ async def test_httpx_request_log_is_redacted_in_caplog(logs):
     async with mock_client(handler) as client:
         assert (await client.get_webhooks_count()).count == 2
         assert await client.receive_notification(receive_timeout=6) is None
-    lines = [r for r in logs.records if r.name == "httpx"]
+    lines = mock_instance_request_logs(logs.records)
     assert len(lines) == 2  # httpx really logged each request URL
     assert f"/waInstance{MOCK_ID_INSTANCE}/getWebhooksCount/***" in logs.text
     assert f"/waInstance{MOCK_ID_INSTANCE}/receiveNotification/***?receiveTimeout=6" in logs.text

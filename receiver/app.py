@@ -8,7 +8,9 @@ Routes (receiver/routes.py; the decisions behind them are receiver/service.py)
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Awaitable, Callable
@@ -22,11 +24,13 @@ from receiver.emitter import Emitter, PrefectEventEmitter
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry, PrefectCredentials, PrefectInstanceRegistry
 from receiver.relay import AccountChecker, AccountWatch, Forwarder, HeldBackLedger, Relay, RelayAnswer, RelayCounters
-from receiver.routes import router
+from receiver.routes import RETRY_AFTER_SECONDS, router
 from receiver.service import ReportService, Unavailable, WidStore
 from receiver.settings import ReceiverLimits, ReceiverSettings
 
 __all__ = ["create_app", "WidStore"]
+
+logger = logging.getLogger("greenapi.receiver")
 
 DESCRIPTION = (
     "Turns authenticated, validated HTTP into Prefect events (`greenapi.instance.number-blocked`, "
@@ -75,6 +79,7 @@ def create_app(
     app.state.settings, app.state.limits, app.state.service = settings, limits, service
     app.state.relay = _relay(settings, limits, service, account_checker, held_back_flush) if settings.forward_url else None
     app.include_router(router)
+    app.add_middleware(_StoppingAnswers503)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
 
@@ -92,6 +97,35 @@ async def _lifespan(app: FastAPI):
         if app.state.relay is not None:
             await app.state.relay.close()
         await emitter.close()
+
+
+class _StoppingAnswers503:
+    """A request still running when the server's shutdown grace ends is cancelled, and uvicorn would answer it 500.
+    It is answered 503 with Retry-After instead, as any report Prefect did not take: the sender re-sends it, and a
+    re-send of one that got through is a duplicate with the same event id."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            logger.warning("receiver: stopping: a request still running was answered 503 (its sender re-sends it)")
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", RETRY_AFTER_SECONDS.encode())]})
+            await send({"type": "http.response.body", "body": b'{"detail": "the receiver is stopping; re-send later"}'})
 
 
 def _relay(settings: ReceiverSettings, limits: ReceiverLimits, service: ReportService, checker: AccountChecker | None,

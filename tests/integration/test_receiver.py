@@ -14,6 +14,7 @@ import datetime
 import itertools
 import io
 import json
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,9 @@ from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, ReceiverLimits, get_receiver_settings
 from instances.memory import seen_variable_name
 from bench.servers import free_port, register_instance
-from tests.helpers import EVENT_ID_NAMESPACE, every_log_record, wait_until, where_in_database
+from tests.helpers import (
+    EVENT_ID_NAMESPACE, MemoryRegistry, MemoryWidStore, RecordingEmitter, every_log_record, wait_until, where_in_database,
+)
 
 SECRET = "CANARYrcv" + "7e57" * 8  # the receiver's secret; must never show up anywhere
 ALMOST = SECRET[:-1] + "x"  # one character off
@@ -413,6 +416,38 @@ def test_a_failed_emit_is_503_and_not_remembered_so_the_resent_report_is_emitted
         second, third = accepted(http.post(QUEUE_RESET, json=report)), accepted(http.post(QUEUE_RESET, json=report))
         assert (second["duplicate"], third["duplicate"]) == (False, True) and second["eventId"] == third["eventId"]
         assert [str(e.id) for e in emitted(http, instance)] == [second["eventId"]]
+
+
+class StuckEmitter(RecordingEmitter):
+    """Takes an event and never says it reached Prefect (a Prefect server too busy to answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = threading.Event()
+
+    async def emit(self, event: Event) -> None:
+        self.reached.set()
+        await asyncio.Event().wait()
+
+
+def test_a_report_still_running_when_the_receiver_stops_is_answered_503_for_its_sender_to_resend():
+    emitter, answers = StuckEmitter(), []
+    server = ReceiverServer(SETTINGS, emitter=emitter, wid_store=MemoryWidStore().store(), registry=MemoryRegistry()).start()
+
+    def send() -> None:
+        with receiver_client(server.url) as http:
+            answers.append(http.post(QUEUE_RESET, json={"idInstance": 7_700_999_999, "reason": "number_blocked"}))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert emitter.reached.wait(10), "the report never reached the emitter"
+    finally:
+        server.stop()  # the request is still in flight; uvicorn cancels it after its grace period
+        sender.join(15)
+    [answer] = answers
+    assert answer.status_code == 503, answer.text  # not uvicorn's 500: a webhook sender re-sends on 503
+    assert answer.headers["retry-after"] and "re-send" in answer.json()["detail"]
 
 
 def test_with_prefect_unreachable_the_receiver_starts_and_answers_503_quickly(prefect_server, instance, http, emitted):

@@ -143,13 +143,13 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
     One Prefect client, and per instance two writes of its typed methods (the recorded wid, then the block:
     a block that is there has its record): ``Block.asave`` would also read the block type and schema each time."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import BlockDocumentCreate
+    from prefect.client.schemas.actions import BlockDocumentCreate, VariableCreate
     from prefect.exceptions import ObjectAlreadyExists
 
     from domain.changes import SeenAccount
     from instances.blocks import BLOCK_TYPE_SLUG, GreenApiInstance
     from instances.lookup import registered_ids
-    from instances.seen import SEEN_BLOCK_TYPE_SLUG, record_seen, seen_block_name
+    from instances.memory import record_seen, seen_variable_name
 
     there = await registered_ids()
     if there - {s["id_instance"] for s in instances}:
@@ -165,16 +165,14 @@ async def _register(emulator_url: str, instances: list[dict], recorded: dict[int
     slots = asyncio.Semaphore(16 if backend() == "postgres" else 2)
     async with get_client() as client:
         model = await client.read_block_document_by_name(f"bench-{first['id_instance']}", BLOCK_TYPE_SLUG)
-        seen_model = await client.read_block_document_by_name(seen_block_name(first["id_instance"]), SEEN_BLOCK_TYPE_SLUG)
 
         async def one(seed: dict) -> None:
             iid = seed["id_instance"]
             seen = SeenAccount(state="authorized", wid=recorded[iid])
             async with slots:
                 try:
-                    await client.create_block_document(BlockDocumentCreate(
-                        name=seen_block_name(iid), block_type_id=seen_model.block_type_id,
-                        block_schema_id=seen_model.block_schema_id, data={"id_instance": iid, **seen.model_dump(mode="json")}))
+                    await client.create_variable(VariableCreate(name=seen_variable_name(iid), value=seen.model_dump(mode="json"),
+                                                                tags=["greenapi", "seen"]))
                 except ObjectAlreadyExists:
                     await record_seen(iid, seen)
                 await client.create_block_document(BlockDocumentCreate(
@@ -201,8 +199,7 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
 
     from domain.changes import SeenAccount
     from instances.locks import instance_limit_name
-    from instances.memory import next_clear_variable_name
-    from instances.seen import record_seen
+    from instances.memory import next_clear_variable_name, record_seen
 
     slots = asyncio.Semaphore(4)
     async with get_client() as client:

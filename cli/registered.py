@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from cli.importer import WRITES_IN_FLIGHT
 from greenapi import DEFAULT_API_URL
 from greenapi.errors import api_host
-from instances.lookup import fleet_documents, instance_documents
+from instances.lookup import instance_documents
 
 
 
@@ -38,21 +38,17 @@ async def list_instances() -> list[ListedInstance]:
     from prefect.client.orchestration import get_client
 
     from domain.changes import LastReset
-    from instances.memory import held_back_many, last_resets
-    from instances.seen import legacy_seen_many
+    from instances.memory import held_back_many, last_resets, last_seen_many
 
     async with get_client() as client:
-        fleet = await fleet_documents(client, include_secrets=False)
-    documents = fleet.instances
+        documents = await instance_documents(client, include_secrets=False)
     blocks = []
     for d in documents:
         value = (d.data or {}).get("id_instance")
         if isinstance(value, int):
             blocks.append((value, d.name, str((d.data or {}).get("api_url") or DEFAULT_API_URL)))
     ids = sorted({i for i, _, _ in blocks})
-    legacy, resets, held = await asyncio.gather(legacy_seen_many(i for i in ids if i not in fleet.seen), last_resets(ids),
-                                                held_back_many(ids))
-    seen = {i: record.account for i, record in {**legacy, **fleet.seen}.items()}
+    seen, resets, held = await asyncio.gather(last_seen_many(ids), last_resets(ids), held_back_many(ids))
     out = []
     for id_instance, name, api_url in sorted(blocks):
         reset, check = resets.get(id_instance) or LastReset(), seen.get(id_instance)

@@ -3,11 +3,10 @@
 1. List the registered instances (greenapi-instance blocks), or (``fleet="partner"``) the partner account's.
 2. Check them in batches of ``max_concurrency`` (one task run per batch, a few batches at a time):
    2 API calls each, each instance within its own time limit, at most ``max_concurrency`` instances
-   checked and requests in flight at once, fleet-wide. What the last checks saw was read with the fleet, in pages.
+   checked and requests in flight at once, fleet-wide; the accounts recorded last time are read meanwhile.
 3. Act on changes. Blocked: number_blocked, once per block (again only while no reset since the block
    was first seen verified the queue empty). Authorized with another wid than the last one: account_changed.
-   A change is confirmed against the instance's record as it is now (the receiver may have recorded it since
-   the fleet was read). What each check saw (state, since when, last wid) is recorded where it changed.
+   What each check saw (state, since when, last wid) is recorded where it changed.
 4. Hand each affected instance over as soon as it is found: to a handle-account-change run on any
    worker (``handle="deployment"``), or here, its steps as this run's tasks (``handle="inline"``), which reuses the
    inspection and shares this sweep's connections; a batch's affected instances are then locked in one write.
@@ -46,15 +45,14 @@ from greenapi import get_settings
 from tasks.connections import fleet_http, open_client
 from tasks.inspect import check_instances
 from instances.locks import instance_lock, instances_locked_together
-from instances.lookup import RegisteredInstance, partner_fleet, registered_fleet, resolve_partner, seen_records
-from instances.memory import last_resets
-from instances.seen import SeenRecord, legacy_seen_many, read_seen_many, record_seen
+from instances.lookup import RegisteredInstance, partner_fleet, registered_instances, resolve_partner
+from instances.memory import last_resets, last_seen_many, record_seen
 from tasks.results import InstanceInfo, utc_now
 
 HANDLE_DEPLOYMENT = "handle-account-change/handle-account-change"
 PROGRESS_EVERY_SECONDS = 1.0
 BATCHES_IN_FLIGHT = 4
-# The sweep's reads of single records in flight, across its batches: fewer than the Prefect client's 16 connections, so
+# The sweep's Variable reads in flight, across its batches: fewer than the Prefect client's 16 connections, so
 # requests never queue inside its connection pool, where each one rescans the whole queue (bench/NOTES.md).
 READS_IN_FLIGHT = 8
 ERROR_CELL_CHARS = 80
@@ -146,11 +144,11 @@ async def sweep_instances(
     """
     logger = get_run_logger()
     settings = get_settings()
-    instances, seen, handle = await _fleet_and_handling(fleet, partner_block, settings, handle, start_runs, deployment_name)
+    instances, handle = await _fleet_and_handling(fleet, partner_block, settings, handle, start_runs, deployment_name)
     logger.info("Sweeping %d %s instance(s), %d request(s) in flight at most", len(instances),
                 "partner" if fleet == "partner" else "registered", max_concurrency)
     sweep = _Sweep(settings, max_concurrency, check_timeout_seconds,
-                   _HandOver(start_runs, handle, deployment_name, clear_outgoing_after_block), seen)
+                   _HandOver(start_runs, handle, deployment_name, clear_outgoing_after_block))
     sweep.progress = _Progress(await _prefect_write("creating the progress artifact", lambda: acreate_progress_artifact(
         0.0, key="sweep-progress", description="Instances checked, in percent")), len(instances))
     report = await sweep.run(instances)
@@ -166,21 +164,20 @@ async def sweep_instances(
 
 
 async def _fleet_and_handling(fleet: str, partner_block: str | None, settings, handle: str, start_runs: bool,
-                              deployment_name: str) -> tuple[list[RegisteredInstance], dict[int, SeenRecord], str]:
-    """The instances to sweep, what the last checks saw on them, and how affected ones are handled: inline when
-    nothing is deployed (a plain flow on Prefect's temporary server) and for a partner fleet (no block holds their
-    tokens)."""
+                              deployment_name: str) -> tuple[list[RegisteredInstance], str]:
+    """The instances to sweep, and how affected ones are handled: inline when nothing is deployed (a plain flow
+    on Prefect's temporary server) and for a partner fleet (no block holds their tokens)."""
     logger = get_run_logger()
     starts_deployments = handle == "deployment" and start_runs
     if starts_deployments and fleet == "blocks" and not await _deployment_exists(deployment_name):
         logger.warning("Deployment %s not found: affected instances are handled inside this run", deployment_name)
         handle = "inline"
     if fleet != "partner":
-        return *await registered_fleet(), handle
+        return await registered_instances(), handle
     instances = await partner_fleet(await resolve_partner(partner_block, settings))
     if starts_deployments:
         logger.info("Partner fleet: affected instances are handled inside this run (no block holds their tokens)")
-    return instances, await seen_records(), "inline"
+    return instances, "inline"
 
 
 def _raise_if_incomplete(report: SweepReport) -> None:
@@ -237,10 +234,8 @@ class _HandOver:
 class _Sweep:
     """One sweep's batches: check, decide, hand over, record what was seen."""
 
-    def __init__(self, settings, max_concurrency: int, check_timeout_seconds: float, hand_over: _HandOver,
-                 seen: dict[int, SeenRecord]) -> None:
+    def __init__(self, settings, max_concurrency: int, check_timeout_seconds: float, hand_over: _HandOver) -> None:
         self.config, self.max_concurrency, self.hand_over = settings.client_config(), max_concurrency, hand_over
-        self.seen = seen  # what the last checks saw, read with the fleet
         # A check's time limit is the time each of its requests may take on the wire, not time spent queueing here.
         self.check_config = self.config.with_timeout(check_timeout_seconds)
         self.check_slots = asyncio.Semaphore(max_concurrency)
@@ -275,54 +270,29 @@ class _Sweep:
         async with self.batch_window:
             clients = [open_client(r.credentials, self.check_config, self.http) for r in batch]
             try:
-                # An instance with no record on a block may have one an earlier version kept: read while it is checked.
-                state, legacy = await asyncio.gather(
+                # What the last checks saw is read while the batch is checked, not all before the sweep starts.
+                state, seen = await asyncio.gather(
                     check_instances(clients, batch[0].id_instance, batch[-1].id_instance, slots=self.check_slots,
                                     return_state=True),
-                    legacy_seen_many((r.id_instance for r in batch if r.id_instance not in self.seen), self.read_slots),
+                    last_seen_many((r.id_instance for r in batch), self.read_slots),
                 )
             finally:
                 await asyncio.gather(*(client.aclose() for client in clients))
             results = await state.aresult(raise_on_failure=False)  # Failed when some could not be checked
-        records = {r.id_instance: record for r in batch if (record := self.seen.get(r.id_instance) or legacy.get(r.id_instance))}
-        await self.confirm_changes(batch, results, records)
-        findings = [InstanceFinding(id_instance=r.id_instance, block_name=r.block_name,
-                                    seen_before=records[r.id_instance].account if r.id_instance in records else None)
+        findings = [InstanceFinding(id_instance=r.id_instance, block_name=r.block_name, seen_before=seen.get(r.id_instance))
                     for r in batch]
         await self.decide(findings, results)
         # Recorded before the batch's hand-overs start, while the server is not yet busy with their runbooks: a
         # write racing them was answered 503 on SQLite and retried after Prefect's client backed off 2, 4, 8, 16 s,
         # which kept a sweep waiting long after its last runbook (bench/NOTES.md, session 12).
-        await self.record_what_was_seen(findings, records)
+        now = utc_now()
+        changes = [(f.id_instance, next_seen(f.seen_before, f.state_instance, f.wid, now)) for f in findings if f.error is None]
+        await asyncio.gather(*(_prefect_write(f"recording what instance {i} showed", functools.partial(record_seen, i, changed))
+                               for i, changed in changes if changed is not None))
         self.start_hand_overs(findings, batch, results)
         if self.progress:
             await self.progress.advance(len(batch))
         return findings
-
-    async def confirm_changes(self, batch: list[RegisteredInstance], results: list[InstanceInfo | str],
-                              records: dict[int, SeenRecord]) -> None:
-        """Where the records read with the fleet say an instance changed, its record as it is now decides: the
-        receiver may have recorded the change (and handed it over) since the fleet was read."""
-        changed = [r.id_instance for r, result in zip(batch, results) if isinstance(result, InstanceInfo)
-                   and reason_for(result.state_instance, result.wid, _wid(records.get(r.id_instance))) is not None]
-        if changed:
-            current = await read_seen_many(changed, self.read_slots)
-            for id_instance in changed:
-                records.pop(id_instance, None)
-                if id_instance in current:
-                    records[id_instance] = current[id_instance]
-
-    @staticmethod
-    async def record_what_was_seen(findings: list[InstanceFinding], records: dict[int, SeenRecord]) -> None:
-        """Each checked instance's record, where it changed (or still sits in an earlier version's Variable)."""
-        now, writes = utc_now(), []
-        for f in findings:
-            before = records.get(f.id_instance)
-            changed = next_seen(f.seen_before, f.state_instance, f.wid, now) if f.error is None else None
-            if changed is not None or (f.error is None and _moves(before)):
-                writes.append(_prefect_write(f"recording what instance {f.id_instance} showed", functools.partial(
-                    record_seen, f.id_instance, changed or before.account, before)))  # type: ignore[union-attr]
-        await asyncio.gather(*writes)
 
     async def decide(self, findings: list[InstanceFinding], results: list[InstanceInfo | str]) -> None:
         still_blocked = [f.id_instance for f, r in zip(findings, results)
@@ -407,15 +377,6 @@ class _Sweep:
         finding.handled_by, finding.run_url = f"run {run.name}", run_url(run.id)
         finding.outcome = RunOutcome(handling=Handling.started)
         get_run_logger().info("Instance %s: %s, started run %s", registered.id_instance, finding.reason.value, run.name)
-
-
-def _wid(record: SeenRecord | None) -> str | None:
-    return record.account.wid if record else None
-
-
-def _moves(record: SeenRecord | None) -> bool:
-    """A record read from an earlier version's Variable: written onto a block even when nothing changed."""
-    return record is not None and record.document_id is None
 
 
 async def _deployment_exists(name: str) -> bool:

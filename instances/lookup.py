@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from greenapi import ConfigurationError, GreenAPISettings, InstanceCredentials
 from instances.blocks import BLOCK_TYPE_SLUG, PARTNER_BLOCK_TYPE_SLUG, GreenApiInstance, GreenApiPartner
-from instances.seen import SEEN_BLOCK_TYPE_SLUG, SeenRecord, seen_record_of
 
 LIST_HINT = "greenapi-migrate instances list shows the registered ones"
 
@@ -70,77 +69,42 @@ PAGE_SIZE = 200
 PAGES_IN_FLIGHT = 4
 
 
-@dataclass
-class FleetDocuments:
-    """The named greenapi-instance block documents (ordered by name), and the record of what the last check saw
-    on each instance that has one (instances/seen.py)."""
-
-    instances: list[BlockDocument]
-    seen: dict[int, SeenRecord]
-
-
-async def fleet_documents(client: PrefectClient, *, include_secrets: bool) -> FleetDocuments:
-    """Every named greenapi-instance block document and every greenapi-seen record, read in pages of every block
-    document (a few pages at once): one pass gives the sweep its fleet and what the last check saw on it.
+async def instance_documents(client: PrefectClient, *, include_secrets: bool) -> list[BlockDocument]:
+    """Every named greenapi-instance block document, read in pages of every block document (a few pages at once).
 
     Args:
         client: an open Prefect client (a caller that writes blocks next reads them on the same one).
         include_secrets: whether the documents hold the tokens (the sweep) or only masks (lists, the receiver).
 
     Returns:
-        The documents and records; none when no block was ever saved."""
-    found = FleetDocuments([], {})
+        The documents, ordered by name; none when no block was ever saved."""
+    found: list[BlockDocument] = []
     offset = 0
     while True:  # pages in waves; a short page is the last
         offsets = [offset + PAGE_SIZE * n for n in range(PAGES_IN_FLIGHT)]
         pages = await asyncio.gather(*(client.read_block_documents(offset=at, limit=PAGE_SIZE, include_secrets=include_secrets)
                                        for at in offsets))
         for page in pages:
-            _keep(found, page)
+            # Other block types' documents (Secret blocks among them) are dropped as soon as read, and each kept
+            # one without the copy of its block type and schema the server sends along: about two thirds of a
+            # document's memory, which no caller reads (bench/NOTES.md, session 12).
+            found += [document.model_copy(update={"block_schema": None, "block_type": None}) for document in page
+                      if document.name and not document.is_anonymous
+                      and document.block_type is not None and document.block_type.slug == BLOCK_TYPE_SLUG]
         if len(pages[-1]) < PAGE_SIZE:
             return found
         offset = offsets[-1] + PAGE_SIZE
 
 
-def _keep(found: FleetDocuments, page: list[BlockDocument]) -> None:
-    """Other block types' documents (Secret blocks among them) are dropped as soon as read, and each kept instance
-    document without the copy of its block type and schema the server sends along: about two thirds of a
-    document's memory, which no caller reads (bench/NOTES.md, session 12)."""
-    for document in page:
-        slug = document.block_type.slug if document.block_type is not None else None
-        if not document.name or document.is_anonymous:
-            continue
-        if slug == BLOCK_TYPE_SLUG:
-            found.instances.append(document.model_copy(update={"block_schema": None, "block_type": None}))
-        elif slug == SEEN_BLOCK_TYPE_SLUG and (record := seen_record_of(document)) is not None:
-            found.seen[record[0]] = record[1]
-
-
-async def instance_documents(client: PrefectClient, *, include_secrets: bool) -> list[BlockDocument]:
-    """Every named greenapi-instance block document (:func:`fleet_documents`)."""
-    return (await fleet_documents(client, include_secrets=include_secrets)).instances
-
-
-async def seen_records() -> dict[int, SeenRecord]:
-    """What the last check saw on every instance that has a record (a partner fleet's: no instance block needed)."""
-    async with get_client() as client:
-        return (await fleet_documents(client, include_secrets=False)).seen
-
-
 async def registered_instances() -> list[RegisteredInstance]:
     """Every greenapi-instance block, ordered by idInstance."""
-    return (await registered_fleet())[0]
-
-
-async def registered_fleet() -> tuple[list[RegisteredInstance], dict[int, SeenRecord]]:
-    """Every greenapi-instance block, ordered by idInstance, and what the last check saw on each instance (the sweep)."""
     async with get_client() as client:
-        documents = await fleet_documents(client, include_secrets=True)
+        documents = await instance_documents(client, include_secrets=True)
     found = [
         RegisteredInstance(document.name, GreenApiInstance.model_validate(document.data).credentials())
-        for document in documents.instances
+        for document in documents
     ]
-    return sorted(found, key=lambda r: r.id_instance), documents.seen
+    return sorted(found, key=lambda r: r.id_instance)
 
 
 async def resolve_credentials(instance: str | None, settings: GreenAPISettings) -> InstanceCredentials:

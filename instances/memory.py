@@ -1,13 +1,13 @@
 """What runs remember about each instance (the rules that read it are in domain/changes.py).
 
 All of it lives in Prefect Variables, so the sweep, the receiver and every worker share it through the
-Prefect server: the end of the clear window
+Prefect server: what the last check saw (``greenapi-seen-<idInstance>``: the state, since when, and the
+last account authorized on it), the end of the clear window
 (``greenapi-next-clear-<idInstance>``) and the reports already handed to a run
 (``greenapi-reports-<idInstance>``, so a re-delivered webhook starts no second run), and how the last
 queue reset ended (``greenapi-last-reset-<idInstance>``: outcome, when, the state and wid it saw), and how many
 notifications of an old account the relay held back (``greenapi-held-back-<idInstance>``), which
-``greenapi-migrate instances list`` shows. What the last check saw is on a block per instance (instances/seen.py),
-which the sweep reads for a whole fleet in pages.
+``greenapi-migrate instances list`` shows.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 from pydantic import BaseModel, ValidationError
 
-from domain.changes import LastReset, parse_time
+from domain.changes import AUTHORIZED, LastReset, SeenAccount, next_seen, parse_time
 
 # Reports remembered per instance, and for how long: GREEN-API re-sends a webhook for up to 24 hours.
 # 50 entries (about 80 characters each) stay inside Prefect's 5,000-character limit on a Variable's value.
@@ -33,6 +33,10 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 # Variables read at once when the sweep looks up a whole fleet's recorded accounts.
 READS_IN_FLIGHT = 16
+
+
+def seen_variable_name(id_instance: int) -> str:
+    return f"greenapi-seen-{id_instance}"
 
 
 def next_clear_variable_name(id_instance: int) -> str:
@@ -78,7 +82,7 @@ async def held_back(id_instance: int) -> dict | None:
 
 
 async def held_back_many(ids: Iterable[int]) -> dict[int, dict]:
-    return await read_each(ids, held_back)
+    return await _read_many(ids, held_back)
 
 
 async def add_held_back(id_instance: int, count: int) -> int:
@@ -93,7 +97,7 @@ async def record_last_reset(id_instance: int, record: LastReset) -> None:
     await _write(last_reset_variable_name(id_instance), record.model_dump(mode="json"), "last-reset")
 
 
-async def read_each(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]],
+async def _read_many(ids: Iterable[int], read_one: Callable[[int], Awaitable[T | None]],
                      slots: asyncio.Semaphore | None = None) -> dict[int, T]:
     """``read_one`` of each instance, a few at a time (``slots``, when several reads share one bound); the
     instances that have nothing are left out."""
@@ -113,7 +117,7 @@ async def last_reset(id_instance: int) -> LastReset | None:
 
 async def last_resets(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, LastReset]:
     """The last reset record of each instance that has one."""
-    return await read_each(ids, last_reset, slots)
+    return await _read_many(ids, last_reset, slots)
 
 
 def _valid(model: type[M], value: Any) -> M | None:
@@ -122,6 +126,33 @@ def _valid(model: type[M], value: Any) -> M | None:
         return model.model_validate(value) if isinstance(value, dict) else None
     except ValidationError:
         return None
+
+
+async def last_seen(id_instance: int) -> SeenAccount | None:
+    return _valid(SeenAccount, await Variable.aget(seen_variable_name(id_instance), default=None))
+
+
+async def last_seen_many(ids: Iterable[int], slots: asyncio.Semaphore | None = None) -> dict[int, SeenAccount]:
+    """The last check's record of each instance that has one."""
+    return await _read_many(ids, last_seen, slots)
+
+
+async def record_seen(id_instance: int, seen: SeenAccount) -> None:
+    await _write(seen_variable_name(id_instance), seen.model_dump(mode="json"), "seen")
+
+
+async def last_seen_wid(id_instance: int) -> str | None:
+    """The last account authorized on the instance, as any check recorded it."""
+    seen = await last_seen(id_instance)
+    return seen.wid if seen else None
+
+
+async def record_wid(id_instance: int, wid: str) -> None:
+    """Remember ``wid`` as the instance's account (it is authorized with it). Empty wids are not recorded."""
+    if wid:
+        changed = next_seen(await last_seen(id_instance), AUTHORIZED, wid, datetime.now(timezone.utc))
+        if changed is not None:
+            await record_seen(id_instance, changed)
 
 
 async def next_clear_allowed_at(id_instance: int) -> datetime | None:

@@ -24,7 +24,7 @@ from receiver.emitter import Emitter, EmitError
 from receiver.events import EVENT_NAMES, Delivery, account_check_key, build_event, event_id_for, request_key, webhook_key
 from receiver.models import STATE_INSTANCE_CHANGED, GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry
-from instances import memory, seen
+from instances import memory
 from instances.blocks import BLOCK_TYPE_SLUG
 from instances.events import instance_resource
 
@@ -37,12 +37,11 @@ RELAY_ACCOUNT_CHANGED = "greenapi.relay.account-changed"
 
 @dataclass
 class WidStore:
-    """What the receiver remembers per instance, on the Prefect server by default: the last account (wid, on the
-    instance's greenapi-seen block, instances.seen), and the reports already handed over (Variables,
-    instances.memory), so a re-delivery after a restart starts nothing."""
+    """What the receiver remembers per instance, on the Prefect server by default (Variables, instances.memory):
+    the last account (wid), and the reports already handed over, so a re-delivery after a restart starts nothing."""
 
-    last_seen: Callable[[int], Awaitable[str | None]] = seen.last_seen_wid
-    record: Callable[[int, str], Awaitable[None]] = seen.record_wid
+    last_seen: Callable[[int], Awaitable[str | None]] = memory.last_seen_wid
+    record: Callable[[int, str], Awaitable[None]] = memory.record_wid
     report_handled: Callable[[int, str], Awaitable[bool]] = memory.report_already_handled
     remember_report: Callable[[int, str], Awaitable[None]] = memory.remember_report
     forget_report: Callable[[int, str], Awaitable[None]] = memory.forget_report

@@ -21,7 +21,7 @@ from prefect.events.clients import get_events_client
 
 from instances import GreenApiInstance
 from instances.events import instance_resource
-from instances.seen import last_seen_wid, record_wid
+from instances.memory import last_seen_wid, record_wid
 from tests.helpers import (
     await_left_time, await_until, clear_registry, handle_runs, methods_called, register_seeded, slots_taken, task_runs_of,
     wait_for_final,

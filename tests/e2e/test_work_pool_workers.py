@@ -27,7 +27,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from instances.seen import record_wid
+from instances.memory import record_wid
 from tests.e2e.conftest import on_sqlite_only
 from tests.helpers import FINAL, await_until, clear_registry, methods_called, register_seeded
 from bench.servers import BIN, FAST_GREEN_API, ROOT, clean_env

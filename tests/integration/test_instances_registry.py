@@ -17,9 +17,8 @@ from cli.instances import import_command
 from flows import sweep_instances
 from instances import GreenApiInstance
 from instances.memory import (
-    last_reset, last_reset_variable_name, next_clear_allowed_at, next_clear_variable_name, record_next_clear_allowed,
+    last_reset, last_reset_variable_name, next_clear_allowed_at, next_clear_variable_name, record_next_clear_allowed, record_wid,
 )
-from instances.seen import record_wid
 from cli.importer import BlockWriter, ImportResult, block_type_and_schema, import_instances
 from cli.instance_rows import parse_instances_text
 from cli.registered import list_instances, remove_instances
@@ -170,17 +169,6 @@ async def test_writers_racing_to_create_a_record_all_succeed_and_a_later_write_o
     later = moments[-1] + timedelta(minutes=1)
     await record_next_clear_allowed(id_instance, later)
     assert await next_clear_allowed_at(id_instance) == later
-
-
-async def test_writers_racing_to_create_a_seen_record_all_succeed_and_the_block_holds_one_of_them():
-    from instances.seen import GreenApiSeen, read_seen, seen_block_name
-
-    id_instance = 3_100_000_302
-    wids = [f"7999000030{n}@c.us" for n in range(6)]
-    await asyncio.gather(*(record_wid(id_instance, wid) for wid in wids))  # none finds a block: all create it
-    record = await read_seen(id_instance)
-    assert record is not None and record.document_id is not None and record.account.wid in wids
-    assert (await GreenApiSeen.aload(seen_block_name(id_instance))).wid == record.account.wid
 
 
 async def test_import_from_the_partner_account_and_its_errors(emulator, seed_instance, greenapi_env, capsys, monkeypatch):

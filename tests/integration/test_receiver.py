@@ -26,12 +26,13 @@ from prefect.client.orchestration import get_client
 from prefect.events import Event
 from prefect.events.filters import EventFilter, EventOccurredFilter, EventOrder, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.variables import Variable
 
 from receiver.dedup import TTLCache
 from receiver.emitter import EmitError, PrefectEventEmitter
 from receiver.server import ReceiverServer
 from receiver.settings import ReceiverConfigurationError, ReceiverLimits, get_receiver_settings
-from instances.seen import GreenApiSeen, seen_block_name
+from instances.memory import seen_variable_name
 from bench.servers import free_port, register_instance
 from tests.helpers import (
     EVENT_ID_NAMESPACE, MemoryRegistry, MemoryWidStore, RecordingEmitter, every_log_record, wait_until, where_in_database,
@@ -240,7 +241,7 @@ def authorized(http: httpx.Client, instance: int, wid: str, timestamp: int) -> h
 def test_the_first_authorized_webhook_records_the_account_and_emits_nothing(http, instance, emitted):
     first = authorized(http, instance, "71230000003@c.us", 1_700_000_001)
     assert ignored(first) == "first account seen on this instance: recorded" and set(first.json()) == {"status", "why"}
-    assert GreenApiSeen.load(seen_block_name(instance)).wid == "71230000003@c.us"
+    assert Variable.get(seen_variable_name(instance))["wid"] == "71230000003@c.us"
     assert emitted(http, instance) == []
 
 
@@ -254,7 +255,7 @@ def test_an_authorized_webhook_with_another_account_emits_account_changed_and_re
     authorized(http, instance, "71230000003@c.us", 1_700_000_001)
     body = accepted(authorized(http, instance, "71230000099@c.us", 1_700_000_003))
     assert (body["event"], body["reason"], body["duplicate"]) == (CHANGED, "account_changed", False)
-    assert GreenApiSeen.load(seen_block_name(instance)).wid == "71230000099@c.us"
+    assert Variable.get(seen_variable_name(instance))["wid"] == "71230000099@c.us"
     [event] = emitted(http, instance)
     assert str(event.id) == body["eventId"] and event.event == CHANGED
     assert (event.payload["wid"], event.payload["state_instance"], event.payload["delivery"]) == (

@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows import sweep_instances
 from flows.sweep_instances import SweepIncomplete, visible_lines
-from instances.seen import last_seen_wid
+from instances.memory import last_seen_wid
 from tests.helpers import clear_registry, register_seeded, task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -86,7 +86,7 @@ async def test_fan_out_never_exceeds_max_concurrency(emulator, seed_instance, gr
 
 
 async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(emulator, seed_instance, greenapi_env):
-    from instances.seen import record_wid
+    from instances.memory import record_wid
 
     greenapi_env(seed_instance())
     healthy = [seed_instance(notifications=3) for _ in range(3)]
@@ -116,57 +116,6 @@ async def test_inline_handling_resets_affected_queues_and_says_what_it_removed(e
     for seeded in healthy:
         assert len(emulator.state.calls(instance=seeded.id_instance)) == 2
         assert emulator.state.instance(seeded.id_instance)["queue_length"] == 3
-
-
-async def test_a_record_an_earlier_version_kept_in_a_variable_decides_and_is_moved_onto_a_block(emulator, seed_instance,
-                                                                                                 greenapi_env):
-    from prefect.variables import Variable
-
-    from instances.seen import GreenApiSeen, legacy_seen_variable_name, seen_block_name
-
-    greenapi_env(seed_instance())
-    changed, same = seed_instance(wid="79555000001@c.us"), seed_instance(wid="79555000002@c.us")
-    await _only_these_registered(emulator, [changed, same])
-    for seeded, wid in ((changed, "79555000009@c.us"), (same, "79555000002@c.us")):  # as versions before the block wrote it
-        await Variable.aset(legacy_seen_variable_name(seeded.id_instance),
-                            {"state": "authorized", "since": "2026-12-01T00:00:00+00:00", "wid": wid}, overwrite=True)
-
-    report = await sweep_instances(max_concurrency=2, start_runs=False)
-
-    reasons = {f.id_instance: f.reason and f.reason.value for f in report.findings}
-    assert reasons == {changed.id_instance: "account_changed", same.id_instance: None}
-    for seeded, wid in ((changed, "79555000001@c.us"), (same, "79555000002@c.us")):
-        block = await GreenApiSeen.aload(seen_block_name(seeded.id_instance))
-        assert (block.id_instance, block.state, block.wid) == (seeded.id_instance, "authorized", wid)
-        assert await Variable.aget(legacy_seen_variable_name(seeded.id_instance), default=None) is None
-    unchanged_since = (await GreenApiSeen.aload(seen_block_name(same.id_instance))).since
-    assert unchanged_since is not None and unchanged_since.isoformat().startswith("2026-12-01T00:00:00")
-
-
-async def test_an_account_change_recorded_after_the_fleet_was_read_is_not_handled_again(emulator, seed_instance,
-                                                                                      greenapi_env, monkeypatch):
-    import importlib
-
-    from instances.lookup import registered_fleet
-    from instances.seen import record_wid
-
-    greenapi_env(seed_instance())
-    moved = seed_instance(wid="79666000002@c.us")
-    await _only_these_registered(emulator, [moved])
-    await record_wid(moved.id_instance, "79666000001@c.us")
-    fleet_as_read = await registered_fleet()
-    # Then the receiver hears of the new account, hands it over and records it, while the sweep is on its way.
-    await record_wid(moved.id_instance, "79666000002@c.us")
-
-    async def read_earlier():
-        return fleet_as_read
-
-    # flows.sweep_instances is also the flow's name in the flows package: the module is looked up by name.
-    monkeypatch.setattr(importlib.import_module("flows.sweep_instances"), "registered_fleet", read_earlier)
-    report = await sweep_instances(max_concurrency=2, start_runs=False)
-
-    [finding] = report.findings
-    assert (finding.reason, finding.seen_before.wid) == (None, "79666000002@c.us")  # no second reset for the new account
 
 
 async def test_the_registry_reads_more_than_one_page_of_blocks(emulator):

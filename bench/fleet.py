@@ -215,11 +215,16 @@ async def _put_back(affected: set[int], recorded: dict[int, str]) -> None:
 
 
 async def _count_task_runs() -> int:
+    """Every task run on the server, read in pages (Prefect's typed client counts flow runs, not task runs)."""
     from prefect.client.orchestration import get_client
 
+    total, page = 0, 200
     async with get_client() as client:
-        response = await client.request("POST", "/task_runs/count", json={})
-        return int(response.json())
+        while True:
+            runs = await client.read_task_runs(limit=page, offset=total)
+            total += len(runs)
+            if len(runs) < page:
+                return total
 
 
 def _run_script(args: list[str], meter: CpuMeter, env: dict | None = None) -> dict:

@@ -24,7 +24,7 @@ from receiver.emitter import Emitter, PrefectEventEmitter
 from receiver.models import GreenApiWebhook, QueueResetRequest
 from receiver.registry import InstanceRegistry, PrefectCredentials, PrefectInstanceRegistry
 from receiver.relay import AccountChecker, AccountWatch, Forwarder, HeldBackLedger, Relay, RelayAnswer, RelayCounters
-from receiver.routes import RETRY_AFTER_SECONDS, router
+from receiver.routes import router, unavailable
 from receiver.service import ReportService, Unavailable, WidStore
 from receiver.settings import ReceiverLimits, ReceiverSettings
 
@@ -123,9 +123,7 @@ class _StoppingAnswers503:
             if started:
                 raise
             logger.warning("receiver: stopping: a request still running was answered 503 (its sender re-sends it)")
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"), (b"retry-after", RETRY_AFTER_SECONDS.encode())]})
-            await send({"type": "http.response.body", "body": b'{"detail": "the receiver is stopping; re-send later"}'})
+            await unavailable("the receiver is stopping")(scope, receive, send)
 
 
 def _relay(settings: ReceiverSettings, limits: ReceiverLimits, service: ReportService, checker: AccountChecker | None,

@@ -116,8 +116,13 @@ def answer(decision: Decision, *, accepted_status: int) -> JSONResponse:
     if isinstance(decision, Ignored):
         return JSONResponse(status_code=200, content=models.Ignored(why=decision.why).model_dump(mode="json"))
     if isinstance(decision, Unavailable):
-        return JSONResponse(status_code=503, content={"detail": f"{decision.what}; re-send later"}, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        return unavailable(decision.what)
     raise TypeError(f"no answer for {decision!r}")
+
+
+def unavailable(what: str) -> JSONResponse:
+    """503 with Retry-After: not taken now, the sender re-sends."""
+    return JSONResponse(status_code=503, content={"detail": f"{what}; re-send later"}, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _json_body_of(model: type[BaseModel]) -> dict[str, Any]:
